@@ -1,0 +1,33 @@
+"""Benchmark session hooks: after the run, print one table per benchmark group with each entry's
+time as a ratio to the group's baseline(s), the form the README and closing notes quote.
+
+A benchmark marks itself as a baseline with `benchmark.extra_info["baseline"] = True`."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
+    session = getattr(config, "_benchmarksession", None)
+    if session is None or not session.benchmarks:
+        return
+    groups: dict[str, list] = {}
+    for bench in session.benchmarks:
+        if bench.stats is None:
+            continue
+        groups.setdefault(bench.group or bench.fullname, []).append(bench)
+    tr = terminalreporter
+    tr.section("harmo_fast speed ratios (baseline time / entry time; >1 = faster than baseline)")
+    for group, benches in groups.items():
+        baselines = [b for b in benches if b.extra_info.get("baseline")]
+        tr.write_line(f"\n[{group}]")
+        for b in sorted(benches, key=lambda b: b.stats.mean):
+            ratios = "  ".join(f"vs {base.name}: {base.stats.mean / b.stats.mean:6.2f}x" for base in baselines if base is not b)
+            extra = {k: v for k, v in b.extra_info.items() if k != "baseline"}
+            tail = f"  {extra}" if extra else ""
+            tr.write_line(f"  {b.name:60s} {b.stats.mean * 1e6:12.1f} us  {ratios}{tail}")

@@ -1,0 +1,77 @@
+"""Backend selection: which implementation of an op runs for a given set of tensors."""
+from __future__ import annotations
+
+import functools
+import importlib.util
+
+import torch
+
+from harmo_fast import _native
+
+BACKENDS = ("torch", "cpu", "triton", "cuda")
+
+
+@functools.lru_cache(maxsize=None)
+def _triton_status() -> str:
+    if importlib.util.find_spec("triton") is None:
+        return "triton is not installed (pip install triton)"
+    import os
+
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return "available (interpreter mode, TRITON_INTERPRET=1: CPU tensors accepted, slow)"
+    if not torch.cuda.is_available():
+        return "triton is installed but no CUDA device is visible"
+    return "available"
+
+
+def _cuda_status() -> str:
+    status = _native.module_status("_C_cuda")
+    if status != "available":
+        return status
+    count, why = _native.cuda_module().device_count()
+    if count == 0:
+        return f"compiled CUDA module present, but no CUDA device ({why})"
+    return "available"
+
+
+@functools.lru_cache(maxsize=None)
+def _status() -> tuple[tuple[str, str], ...]:
+    return (
+        ("torch", "available"),
+        ("cpu", _native.module_status("_C")),
+        ("triton", _triton_status()),
+        ("cuda", _cuda_status()),
+    )
+
+
+def available_backends() -> dict[str, str]:
+    """Each backend name mapped to 'available' (possibly with a note) or the reason it is not."""
+    return dict(_status())
+
+
+def triton_interpreting() -> bool:
+    """True when Triton runs in interpreter mode, where its kernels take CPU tensors."""
+    return _triton_status().startswith("available (interpreter")
+
+
+def resolve_backend(backend: str, device: torch.device, op: str) -> str:
+    """Pick the concrete backend for `op` on tensors living on `device`.
+
+    'auto' means: compiled CUDA, then Triton for CUDA tensors; the compiled CPU core, then the
+    torch reference for CPU tensors. An explicit backend that cannot serve `device` raises.
+    """
+    if backend not in BACKENDS and backend != "auto":
+        raise ValueError(f"{op}: backend must be one of 'auto', {', '.join(map(repr, BACKENDS))}; got {backend!r}")
+    status = dict(_status())
+    if backend == "auto":
+        order = ("cuda", "triton", "torch") if device.type == "cuda" else ("cpu", "torch")
+        return next(b for b in order if status[b].startswith("available"))
+    if not status[backend].startswith("available"):
+        raise RuntimeError(f"{op}: backend {backend!r} is unavailable: {status[backend]}")
+    if backend == "cpu" and device.type != "cpu":
+        raise ValueError(f"{op}: backend 'cpu' needs CPU tensors, got tensors on {device}")
+    if backend == "cuda" and device.type != "cuda":
+        raise ValueError(f"{op}: backend 'cuda' needs CUDA tensors, got tensors on {device}")
+    if backend == "triton" and device.type != "cuda" and not triton_interpreting():
+        raise ValueError(f"{op}: backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1), got {device}")
+    return backend
