@@ -27,6 +27,7 @@ class FormatConfig:
     answer_tag: str = "answer"
     f_pos: float = 0.5
     f_neg: float = 0.5
+    require_nonempty: bool = True  # the think/reasoning part and the answer must hold text
 
 
 @dataclass
