@@ -1,0 +1,107 @@
+// Clipped GRPO loss, one token at a time, and the aggregation weights of a row (SPEC section 2,
+// grpo_loss); shared by the CPU and CUDA kernels.
+//
+//   L = -min(r' A, clamp(r, 1-eps_low, 1+eps_high) A) * w + beta * kl * (r if bias-corrected)
+//   r' = min(r, delta)
+//
+// A kernel evaluates grpo_token() for each token with the token's ratio r (token level) or the
+// row's shared ratio (sequence level) and keeps two derivatives apart: dL/dr (how the loss moves
+// with the ratio) and dL/dlogp at fixed r (the KL term's own dependence on logp). Token level:
+// dL/dlogp = dL/dr * r + dL/dlogp|r. Sequence level: the row's ratio depends on every masked
+// token, so dLoss/dlogp_t = m_t * dL_t/dlogp|r + m_t * r / max(sum m, 1) * sum_s m_s dL_s/dr.
+#pragma once
+#include <cstdint>
+
+#include "common/dtypes.h"
+#include "token_kl/token_kl_math.h"
+
+namespace harmo {
+
+struct GrpoParams {
+  float clip_lo;        // 1 - eps_low
+  float clip_hi;        // 1 + eps_high
+  float delta;          // dual-clip cap on r in the unclipped branch; +inf when off
+  float beta;           // KL coefficient (the KL term is added only when beta > 0)
+  bool has_ref;         // ref_logp given: the KL is computed (for the metric at least)
+  bool bias_corrected;  // KL term multiplied by r (TRL use_bias_correction_kl: r not detached)
+  KlParams kl;
+};
+
+struct GrpoToken {
+  float loss;       // the token's L (before the mask and the aggregation weight)
+  float dl_dr;      // dL/dr
+  float dl_dlogp;   // dL/dlogp at fixed r
+  float kl;         // the KL term as added (times r when bias-corrected): the kl_mean metric
+  float clip_low;   // 1 when r < 1-eps_low and A < 0
+  float clip_high;  // 1 when r > 1+eps_high and A > 0
+};
+
+// a * b, but 0 when a == 0: a clipped token (zero derivative) with an overflowed ratio r = inf
+// has a zero gradient, not 0 * inf = NaN.
+HARMO_HD float mul_or_zero(float a, float b) { return a == 0.0f ? 0.0f : a * b; }
+
+// d = ref_logp - logp (ignored without a reference).
+HARMO_HD GrpoToken grpo_token(float r, float adv, float w, float d, const GrpoParams& p) {
+  const float r1 = r > p.delta ? p.delta : r;
+  const float r2 = clamp_nan(r, p.clip_lo, p.clip_hi);
+  const float a = r1 * adv;
+  const float b = r2 * adv;
+  const float lo = (a != a || a <= b) ? a : b;  // min() that keeps NaN, like torch.min
+  // Whichever branch min() picks passes dr/dr of its own clamp. On a tie (r inside the clip
+  // range) both branches have slope 1, so the token gets the full gradient, never half.
+  const bool slope_a = !(r > p.delta);
+  const bool slope_b = !(r < p.clip_lo || r > p.clip_hi);
+  const bool pass = a <= b ? slope_a : slope_b;
+  GrpoToken t;
+  t.loss = -lo * w;
+  t.dl_dr = pass ? -adv * w : 0.0f;
+  t.dl_dlogp = 0.0f;
+  t.kl = 0.0f;
+  t.clip_low = (r < p.clip_lo && adv < 0.0f) ? 1.0f : 0.0f;
+  t.clip_high = (r > p.clip_hi && adv > 0.0f) ? 1.0f : 0.0f;
+  if (p.has_ref) {
+    const KlTerm k = kl_term(d, p.kl);
+    t.kl = p.bias_corrected ? k.value * r : k.value;
+    if (p.beta > 0.0f) {
+      t.loss += p.beta * t.kl;
+      // (kl * r)' = kl' r + kl r': the value part rides on dL/dr, the rest is direct.
+      t.dl_dr += p.bias_corrected ? p.beta * k.value : 0.0f;
+      t.dl_dlogp = p.beta * (p.bias_corrected ? mul_or_zero(k.dlogp, r) : k.dlogp);
+    }
+  }
+  return t;
+}
+
+// Aggregation of the masked token losses as a per-row weight alpha_b (loss = sum_b alpha_b S_b,
+// S_b = sum_t m L): alpha_b = 1 / (base * [max(n_b, 1)] * [max(n_total, 1)]), the bracketed
+// factors present when the flags say so. harmo_fast/ops/_loss_agg.py maps each loss_agg to one.
+struct AggPlan {
+  float base;
+  bool per_row_count;
+  bool total_count;
+};
+
+HARMO_HD float row_alpha(const AggPlan& plan, float row_count, float total_count) {
+  float div = plan.base;
+  div *= plan.per_row_count ? (row_count > 1.0f ? row_count : 1.0f) : 1.0f;
+  div *= plan.total_count ? (total_count > 1.0f ? total_count : 1.0f) : 1.0f;
+  return 1.0f / div;
+}
+
+// Per-row partial sums a row pass produces (float slots of one row).
+enum GrpoRowSlot : int {
+  kRowLoss = 0,   // sum m L
+  kRowCount,      // sum m
+  kRowKl,         // sum m kl
+  kRowClipLow,    // sum m clip_low
+  kRowClipHigh,   // sum m clip_high
+  kRowRatio,      // sum m r
+  kRowBadAdv,     // number of non-finite advantages read
+  kRowBadWeight,  // number of non-finite importance weights read
+  kRowSlots,
+};
+
+// Output scalars: the loss then the four metrics (the order of harmo_fast.ops.grpo_loss.METRICS).
+enum GrpoOutSlot : int { kOutLoss = 0, kOutKl, kOutClipLow, kOutClipHigh, kOutRatio, kOutSlots };
+
+}  // namespace harmo

@@ -1,0 +1,220 @@
+"""token_kl: per-token KL estimators between the policy and a frozen reference (SPEC section 2).
+
+With d = ref_logp - logp: k1 = -d, k2 = d^2 / 2, k3 = exp(d) - d - 1 (default). Optional clamps:
+`clamp_log_ratio=c` clamps d to [-c, c] before the estimator (verl uses 20), `clamp_value=v`
+clamps the result to [-v, v] (verl and OpenRLHF use 10). Gradients follow torch.clamp (zero where a
+clamp is active). Without clamps nothing is clamped, as in TRL: k3 overflows to inf once d > ~88.
+The output is float32 for every input dtype; the gradient has logp's dtype.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from harmo_fast import _checks, _dispatch, _native
+
+OP = "token_kl"
+
+
+@dataclass(frozen=True)
+class KlEstimator:
+    """One estimator: its code in csrc/token_kl/token_kl_math.h and its value as a function of d."""
+
+    code: int
+    value: Callable[[torch.Tensor], torch.Tensor]
+
+
+KL_ESTIMATORS: dict[str, KlEstimator] = {
+    "k1": KlEstimator(0, lambda d: -d),
+    "k2": KlEstimator(1, lambda d: 0.5 * d * d),
+    "k3": KlEstimator(2, lambda d: torch.exp(d) - d - 1.0),
+}
+# verl's kl_penalty names for the same estimators.
+KL_ALIASES: dict[str, str] = {"kl": "k1", "mse": "k2", "low_var_kl": "k3"}
+
+
+def resolve_kl_estimator(op: str, name: str, arg: str = "estimator") -> KlEstimator:
+    """The estimator called `name` (k1/k2/k3 or a verl alias); raises naming the argument."""
+    est = KL_ESTIMATORS.get(KL_ALIASES.get(name, name)) if isinstance(name, str) else None
+    if est is None:
+        known = ", ".join(repr(n) for n in (*KL_ESTIMATORS, *KL_ALIASES))
+        raise ValueError(f"{op}: unknown {arg} {name!r}; expected one of {known}")
+    return est
+
+
+def token_kl_reference(
+    logp: torch.Tensor,
+    ref_logp: torch.Tensor,
+    estimator: str = "k3",
+    clamp_log_ratio: float | None = None,
+    clamp_value: float | None = None,
+) -> torch.Tensor:
+    """The definition of correct: plain torch, differentiable by autograd, fp32 math."""
+    d = ref_logp.float() - logp.float()
+    if clamp_log_ratio is not None:
+        d = d.clamp(-clamp_log_ratio, clamp_log_ratio)
+    kl = resolve_kl_estimator(OP, estimator).value(d)
+    if clamp_value is not None:
+        kl = kl.clamp(-clamp_value, clamp_value)
+    return kl
+
+
+def _check_clamp(name: str, value: float | None) -> float:
+    """A positive clamp bound, or +inf for "no clamp" (what the kernels take)."""
+    if value is None:
+        return math.inf
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{OP}: {name} must be a positive number or None, got {value!r}")
+    return float(value)
+
+
+def _validate(logp: object, ref_logp: object) -> torch.device:
+    _checks.check_tensor(OP, "logp", logp, dtypes=_checks.FLOAT_DTYPES)
+    _checks.check_tensor(OP, "ref_logp", ref_logp, dtypes=_checks.FLOAT_DTYPES)
+    _checks.check_shape(OP, "ref_logp", ref_logp, logp.shape)
+    return _checks.check_same_device(OP, logp=logp, ref_logp=ref_logp)
+
+
+# --- per-backend launchers: forward(logp, ref, code, cd, cv) -> fp32 kl; backward(grad, logp, ref, code, cd, cv)
+
+
+def _cpu_forward(logp: torch.Tensor, ref: torch.Tensor, code: int, cd: float, cv: float) -> torch.Tensor:
+    logp, ref = logp.contiguous(), ref.contiguous()
+    out = torch.empty(logp.shape, dtype=torch.float32, device=logp.device)
+    _native.cpu_module().token_kl_fwd(
+        logp.data_ptr(), _native.dtype_code(logp), ref.data_ptr(), _native.dtype_code(ref), out.data_ptr(),
+        logp.numel(), code, cd, cv,
+    )
+    return out
+
+
+def _cpu_backward(grad: torch.Tensor, logp: torch.Tensor, ref: torch.Tensor, code: int, cd: float, cv: float) -> torch.Tensor:
+    grad, logp, ref = grad.float().contiguous(), logp.contiguous(), ref.contiguous()
+    out = torch.empty(logp.shape, dtype=logp.dtype, device=logp.device)
+    _native.cpu_module().token_kl_bwd(
+        grad.data_ptr(), logp.data_ptr(), _native.dtype_code(logp), ref.data_ptr(), _native.dtype_code(ref),
+        out.data_ptr(), logp.numel(), code, cd, cv,
+    )
+    return out
+
+
+def _cuda_forward(logp: torch.Tensor, ref: torch.Tensor, code: int, cd: float, cv: float) -> torch.Tensor:
+    logp, ref = logp.contiguous(), ref.contiguous()
+    out = torch.empty(logp.shape, dtype=torch.float32, device=logp.device)
+    _native.cuda_module().token_kl_fwd(
+        logp.data_ptr(), _native.dtype_code(logp), ref.data_ptr(), _native.dtype_code(ref), out.data_ptr(),
+        logp.numel(), code, cd, cv, _native.stream_of(logp),
+    )
+    return out
+
+
+def _cuda_backward(grad: torch.Tensor, logp: torch.Tensor, ref: torch.Tensor, code: int, cd: float, cv: float) -> torch.Tensor:
+    grad, logp, ref = grad.float().contiguous(), logp.contiguous(), ref.contiguous()
+    out = torch.empty(logp.shape, dtype=logp.dtype, device=logp.device)
+    _native.cuda_module().token_kl_bwd(
+        grad.data_ptr(), logp.data_ptr(), _native.dtype_code(logp), ref.data_ptr(), _native.dtype_code(ref),
+        out.data_ptr(), logp.numel(), code, cd, cv, _native.stream_of(logp),
+    )
+    return out
+
+
+def _triton_forward(logp: torch.Tensor, ref: torch.Tensor, code: int, cd: float, cv: float) -> torch.Tensor:
+    from harmo_fast.triton_kernels import token_kl as tk
+
+    return tk.forward(logp.contiguous(), ref.contiguous(), code, cd, cv)
+
+
+def _triton_backward(grad: torch.Tensor, logp: torch.Tensor, ref: torch.Tensor, code: int, cd: float, cv: float) -> torch.Tensor:
+    from harmo_fast.triton_kernels import token_kl as tk
+
+    return tk.backward(grad.float().contiguous(), logp.contiguous(), ref.contiguous(), code, cd, cv)
+
+
+_LAUNCHERS = {
+    "cpu": (_cpu_forward, _cpu_backward),
+    "cuda": (_cuda_forward, _cuda_backward),
+    "triton": (_triton_forward, _triton_backward),
+}
+
+
+class _TokenKLFunction(torch.autograd.Function):
+    """Eager path: one kernel pass forward, one recomputing pass backward, nothing else saved."""
+
+    @staticmethod
+    def forward(ctx, logp, ref, backend, code, cd, cv):  # noqa: ANN001, ANN205
+        ctx.save_for_backward(logp, ref)
+        ctx.args = (backend, code, cd, cv)
+        return _LAUNCHERS[backend][0](logp, ref, code, cd, cv)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        logp, ref = ctx.saved_tensors
+        backend, code, cd, cv = ctx.args
+        return _LAUNCHERS[backend][1](grad, logp, ref, code, cd, cv), None, None, None, None, None
+
+
+# --- torch.library custom ops, so torch.compile can trace a step that calls token_kl
+
+
+@torch.library.custom_op("harmo_fast::token_kl", mutates_args=())
+def _token_kl_op(logp: torch.Tensor, ref_logp: torch.Tensor, code: int, clamp_d: float, clamp_v: float, backend: str) -> torch.Tensor:
+    return _LAUNCHERS[backend][0](logp, ref_logp, code, clamp_d, clamp_v)
+
+
+@_token_kl_op.register_fake
+def _token_kl_fake(logp, ref_logp, code, clamp_d, clamp_v, backend):  # noqa: ANN001, ANN202, ARG001
+    return torch.empty(logp.shape, dtype=torch.float32, device=logp.device)
+
+
+@torch.library.custom_op("harmo_fast::token_kl_backward", mutates_args=())
+def _token_kl_backward_op(
+    grad: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, code: int, clamp_d: float, clamp_v: float, backend: str
+) -> torch.Tensor:
+    return _LAUNCHERS[backend][1](grad, logp, ref_logp, code, clamp_d, clamp_v)
+
+
+@_token_kl_backward_op.register_fake
+def _token_kl_backward_fake(grad, logp, ref_logp, code, clamp_d, clamp_v, backend):  # noqa: ANN001, ANN202, ARG001
+    return torch.empty(logp.shape, dtype=logp.dtype, device=logp.device)
+
+
+def _op_setup(ctx, inputs, output) -> None:  # noqa: ANN001, ARG001
+    logp, ref_logp, code, clamp_d, clamp_v, backend = inputs
+    ctx.save_for_backward(logp, ref_logp)
+    ctx.args = (code, clamp_d, clamp_v, backend)
+
+
+def _op_backward(ctx, grad):  # noqa: ANN001, ANN202
+    logp, ref_logp = ctx.saved_tensors
+    return _token_kl_backward_op(grad, logp, ref_logp, *ctx.args), None, None, None, None, None
+
+
+_token_kl_op.register_autograd(_op_backward, setup_context=_op_setup)
+
+
+def token_kl(
+    logp: torch.Tensor,
+    ref_logp: torch.Tensor,
+    estimator: str = "k3",
+    clamp_log_ratio: float | None = None,
+    clamp_value: float | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Per-token KL estimate of logp against ref_logp (any matching shapes), float32, differentiable
+    w.r.t. logp. estimator: "k1", "k2", "k3" (verl aliases "kl", "mse", "low_var_kl")."""
+    device = _validate(logp, ref_logp)
+    est = resolve_kl_estimator(OP, estimator)
+    cd = _check_clamp("clamp_log_ratio", clamp_log_ratio)
+    cv = _check_clamp("clamp_value", clamp_value)
+    backend = _dispatch.resolve_backend(backend, device, OP)
+    if backend == "torch":
+        return token_kl_reference(logp, ref_logp, estimator, clamp_log_ratio, clamp_value)
+    if torch.compiler.is_compiling():
+        return _token_kl_op(logp, ref_logp, est.code, cd, cv, backend)
+    if logp.requires_grad and torch.is_grad_enabled():
+        return _TokenKLFunction.apply(logp, ref_logp, backend, est.code, cd, cv)
+    return _LAUNCHERS[backend][0](logp, ref_logp, est.code, cd, cv)
