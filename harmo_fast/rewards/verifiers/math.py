@@ -1,0 +1,324 @@
+"""The math verifier: structure first (lists, sets, tuples, intervals, matrices, relations,
+`\\pm`), then scalars: normalised strings, plain numbers (exact or to the gold's printed
+precision, percent policy), text answers, and finally sympy equivalence (workers only).
+
+Policies (options): `percent` = "either" (default: `28%` matches `28` and `0.28`), "value"
+(`28%` is 0.28) or "number" (`28%` is 28); `rel_tol` replaces the precision rule with a
+relative tolerance; `ordered` (default False) compares bare lists `1, 2, 3` in order.
+A gold inequality accepts an equal interval, but a gold interval does not accept a restated
+inequality (verifier_notes.md 1.1). Lists are never judged by a subset: `1728` is wrong for
+`1331, 1728`, and `5 or 7` is a hedge."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from harmo_fast.rewards.normalize import PERCENT_POLICIES, normalize_text, numbers_equal, parse_number
+from harmo_fast.rewards.verifiers import register
+from harmo_fast.rewards.verifiers.base import Outcome, Verifier
+from harmo_fast.rewards.verifiers.math_clean import clean_math, unwrap_text
+from harmo_fast.rewards.verifiers.math_structure import Node, StructureError, parse_structure
+
+Result = tuple[Outcome, str]
+MATCH: Result = ("match", "")
+MISMATCH: Result = ("mismatch", "")
+
+
+class NeedsSympy(Exception):
+    """Raised on the fast path when a comparison needs sympy."""
+
+
+_LATEX_CMD = re.compile(r"\\[a-zA-Z]+")
+_WORD = re.compile(r"[A-Za-z]{3,}")
+_MATH_WORDS = frozenset(
+    "sin cos tan cot sec csc log ln exp arcsin arccos arctan sinh cosh tanh sqrt frac pi infty "
+    "cdot times div binom lim sum int min max gcd lcm mod pmod det".split()
+)
+
+
+def _is_text(s: str) -> bool:
+    """A word answer ("Monday", "\\text{even}") rather than an expression."""
+    if re.fullmatch(r"\\text\{[^{}]*\}", s):
+        return bool(re.search(r"[A-Za-z]{2,}", s))
+    plain = _LATEX_CMD.sub(" ", s)
+    words = [w for w in _WORD.findall(plain) if w.lower() not in _MATH_WORDS]
+    return bool(words) and not re.search(r"[\d^_=+*/]", unwrap_text(s).replace(" ", ""))
+
+
+def _squash(s: str) -> str:
+    return re.sub(r"\s+", "", unwrap_text(s)).replace("\\frac", "frac").lower()
+
+
+class _Comparer:
+    """Compares two structures under one set of options; `fast` forbids sympy."""
+
+    def __init__(self, options: dict[str, Any], fast: bool) -> None:
+        self.percent = options.get("percent", "either")
+        if self.percent not in PERCENT_POLICIES:
+            raise ValueError(f"percent must be one of {PERCENT_POLICIES}, got {self.percent!r}")
+        self.rel_tol = options.get("rel_tol")
+        if self.rel_tol is not None and not (isinstance(self.rel_tol, (int, float)) and self.rel_tol >= 0):
+            raise ValueError(f"rel_tol must be a non-negative number, got {self.rel_tol!r}")
+        self.ordered = bool(options.get("ordered", False))
+        self.fast = fast
+
+    # ------------------------------------------------------------ scalars
+    def scalar(self, p: str, g: str) -> Result:
+        if not g:
+            return ("gold_fail", "empty gold")
+        if not p:
+            return ("parse_fail", "empty answer")
+        if _squash(p) == _squash(g) and "%" not in p + g:
+            return MATCH
+        pn, gn = parse_number(p), parse_number(g)
+        if pn is not None and gn is not None:
+            return MATCH if numbers_equal(pn, gn, percent=self.percent, rel_tol=self.rel_tol) else MISMATCH
+        if _is_text(g) or _is_text(p):
+            same = normalize_text(unwrap_text(p)) == normalize_text(unwrap_text(g))
+            return MATCH if same else MISMATCH
+        if self.fast:
+            raise NeedsSympy
+        return self._sympy_scalar(p, g, pn, gn)
+
+    def _sympy_scalar(self, p: str, g: str, pn: Any, gn: Any) -> Result:
+        from harmo_fast.rewards.verifiers.math_sympy import SympyParseError, exprs_equal, to_sympy
+
+        g_text, p_text = g.replace("%", ""), p.replace("%", "")
+        try:
+            ge = to_sympy(g_text)
+        except SympyParseError as exc:
+            return ("gold_fail", f"gold: {exc}")
+        try:
+            pe = to_sympy(p_text)
+        except SympyParseError as exc:
+            return ("parse_fail", f"answer: {exc}")
+        g_vals = self._readings(ge, gn, "%" in g)
+        p_vals = self._readings(pe, pn, "%" in p)
+        for gv in g_vals:
+            for pv in p_vals:
+                if gn is not None and gn.ulp is not None or pn is not None and pn.ulp is not None:
+                    if self._decimal_close(pv, gv, pn, gn):
+                        return MATCH
+                elif exprs_equal(pv, gv):
+                    return MATCH
+        return MISMATCH
+
+    def _readings(self, e: Any, n: Any, has_percent: bool) -> list[Any]:
+        if not has_percent:
+            return [e]
+        if self.percent == "value":
+            return [e / 100]
+        if self.percent == "number":
+            return [e]
+        return [e / 100, e]
+
+    def _decimal_close(self, pv: Any, gv: Any, pn: Any, gn: Any) -> bool:
+        """A decimal on either side: compare at the printed precision (normalize.numbers_equal)."""
+        from fractions import Fraction
+
+        from harmo_fast.rewards.normalize import MIN_APPROX_SIG
+        from harmo_fast.rewards.verifiers.math_sympy import _num
+
+        a, b = _num(pv), _num(gv)
+        if a is None or b is None or a.imag != 0 or b.imag != 0:
+            return False
+        diff = _fraction(abs(a.real - b.real))
+        if self.rel_tol is not None:
+            return diff <= Fraction(self.rel_tol) * _fraction(max(abs(a.real), abs(b.real)))
+        if gn is not None and gn.ulp is not None:
+            return diff <= gn.ulp / 2
+        return pn.sig >= MIN_APPROX_SIG and diff <= pn.ulp / 2
+
+    # ------------------------------------------------------------ structures
+    def node(self, p: Node, g: Node) -> Result:
+        pk, gk = p[0], g[0]
+        if gk == "rel":
+            return self._gold_relation(p, g)
+        if pk == "rel":
+            if all(op == "=" for op in p[2]):
+                return self.node(p[1][-1], g)  # `x = 3`, `a+b = 3 = 3`: the final value
+            return MISMATCH  # a restated inequality is not an interval or a value
+        if gk == "scalar" and pk == "scalar":
+            return self.scalar(p[1], g[1])
+        if gk in ("set", "list") and pk in ("set", "list", "tuple"):
+            p_items = p[3] if pk == "tuple" else p[1]
+            if pk == "tuple" and gk == "set":
+                return MISMATCH
+            ordered = (self.ordered and gk == "list" and pk == "list")
+            return self._items(p_items, g[1], ordered, dedup=(gk == "set" or pk == "set"))
+        if gk == "tuple":
+            if pk == "tuple":
+                if (p[1], p[2]) != (g[1], g[2]):
+                    return MISMATCH
+                return self._items(p[3], g[3], ordered=True)
+            if pk == "list" and g[1] + g[2] == "()":
+                return self._items(p[1], g[3], ordered=True)  # a point written without parentheses
+            if pk == "matrix" and self._is_vector(p):
+                return self._items(self._flat(p), g[3], ordered=True)
+            return MISMATCH
+        if gk == "union":
+            parts = p[1] if pk == "union" else [p]
+            return self._items(parts, g[1], ordered=False)
+        if gk == "matrix":
+            if pk == "matrix":
+                if [len(r) for r in p[1]] != [len(r) for r in g[1]]:
+                    return MISMATCH
+                return self._items(self._flat(p), self._flat(g), ordered=True)
+            if pk == "tuple" and self._is_vector(g) and p[1] + p[2] in ("()", "[]"):
+                return self._items(p[3], self._flat(g), ordered=True)
+            return MISMATCH
+        if pk in ("set", "list") and gk == "scalar" and len(p[1]) == 1:
+            return self.node(p[1][0], g)
+        return MISMATCH
+
+    @staticmethod
+    def _flat(m: Node) -> list[Node]:
+        return [c for row in m[1] for c in row]
+
+    @staticmethod
+    def _is_vector(m: Node) -> bool:
+        return len(m[1]) == 1 or all(len(r) == 1 for r in m[1])
+
+    def _items(self, ps: list[Node], gs: list[Node], ordered: bool, dedup: bool = False) -> Result:
+        if dedup:
+            ps, gs = _dedup(ps), _dedup(gs)
+        if len(ps) != len(gs):
+            return ("mismatch", f"{len(ps)} items for {len(gs)}")
+        if ordered:
+            results = [self.node(p, g) for p, g in zip(ps, gs)]
+            return _all(results)
+        # Unordered: a perfect matching between answer and gold items.
+        table = [[self.node(p, g) for g in gs] for p in ps]
+        if _perfect_matching([[r[0] == "match" for r in row] for row in table]):
+            return MATCH
+        # Undecidable items only matter if they could complete the matching.
+        if _perfect_matching([[r[0] != "mismatch" for r in row] for row in table]):
+            return next(r for row in table for r in row if r[0] in ("gold_fail", "parse_fail"))
+        return MISMATCH
+
+    def _gold_relation(self, p: Node, g: Node) -> Result:
+        exprs, ops = g[1], g[2]
+        if all(op == "=" for op in ops):
+            if len(exprs) == 2 and _is_name(exprs[0]):
+                gold_value = exprs[-1]
+                if p[0] == "rel" and all(op == "=" for op in p[2]):
+                    if _is_name(p[1][0]) and _squash(p[1][0][1]) != _squash(exprs[0][1]):
+                        return ("mismatch", "different variable")
+                    return self.node(p[1][-1], gold_value)
+                return self.node(p, gold_value)
+            if p[0] != "rel" or not all(op == "=" for op in p[2]) or len(p[1]) != 2:
+                return MISMATCH
+            if self.fast:
+                raise NeedsSympy
+            return self._equations(p, g)
+        if self.fast:
+            raise NeedsSympy
+        from harmo_fast.rewards.verifiers.math_sets import as_set, sets_equal
+
+        try:
+            gs = as_set(g)
+        except ValueError as exc:
+            return ("gold_fail", f"gold inequality: {exc}")
+        try:
+            ps = as_set(p)
+        except ValueError as exc:
+            return ("parse_fail", f"answer: {exc}")
+        return MATCH if sets_equal(ps, gs) else MISMATCH
+
+    def _equations(self, p: Node, g: Node) -> Result:
+        from harmo_fast.rewards.verifiers.math_sympy import SympyParseError, ratio_constant, to_sympy
+
+        try:
+            gl, gr = (to_sympy(e[1]) for e in g[1])
+        except (SympyParseError, IndexError) as exc:
+            return ("gold_fail", f"gold: {exc}")
+        try:
+            pl, pr = (to_sympy(e[1]) for e in p[1])
+        except (SympyParseError, IndexError) as exc:
+            return ("parse_fail", f"answer: {exc}")
+        return MATCH if ratio_constant(pl - pr, gl - gr) else MISMATCH
+
+
+def _fraction(x: Any) -> Any:
+    """An mpmath real as an exact Fraction (mantissa * 2**exponent)."""
+    from fractions import Fraction
+
+    man, exp = x.man_exp
+    return Fraction(man) * (Fraction(2) ** exp) if man else Fraction(0)
+
+
+def _is_name(n: Node) -> bool:
+    """A variable or function name on the left of an assignment (`x`, `a_1`, `f(x)`, `D`)."""
+    return n[0] == "scalar" and bool(re.fullmatch(r"[A-Za-z](?:_\{?\w+\}?)?(?:\([^()]*\))?|\\[a-zA-Z]+", n[1]))
+
+
+def _dedup(items: list[Node]) -> list[Node]:
+    seen, out = set(), []
+    for it in items:
+        key = repr(it)
+        if key not in seen:
+            seen.add(key)
+            out.append(it)
+    return out
+
+
+def _all(results: list[Result]) -> Result:
+    for kind in ("mismatch", "gold_fail", "parse_fail"):
+        for r in results:
+            if r[0] == kind:
+                return r
+    return MATCH
+
+
+def _perfect_matching(ok: list[list[bool]]) -> bool:
+    """Whether every row can be paired with a distinct column where ok is True (Kuhn)."""
+    n = len(ok)
+    match_of_col: list[int | None] = [None] * n
+
+    def augment(r: int, seen: list[bool]) -> bool:
+        for c in range(n):
+            if ok[r][c] and not seen[c]:
+                seen[c] = True
+                if match_of_col[c] is None or augment(match_of_col[c], seen):
+                    match_of_col[c] = r
+                    return True
+        return False
+
+    return all(augment(r, [False] * n) for r in range(n))
+
+
+def _prepare(answer: str, gold: str) -> tuple[Node, Node] | Result:
+    g = clean_math(gold)
+    p = clean_math(answer)
+    try:
+        gn = parse_structure(g)
+    except StructureError as exc:
+        return ("gold_fail", f"gold: {exc}")
+    try:
+        pn = parse_structure(p)
+    except StructureError as exc:
+        return ("parse_fail", f"answer: {exc}")
+    return pn, gn
+
+
+@register("math")
+class MathVerifier(Verifier):
+    """Math answers (see the module docstring)."""
+
+    bare_answer_max_chars = 80  # a bare `3.14` or `\\frac{1}{2}`, not prose
+    option_names = frozenset({"percent", "rel_tol", "ordered"})
+
+    def compare(self, answer: str, gold: str, options: dict[str, Any]) -> Result:
+        prepared = _prepare(answer, gold)
+        if isinstance(prepared[0], str):
+            return prepared  # type: ignore[return-value]
+        return _Comparer(options, fast=False).node(*prepared)
+
+    def fast_compare(self, answer: str, gold: str, options: dict[str, Any]) -> Result | None:
+        prepared = _prepare(answer, gold)
+        if isinstance(prepared[0], str):
+            return prepared  # type: ignore[return-value]
+        try:
+            return _Comparer(options, fast=True).node(*prepared)
+        except NeedsSympy:
+            return None

@@ -1,0 +1,28 @@
+"""Numeric answers: one number, exact for integers and fractions, to half a unit in the
+gold's last printed place for decimals (relative for scientific notation), or within
+`rel_tol`; a percent policy as for math. Expressions (`\\sqrt{2}`) fall back to sympy."""
+from __future__ import annotations
+
+from typing import Any
+
+from harmo_fast.rewards.verifiers import register
+from harmo_fast.rewards.verifiers.base import Outcome, Verifier
+from harmo_fast.rewards.verifiers.math import NeedsSympy, _Comparer
+from harmo_fast.rewards.verifiers.math_clean import clean_math
+
+
+@register("numeric")
+class NumericVerifier(Verifier):
+    """A single number against the gold number."""
+
+    bare_answer_max_chars = 80  # a bare `3.14` or `\\frac{1}{2}`, not prose
+    option_names = frozenset({"percent", "rel_tol"})
+
+    def compare(self, answer: str, gold: str, options: dict[str, Any]) -> tuple[Outcome, str]:
+        return _Comparer(options, fast=False).scalar(clean_math(answer), clean_math(gold))
+
+    def fast_compare(self, answer: str, gold: str, options: dict[str, Any]) -> tuple[Outcome, str] | None:
+        try:
+            return _Comparer(options, fast=True).scalar(clean_math(answer), clean_math(gold))
+        except NeedsSympy:
+            return None

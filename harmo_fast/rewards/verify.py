@@ -1,0 +1,95 @@
+"""The public rule-verification entry point: `verify(completion, gold, task_type, **options)`."""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Sequence
+
+from harmo_fast.rewards.extract import last_number, locate_answer, strip_reasoning
+from harmo_fast.rewards.types import Verdict
+from harmo_fast.rewards.verifiers import get_verifier
+
+COMMON_OPTIONS = frozenset({"last_number_fallback", "timeout_s"})
+
+
+def _golds(gold: str | Sequence[str]) -> list[str]:
+    golds = [gold] if isinstance(gold, str) else list(gold) if isinstance(gold, (list, tuple)) else None
+    if golds is None or not golds or not all(isinstance(g, str) for g in golds):
+        raise ValueError(f"gold must be a str or a non-empty list of str, got {gold!r:.80}")
+    return golds
+
+
+def _check_options(verifier: Any, task_type: str, options: dict[str, Any]) -> None:
+    unknown = set(options) - COMMON_OPTIONS - verifier.option_names
+    if unknown:
+        valid = sorted(COMMON_OPTIONS | verifier.option_names)
+        raise ValueError(f"unknown option(s) {sorted(unknown)} for task_type {task_type!r}; valid: {valid}")
+
+
+def prepare(completion: str, gold: str | Sequence[str], task_type: str, options: dict[str, Any]):
+    """Validate and extract: (verifier, answer, golds, options, early verdict or None)."""
+    if not isinstance(completion, str):
+        raise TypeError(f"completion must be a str, got {type(completion).__name__}")
+    verifier = get_verifier(task_type)
+    _check_options(verifier, task_type, options)
+    golds = _golds(gold)
+    body = strip_reasoning(completion)
+    if body is None:
+        verdict = Verdict(0.0, False, "format_fail", None, detail="unterminated <think>")
+        if task_type == "open_ended":
+            verdict = replace(verdict, confident=False, scored_by="none")
+        return verifier, None, golds, options, verdict
+    answer = locate_answer(body)
+    opts = dict(options)
+    bare = body.strip()
+    if answer is None and bare and len(bare) <= verifier.bare_answer_max_chars:
+        answer = bare
+        opts["_bare"] = True
+    if answer is None and options.get("last_number_fallback"):
+        answer = last_number(body)
+    if answer is None:
+        return verifier, None, golds, opts, Verdict(0.0, False, "no_answer", None)
+    return verifier, answer, golds, opts, None
+
+
+def fast_verify(completion: str, gold: str | Sequence[str], task_type: str = "math", **options: Any) -> Verdict | None:
+    """The verdict when it needs no heavy work (bounded string work only), else None."""
+    verifier, answer, golds, opts, early = prepare(completion, gold, task_type, options)
+    if early is not None:
+        return early
+    verdict = verifier.fast_check(answer, golds, opts)
+    return None if verdict is None else _with_answer(verdict, answer)
+
+
+def verify_inline(completion: str, gold: str | Sequence[str], task_type: str = "math", **options: Any) -> Verdict:
+    """The full verdict computed in this process, without a hard timeout (guards still apply)."""
+    verifier, answer, golds, opts, early = prepare(completion, gold, task_type, options)
+    if early is not None:
+        return early
+    verdict = verifier.fast_check(answer, golds, opts)
+    if verdict is None:
+        verdict = verifier.check(answer, golds, opts)
+    return _with_answer(verdict, answer)
+
+
+def _with_answer(verdict: Verdict, answer: str) -> Verdict:
+    return verdict if verdict.extracted is not None else replace(verdict, extracted=answer)
+
+
+def verify(completion: str, gold: str | Sequence[str], task_type: str = "math", **options: Any) -> Verdict:
+    """Check a raw model completion against its gold answer(s) with the task type's rule verifier.
+
+    `gold` is a string or a list of acceptable strings. Options: `last_number_fallback` (grade
+    the last number when nothing marks the answer), `timeout_s` (a hard limit: cases that need
+    sympy then run in the shared worker pool, see `harmo_fast.rewards.pool`), and the task
+    type's own (`choices` for multiple choice; `percent`, `rel_tol`, `ordered` for math and
+    numeric). Unknown task types and options raise ValueError.
+    """
+    timeout_s = options.get("timeout_s")
+    if timeout_s is None:
+        return verify_inline(completion, gold, task_type, **options)
+    fast = fast_verify(completion, gold, task_type, **options)
+    if fast is not None:
+        return fast
+    from harmo_fast.rewards.pool import shared_pool
+
+    return shared_pool(float(timeout_s)).verify_many([(completion, gold, task_type, options)])[0]
