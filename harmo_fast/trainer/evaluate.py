@@ -1,0 +1,53 @@
+"""Held-out evaluation: greedy decoding, our verifiers (through the reward pipeline, so routing and
+the model-based fallback are the training ones), accuracy overall and per task type."""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from harmo_fast.data.jsonl import Sample
+from harmo_fast.trainer.rollout import RolloutEngine
+from harmo_fast.trainer.step import reward_samples
+
+
+def evaluate(engine: RolloutEngine, rewards: Any, samples: list[Sample], *, batch_size: int = 32, max_new_tokens: int | None = None, format_enabled: bool = True) -> dict[str, Any]:
+    """Accuracy report of greedy completions; scoring of one chunk overlaps the next generation."""
+    pending = []
+    for i in range(0, len(samples), batch_size):
+        batch = engine.generate(samples[i : i + batch_size], 1, greedy=True, max_new_tokens=max_new_tokens)
+        pending.append((batch, rewards.submit(reward_samples(batch))))
+    by_type: dict[str, list[bool]] = defaultdict(list)
+    n_format = n_total = 0
+    lengths = []
+    for batch, future in pending:
+        result = future.result()
+        fmt = result.components.get("format", [])
+        for s, verdict, n, f in zip(batch.samples, result.verdicts, batch.lengths.tolist(), fmt or [0.0] * batch.size):
+            by_type[s.task_type].append(bool(verdict.correct))
+            n_format += f > 0
+            n_total += 1
+            lengths.append(n)
+    correct = [c for cs in by_type.values() for c in cs]
+    return {
+        "n": n_total,
+        "accuracy": sum(correct) / max(1, len(correct)),
+        "per_task_type": {t: {"n": len(cs), "accuracy": sum(cs) / len(cs)} for t, cs in sorted(by_type.items())},
+        "format_compliance": (n_format / max(1, n_total)) if format_enabled else None,
+        "response_length_mean": sum(lengths) / max(1, len(lengths)),
+    }
+
+
+def format_table(report: dict[str, Any], title: str = "evaluation") -> str:
+    rows = [(t, v["n"], v["accuracy"]) for t, v in report["per_task_type"].items()] + [("overall", report["n"], report["accuracy"])]
+    width = max(len(r[0]) for r in rows + [("task type", 0, 0)])
+    lines = [title, f"{'task type':<{width}}  {'n':>5}  accuracy", "-" * (width + 17)]
+    lines += [f"{name:<{width}}  {n:>5}  {acc:8.1%}" for name, n, acc in rows]
+    if report.get("format_compliance") is not None:
+        lines.append(f"format compliance: {report['format_compliance']:.1%}")
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], path: str | Path) -> None:
+    Path(path).write_text(json.dumps(report, indent=2) + "\n")

@@ -1,0 +1,52 @@
+"""PNG plots of a run's metrics.jsonl: rewards, accuracy, response length and KL per step."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harmo_fast.trainer.metrics import read_metrics
+
+# file name -> (title, y label, series as (metric key or key prefix, legend label))
+PLOTS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
+    "rewards.png": ("Rewards (batch mean)", "reward", [("reward/total_mean", "total"), ("reward/hybrid_mean", "hybrid"), ("reward/length_mean", "length"), ("reward/format_mean", "format")]),
+    "accuracy.png": ("Training accuracy", "accuracy", [("accuracy", "all"), ("accuracy/*", ""), ("format_compliance", "format compliance")]),
+    "response_length.png": ("Response length (tokens)", "tokens", [("length/mean", "mean"), ("length/min", "min"), ("length/max", "max")]),
+    "kl.png": ("KL to the reference / old policy", "KL", [("kl", "kl")]),
+}
+
+
+def _series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    pts = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def write_plots(metrics_path: str | Path, out_dir: str | Path) -> list[Path]:
+    """Write the PNGs of PLOTS into `out_dir`; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(metrics_path)
+    keys = sorted({k for r in records for k in r})
+    written = []
+    for name, (title, ylabel, series) in PLOTS.items():
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for key, label in series:
+            matches = [k for k in keys if k.startswith(key[:-1])] if key.endswith("*") else [key]
+            for k in matches:
+                xs, ys = _series(records, k)
+                if xs:
+                    ax.plot(xs, ys, label=label or k.split("/", 1)[-1])
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
+        if ax.lines:
+            ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        path = Path(out_dir) / name
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written

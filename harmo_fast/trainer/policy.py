@@ -1,0 +1,120 @@
+"""The policy (and, only when beta > 0, a frozen reference copy): any Hugging Face causal LM or
+vision-language model by hub id or local path, a built-in tiny model, or a `harmo train`
+checkpoint directory."""
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harmo_fast.trainer.config import ModelConfig
+
+# name -> (module, builder function, is a vision-language model); builders take seed= and return (model, processor).
+BUILTIN_MODELS = {
+    "tiny-vlm": ("harmo_fast.trainer.tiny_policy", "build_tiny_vlm", True),
+    "tiny-lm": ("harmo_fast.trainer.tiny_policy", "build_tiny_lm", False),
+}
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Policy:
+    model: Any
+    processor: Any  # a processor for vision-language models, a tokenizer otherwise
+    is_vlm: bool
+    device: torch.device
+    name: str
+
+    @property
+    def tokenizer(self) -> Any:
+        return getattr(self.processor, "tokenizer", self.processor)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def is_checkpoint_dir(path: str | Path) -> bool:
+    p = Path(path)
+    return p.is_dir() and (p / "weights.safetensors").is_file() and (p / "config.yaml").is_file()
+
+
+def _load_hf(cfg: ModelConfig) -> tuple[Any, Any, bool]:
+    from transformers import AutoConfig
+
+    hf_config = AutoConfig.from_pretrained(cfg.name, trust_remote_code=cfg.trust_remote_code)
+    is_vlm = getattr(hf_config, "vision_config", None) is not None
+    kwargs: dict[str, Any] = {"dtype": DTYPES[cfg.dtype], "trust_remote_code": cfg.trust_remote_code}
+    if cfg.attn_implementation:
+        kwargs["attn_implementation"] = cfg.attn_implementation
+    if is_vlm:
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        model = AutoModelForImageTextToText.from_pretrained(cfg.name, **kwargs)
+        pixels = {k: v for k, v in (("min_pixels", cfg.min_pixels), ("max_pixels", cfg.max_pixels)) if v is not None}
+        processor = AutoProcessor.from_pretrained(cfg.name, trust_remote_code=cfg.trust_remote_code, **pixels)
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(cfg.name, **kwargs)
+        processor = AutoTokenizer.from_pretrained(cfg.name, trust_remote_code=cfg.trust_remote_code)
+    return model, processor, is_vlm
+
+
+def _load_builtin(name: str, seed: int, overrides: dict[str, int]) -> tuple[Any, Any, bool]:
+    module, func, is_vlm = BUILTIN_MODELS[name]
+    model, processor = getattr(importlib.import_module(module), func)(seed=seed, **overrides)
+    return model, processor, is_vlm
+
+
+def _load_checkpoint(path: str, seed: int) -> tuple[Any, Any, bool]:
+    from harmo_fast.trainer.checkpoint import load_weights
+    from harmo_fast.trainer.config import load_config
+
+    run_cfg = load_config(Path(path) / "config.yaml")
+    model, processor, is_vlm = _load_any(run_cfg.model, seed)
+    load_weights(model, Path(path))
+    return model, processor, is_vlm
+
+
+def _load_any(cfg: ModelConfig, seed: int) -> tuple[Any, Any, bool]:
+    if cfg.name in BUILTIN_MODELS:
+        return _load_builtin(cfg.name, seed, cfg.builtin_overrides)
+    if is_checkpoint_dir(cfg.name):
+        return _load_checkpoint(cfg.name, seed)
+    return _load_hf(cfg)
+
+
+def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu", seed: int = 0) -> Policy:
+    """Load the trainable policy onto `device` (gradient checkpointing on CUDA when enabled)."""
+    device = torch.device(device)
+    model, processor, is_vlm = _load_any(cfg, seed)
+    model = model.to(device=device, dtype=DTYPES[cfg.dtype])
+    if device.type == "cuda" and cfg.gradient_checkpointing and getattr(model, "supports_gradient_checkpointing", False):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    return Policy(model, processor, is_vlm, device, cfg.name)
+
+
+def reference_model(policy: Policy) -> Any:
+    """A frozen copy of the policy's current weights (build it only when beta > 0)."""
+    ref = copy.deepcopy(policy.model)
+    ref.eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+def autocast(cfg: ModelConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when `model.autocast` is auto or bf16; nothing otherwise."""
+    use = cfg.autocast == "bf16" or (cfg.autocast == "auto" and device.type == "cuda")
+    if use and cfg.dtype == "float32":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

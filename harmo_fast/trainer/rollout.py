@@ -1,0 +1,173 @@
+"""Rollout: G sampled completions per prompt. `RolloutEngine` is the interface (a vLLM engine can
+implement it later); `HFRolloutEngine` runs Hugging Face `generate`."""
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from harmo_fast.data.jsonl import Sample
+from harmo_fast.trainer.prompts import PromptEncoder
+
+
+TEXT_TYPE_IDS = ("mm_token_type_ids", "token_type_ids")
+MEDIA_TOKEN_ATTRS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id", "image_token_index", "video_token_index")
+
+
+@dataclass
+class RolloutBatch:
+    """N = prompts x G responses. Row i answers `samples[i]`; rows of one prompt share `group_ids[i]`.
+
+    prompt: left-padded prompt tensors, one row per response (vision tensors included).
+    completion_ids / completion_mask: (N, T), the mask covers the tokens up to and including EOS.
+    """
+
+    samples: list[Sample]
+    group_ids: torch.Tensor
+    prompt: dict[str, torch.Tensor]
+    completion_ids: torch.Tensor
+    completion_mask: torch.Tensor
+    lengths: torch.Tensor
+    truncated: torch.Tensor
+    texts: list[str]
+    image_counts: torch.Tensor | None = None  # images per row, for splitting flattened patches
+
+    @property
+    def size(self) -> int:
+        return self.completion_ids.shape[0]
+
+    def model_inputs(self, rows: list[int], width: int) -> dict[str, torch.Tensor]:
+        """Inputs of a forward pass over prompt + the first `width` completion columns of `rows`;
+        prompt columns that are padding in every selected row are dropped."""
+        prompt = select_rows(self.prompt, rows, self.size, self.image_counts)
+        keep = prompt["attention_mask"].any(dim=0).nonzero()
+        first = int(keep[0]) if len(keep) else 0
+        ids = self.completion_ids[rows, :width]
+        inputs = dict(prompt)
+        inputs["input_ids"] = torch.cat([prompt["input_ids"][:, first:], ids], dim=1)
+        mask = self.completion_mask[rows, :width].to(prompt["attention_mask"].dtype)
+        inputs["attention_mask"] = torch.cat([prompt["attention_mask"][:, first:], mask], dim=1)
+        for key in TEXT_TYPE_IDS:  # per-token type ids: completion tokens are text (0)
+            if key in prompt:
+                inputs[key] = torch.cat([prompt[key][:, first:], torch.zeros_like(ids)], dim=1)
+        return inputs
+
+
+def _ranges(offsets: torch.Tensor, counts: torch.Tensor, which: list[int]) -> torch.Tensor:
+    """Concatenated index ranges [offsets[i], offsets[i] + counts[i]) for i in `which`."""
+    parts = [torch.arange(int(offsets[i]), int(offsets[i] + counts[i])) for i in which]
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
+
+
+def select_rows(tensors: dict[str, torch.Tensor], rows: list[int], n: int, image_counts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """A row subset of processor outputs. Per-row tensors are indexed; Qwen-VL style flattened
+    image patches (`pixel_values` with `image_grid_thw`) are gathered by the images of those rows."""
+    if rows == list(range(n)):
+        return tensors
+    index = torch.tensor(rows, dtype=torch.long)
+    out = {}
+    grid = tensors.get("image_grid_thw")
+    for key, value in tensors.items():
+        if grid is not None and key in ("pixel_values", "image_grid_thw"):
+            continue
+        if value.shape[0] != n:
+            raise ValueError(f"cannot split the model input {key!r} (shape {tuple(value.shape)}) into rows of {n}")
+        out[key] = value[index.to(value.device)]
+    if grid is not None:
+        if image_counts is None:
+            raise ValueError("splitting flattened image patches into rows needs the number of images per row")
+        counts = image_counts.cpu()
+        images = _ranges(torch.cumsum(counts, 0) - counts, counts, rows).tolist()
+        patches = grid.prod(dim=1).cpu()
+        patch_index = _ranges(torch.cumsum(patches, 0) - patches, patches, images)
+        out["image_grid_thw"] = grid[torch.tensor(images, dtype=torch.long, device=grid.device)]
+        out["pixel_values"] = tensors["pixel_values"][patch_index.to(grid.device)]
+    return out
+
+
+class RolloutEngine(abc.ABC):
+    """Produces completions for prompts with the current policy weights."""
+
+    @abc.abstractmethod
+    def generate(self, samples: list[Sample], num_generations: int, *, greedy: bool = False, max_new_tokens: int | None = None) -> RolloutBatch:
+        """`num_generations` completions for each sample, grouped contiguously."""
+
+    encode_seconds: float = 0.0  # time the last generate() spent building prompt tensors (data work)
+
+    def sync_weights(self) -> None:
+        """Called after each optimizer step; engines holding their own weight copy reload them."""
+
+
+class HFRolloutEngine(RolloutEngine):
+    """Sampling with `model.generate` under `torch.inference_mode`, in eval mode."""
+
+    def __init__(self, model: Any, encoder: PromptEncoder, *, max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, device: torch.device | str = "cpu"):
+        self.model = model
+        self.encoder = encoder
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.top_k = top_k
+        self.device = torch.device(device)
+        tok = encoder.tokenizer
+        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if tok.eos_token_id is not None:
+            eos_ids.add(tok.eos_token_id)
+        if not eos_ids:
+            raise ValueError("the tokenizer and the model's generation_config define no EOS token")
+        self.eos_ids = sorted(eos_ids)
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.eos_ids[0]
+        config = getattr(model, "config", None)
+        # A sampled image placeholder would make the next forward pass expect image features.
+        self.suppress_ids = sorted({i for a in MEDIA_TOKEN_ATTRS if isinstance(i := getattr(config, a, None), int)})
+
+    def _generation_config(self, greedy: bool, max_new_tokens: int) -> Any:
+        from transformers import GenerationConfig
+
+        # A fresh config: hub models ship sampling defaults (top_k, repetition penalty) we must not inherit.
+        sampling = {} if greedy else dict(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
+        return GenerationConfig(do_sample=not greedy, max_new_tokens=max_new_tokens, eos_token_id=self.eos_ids, pad_token_id=self.pad_id, use_cache=True, suppress_tokens=self.suppress_ids or None, **sampling)
+
+    def generate(self, samples: list[Sample], num_generations: int, *, greedy: bool = False, max_new_tokens: int | None = None) -> RolloutBatch:
+        t0 = time.perf_counter()
+        rows = [s for s in samples for _ in range(num_generations)]
+        prompt = {k: v.to(self.device) for k, v in self.encoder.encode(rows).items()}
+        self.encode_seconds = time.perf_counter() - t0
+        image_counts = torch.tensor([len(s.images) for s in rows]) if "image_grid_thw" in prompt else None
+        width = prompt["input_ids"].shape[1]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                out = self.model.generate(**prompt, generation_config=self._generation_config(greedy, max_new_tokens or self.max_new_tokens))
+        finally:
+            self.model.train(was_training)
+        completion = out[:, width:].clone()  # a normal tensor: inference tensors cannot enter autograd
+        mask, lengths, truncated = completion_mask(completion, self.eos_ids)
+        completion = completion.masked_fill(~mask, self.pad_id)
+        tok = self.encoder.tokenizer
+        texts = tok.batch_decode([ids[:n] for ids, n in zip(completion.tolist(), lengths.tolist())], skip_special_tokens=True)
+        group_ids = torch.arange(len(samples), device=self.device).repeat_interleave(num_generations)
+        return RolloutBatch(rows, group_ids, prompt, completion, mask, lengths, truncated, texts, image_counts)
+
+
+def completion_mask(ids: torch.Tensor, eos_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mask up to and including the first EOS, lengths, truncated = no EOS within the budget)."""
+    is_eos = torch.isin(ids, torch.tensor(eos_ids, device=ids.device))
+    has_eos = is_eos.any(dim=1)
+    first = torch.where(has_eos, is_eos.int().argmax(dim=1), torch.full_like(has_eos, ids.shape[1], dtype=torch.long) - 1)
+    mask = torch.arange(ids.shape[1], device=ids.device)[None, :] <= first[:, None]
+    return mask, mask.sum(dim=1), ~has_eos
+
+
+ENGINES: dict[str, type[RolloutEngine]] = {"hf": HFRolloutEngine}
+
+
+def build_engine(name: str, **kwargs: Any) -> RolloutEngine:
+    if name not in ENGINES:
+        raise ValueError(f"rollout.engine: unknown engine {name!r}; available: {', '.join(ENGINES)}")
+    return ENGINES[name](**kwargs)

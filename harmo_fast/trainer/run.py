@@ -1,0 +1,227 @@
+"""A whole `harmo train` run: the run directory, data, policy, optional warm-up, evaluations at
+the start and end, the GRPO loop with metrics, samples, checkpoints and a progress bar, plots.
+
+Run directory: config.yaml, metrics.jsonl, samples.jsonl, eval_start.json, eval_warmup.json (when a
+warm-up ran), eval_end.json, rewards.png / accuracy.png / response_length.png / kl.png,
+checkpoints/step-NNNNNN/, final_model/ (a Hugging Face model directory), data/ (synthetic set)."""
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from harmo_fast.data.jsonl import Dataset, load_dataset
+from harmo_fast.trainer.checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint
+from harmo_fast.trainer.config import Config, dump_config
+from harmo_fast.trainer.evaluate import evaluate, format_table, write_report
+from harmo_fast.trainer.interrupt import GracefulInterrupt
+from harmo_fast.trainer.metrics import MetricsLogger, reward_metrics
+from harmo_fast.trainer.policy import Policy, load_policy, reference_model, resolve_device
+from harmo_fast.trainer.prompts import PromptEncoder
+from harmo_fast.trainer.rollout import build_engine
+from harmo_fast.trainer.sampler import PromptSampler
+from harmo_fast.trainer.schedule import build_scheduler
+from harmo_fast.trainer.step import StepOutput, TrainState, grpo_step
+
+# Parts of a step that are not model compute (the <= 10% budget): data, waiting for rewards, loss math.
+TIME_KEYS = ("generation", "data", "logprobs", "rewards_wait", "advantages", "update", "loss")
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    steps_done: int
+    interrupted: bool
+    evals: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def default_out_dir() -> Path:
+    return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_data(cfg: Config, out_dir: Path) -> tuple[Dataset, Dataset | None]:
+    """Train and test sets; "synth" writes the synthetic set into <out>/data (once)."""
+    d = cfg.data
+    synth_dir = out_dir / "data"
+    if "synth" in (d.train, d.test) and not (synth_dir / "train.jsonl").is_file():
+        from harmo_fast.data.synth import write_synth
+
+        write_synth(synth_dir, d.synth_train, d.synth_test, d.synth_seed)
+
+    def one(spec: str, split: str) -> Dataset:
+        return load_dataset(synth_dir / f"{split}.jsonl" if spec == "synth" else spec, skip_bad=d.skip_bad_samples)
+
+    train = one(d.train, "train")
+    test = one(d.test, "test") if d.test else None
+    for ds in (train, test):
+        if ds is not None and ds.skipped:
+            print(f"data: skipped {len(ds.skipped)} bad samples of {ds.source}; first: {ds.skipped[0]}")
+    return train, test
+
+
+def build_rewards(cfg: Config) -> Any:
+    from harmo_fast.rewards import RewardPipeline
+
+    return RewardPipeline(cfg.rewards)
+
+
+def _sample_rows(out: StepOutput, k: int) -> list[dict[str, Any]]:
+    rows = []
+    for i in range(min(k, out.batch.size)):
+        s = out.batch.samples[i]
+        rows.append({
+            "id": s.id, "task_type": s.task_type, "prompt": s.prompt, "answer": s.answer,
+            "completion": out.batch.texts[i], "length": int(out.batch.lengths[i]),
+            "reward": out.rewards.total[i], "components": {c: v[i] for c, v in out.rewards.components.items()},
+            "correct": bool(out.rewards.verdicts[i].correct), "advantage": float(out.advantages[i]),
+        })  # fmt: skip
+    return rows
+
+
+def _step_metrics(st: TrainState, out: StepOutput, lr: float, seconds: float) -> dict[str, float]:
+    b, r = out.batch, out.rewards
+    m = reward_metrics(r.total, r.components, [v.correct for v in r.verdicts], [s.task_type for s in b.samples], b.group_ids.tolist(), b.lengths.tolist(), b.truncated.tolist(), st.cfg.rewards.format.enabled)
+    m.update(out.stats)
+    m["lr"] = lr
+    m["nan_skipped"] = st.nan_skipped
+    st.timings["data"] = st.engine.encode_seconds
+    for k in TIME_KEYS:
+        m[f"time/{k}"] = st.timings.get(k, 0.0)
+    m["time/rewards_total"] = float(sum(r.timings.values())) if r.timings else float("nan")
+    m["time/step"] = seconds
+    m["time/other"] = seconds - sum(st.timings.get(k, 0.0) for k in ("generation", "logprobs", "rewards_wait", "advantages", "update"))
+    m["tokens_per_second"] = float(b.lengths.sum()) / seconds
+    return m
+
+
+def _evaluate(name: str, st: TrainState, test: Dataset | None, out_dir: Path) -> dict[str, Any] | None:
+    e = st.cfg.eval
+    if test is None:
+        return None
+    samples = test.samples[: e.max_samples] if e.max_samples else test.samples
+    report = evaluate(st.engine, st.rewards, samples, batch_size=e.batch_size, max_new_tokens=e.max_new_tokens, format_enabled=st.cfg.rewards.format.enabled)
+    write_report(report, out_dir / f"eval_{name}.json")
+    print(format_table(report, f"eval_{name} ({len(samples)} samples)"))
+    return report
+
+
+def _export(policy: Policy, out_dir: Path) -> None:
+    target = out_dir / "final_model"
+    policy.model.save_pretrained(target)
+    policy.processor.save_pretrained(target)
+
+
+def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, on_step: Callable[[int, dict[str, float]], None] | None = None) -> RunResult:
+    """Run (or, with resume=True, continue from the latest checkpoint in `out_dir`) a GRPO run."""
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir()
+    ckpt = latest_checkpoint(out_dir) if resume else None
+    if resume and ckpt is None:
+        raise FileNotFoundError(f"--resume {out_dir}: no checkpoint under {out_dir / 'checkpoints'}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, out_dir / "config.yaml")
+    torch.set_num_threads(cfg.trainer.num_threads or os.cpu_count() or 1)
+    seed_everything(cfg.trainer.seed)
+    device = resolve_device(cfg.trainer.device)
+    train_set, test_set = load_data(cfg, out_dir)
+    policy = load_policy(cfg.model, device, cfg.trainer.seed)
+    encoder = PromptEncoder(policy.processor, policy.is_vlm, cfg.data.prompt_template, cfg.data.system_prompt)
+    r = cfg.rollout
+    engine = build_engine(r.engine, model=policy.model, encoder=encoder, max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, device=device)
+    a, t = cfg.algorithm, cfg.trainer
+    params = [p for p in policy.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=t.lr, betas=tuple(t.adam_betas), eps=t.adam_eps, weight_decay=t.weight_decay)
+    scheduler = build_scheduler(optimizer, t.lr_warmup_steps, t.steps * a.num_iterations * a.num_minibatches, t.min_lr_ratio, t.lr_schedule)
+    st = TrainState(cfg, policy, engine, build_rewards(cfg), optimizer, scheduler)
+    logger = MetricsLogger(out_dir, cfg.logging.tensorboard)
+    sampler = PromptSampler(len(train_set), t.seed, cfg.data.shuffle)
+    result = RunResult(out_dir, 0, False)
+    try:
+        start = 0
+        if ckpt is not None:
+            state = load_checkpoint(ckpt, model=policy.model, optimizer=optimizer, scheduler=scheduler)
+            start, st.nan_skipped = state["step"], state["nan_skipped"]
+            sampler.load_state_dict(state["data"])
+            logger.truncate_after(start)
+            print(f"resumed from {ckpt} at step {start}")
+        else:
+            if cfg.eval.at_start:
+                result.evals["start"] = _evaluate("start", st, test_set, out_dir)
+            if cfg.warmup.steps > 0:
+                from harmo_fast.trainer.warmup import supervised_warmup
+
+                w = cfg.warmup
+                info = supervised_warmup(policy.model, policy.processor, train_set.samples, steps=w.steps, lr=w.lr, batch_size=w.batch_size, seed=t.seed)
+                print(f"warm-up: {w.steps} steps, loss {info['loss_first']:.3f} -> {info['loss_final']:.3f} in {info['seconds']:.0f}s")
+                result.evals["warmup"] = _evaluate("warmup", st, test_set, out_dir)
+        if a.beta > 0:
+            st.ref_model = _reference(policy, out_dir, fresh=ckpt is None)
+        result.steps_done = start
+        with GracefulInterrupt() as interrupt, _progress(cfg, start) as bar:
+            for step in range(start + 1, t.steps + 1):
+                samples = [train_set.samples[i] for i in sampler.next(a.prompts_per_step)]
+                lr = scheduler.get_last_lr()[0]
+                st.timings.clear()
+                t0 = time.perf_counter()
+                out = grpo_step(st, samples)
+                metrics = _step_metrics(st, out, lr, time.perf_counter() - t0)
+                logger.log(step, metrics)
+                if cfg.logging.sample_every and (step % cfg.logging.sample_every == 0 or step == 1):
+                    logger.log_samples(step, _sample_rows(out, cfg.logging.num_samples))
+                result.steps_done = step
+                bar.update(1)
+                bar.set_postfix(reward=f"{metrics['reward/total_mean']:.2f}", acc=f"{metrics['accuracy']:.2f}", len=f"{metrics['length/mean']:.0f}")
+                state = {"nan_skipped": st.nan_skipped, "data": sampler.state_dict()}
+                if interrupt.requested or (cfg.checkpoint.every and step % cfg.checkpoint.every == 0) or step == t.steps:
+                    save_checkpoint(out_dir, step, model=policy.model, optimizer=optimizer, scheduler=scheduler, state=state, config=cfg, keep_last=cfg.checkpoint.keep_last)
+                if on_step is not None:
+                    on_step(step, metrics)
+                if interrupt.requested:
+                    result.interrupted = True
+                    print(f"interrupted: checkpoint saved at step {step}; continue with `harmo train --resume {out_dir}`")
+                    return result
+        if cfg.eval.at_end:
+            result.evals["end"] = _evaluate("end", st, test_set, out_dir)
+        if cfg.logging.plots:
+            from harmo_fast.trainer.plots import write_plots
+
+            write_plots(logger.metrics_path, out_dir)
+        if cfg.checkpoint.save_final_model:
+            _export(policy, out_dir)
+        return result
+    finally:
+        logger.close()
+        st.rewards.close()
+
+
+def _reference(policy: Policy, out_dir: Path, fresh: bool) -> Any:
+    """The frozen reference: the policy as GRPO starts (after any warm-up), kept on disk for resumes."""
+    from safetensors.torch import save_model
+
+    ref_dir = out_dir / "reference"
+    ref = reference_model(policy)
+    if fresh:
+        ref_dir.mkdir(exist_ok=True)
+        save_model(ref, str(ref_dir / "weights.safetensors"))
+    else:
+        load_weights(ref, ref_dir)
+    return ref
+
+
+def _progress(cfg: Config, start: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=cfg.trainer.steps, initial=start, disable=not cfg.logging.progress_bar, desc="GRPO", unit="step", dynamic_ncols=True)
