@@ -52,3 +52,23 @@ def check_finite(op: str, name: str, t: torch.Tensor) -> None:
     """Require no NaN/inf in t (used where a NaN would silently poison a whole batch)."""
     if t.is_floating_point() and not bool(torch.isfinite(t).all()):
         raise ValueError(f"{op}: {name} contains NaN or inf")
+
+
+def check_positive_float(op: str, name: str, value: object) -> float:
+    """Require a finite real number > 0 (e.g. a temperature); return it as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{op}: {name} must be a float, got {type(value).__name__}")
+    if not (0.0 < float(value) < float("inf")):
+        raise ValueError(f"{op}: {name} must be finite and > 0, got {value}")
+    return float(value)
+
+
+def check_index_range(op: str, name: str, index: torch.Tensor, size: int) -> None:
+    """Require every entry of an integer tensor in [0, size) (one min/max pass; syncs on CUDA)."""
+    if index.numel() == 0:
+        return
+    lo, hi = torch.aminmax(index)
+    lo, hi = int(lo), int(hi)
+    if lo < 0 or hi >= size:
+        bad = lo if lo < 0 else hi
+        raise IndexError(f"{op}: {name} must lie in [0, {size}), found {bad}")
