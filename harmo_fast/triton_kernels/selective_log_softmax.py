@@ -34,7 +34,7 @@ def _forward_kernel(
         s_old = s
         s = s * k + tl.sum(e, 0)
         if HAS_ENTROPY:
-            t = (t + d_old * s_old) * k + tl.sum(tl.where(e > 0, e * d, 0.0), 0)
+            t = (t + d_old * s_old) * k + tl.sum(e * tl.where(e > 0, d, 0.0), 0)  # no 0 * -inf
         m = m_new
     y = tl.load(index_ptr + row)
     lse = m + tl.log(s)
@@ -70,7 +70,7 @@ def _backward_kernel(
         mask = offs < vocab
         x = tl.load(src + offs, mask=mask, other=0.0).to(tl.float32) * inv_tau
         p = tl.exp(x - lse)
-        g = tl.where(p > 0, -p * (k0 + b * x), 0.0) + tl.where(offs == y, a, 0.0)
+        g = -p * (k0 + b * tl.where(p > 0, x, 0.0)) + tl.where(offs == y, a, 0.0)  # -inf logit: 0, not NaN
         tl.store(dst + offs, g.to(grad_ptr.dtype.element_ty), mask=mask)
 
 

@@ -1,0 +1,230 @@
+"""linear_log_probs: per-token log-probabilities (and entropy) straight from the last hidden states
+and the LM head, without ever holding the (N, V) logits.
+
+    logits = hidden @ weight.T + bias;  logp = logits[y]/tau - logsumexp(logits/tau)
+
+The fused backends walk the tokens in chunks: each chunk's (C, V) logits are produced by one
+matmul into a reused buffer and reduced by the selective_log_softmax kernels to one fp32 per row
+(the logsumexp). The backward recomputes each chunk's logits, turns them into d(logits) in place
+with the same kernels, and feeds them to two matmuls: d(hidden) for the chunk and d(weight)
+accumulated across chunks in fp32 (cast to the parameter dtype at the end). Peak extra memory is
+one chunk of logits plus the gradients themselves: it does not grow with N x V.
+
+The vocabulary is not split: a single full row of V logits per token is what keeps the matmuls
+large enough to run at BLAS speed, and the chunk's row count shrinks as V grows (see
+`default_chunk_size`), so the chunk stays within its memory budget for any V.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from harmo_fast import _checks, _dispatch
+from harmo_fast.ops import selective_log_softmax as sls
+
+OP = "linear_log_probs"
+
+# Budget for one chunk of logits, counted in fp32 bytes whatever the dtype.
+CHUNK_BYTES = 64 << 20
+
+
+def linear_log_probs_reference(
+    hidden: torch.Tensor, weight: torch.Tensor, index: torch.Tensor, bias: torch.Tensor | None = None,
+    temperature: float = 1.0, return_entropy: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """The definition of correct: full logits in the parameters' dtype, then the fp32 reference
+    selective log-softmax (plain autograd; holds the whole (N, V) logits)."""
+    logits = torch.nn.functional.linear(hidden, weight, bias)
+    return sls.selective_log_softmax_reference(logits, index, temperature, return_entropy)
+
+
+def default_chunk_size(vocab: int) -> int:
+    """Rows per chunk so one chunk of fp32 logits fits CHUNK_BYTES (at least 1)."""
+    return max(1, CHUNK_BYTES // (4 * vocab))
+
+
+def _check_arguments(hidden, weight, index, bias, temperature, chunk_size) -> torch.device:
+    _checks.check_tensor(OP, "hidden", hidden, dtypes=_checks.FLOAT_DTYPES)
+    _checks.check_tensor(OP, "weight", weight, ndim=2, dtypes=_checks.FLOAT_DTYPES)
+    _checks.check_tensor(OP, "index", index, dtypes=_checks.INDEX_DTYPES)
+    if hidden.dim() < 1:
+        raise ValueError(f"{OP}: hidden must have a last (hidden-size) dimension, got a 0-D tensor")
+    if weight.shape[0] < 1:
+        raise ValueError(f"{OP}: weight must have at least one row (vocabulary entry), got shape {tuple(weight.shape)}")
+    if weight.shape[1] != hidden.shape[-1]:
+        raise ValueError(
+            f"{OP}: weight must have shape (V, {hidden.shape[-1]}) to match hidden's last dimension, "
+            f"got {tuple(weight.shape)}"
+        )
+    if weight.dtype != hidden.dtype:
+        raise TypeError(f"{OP}: weight dtype {weight.dtype} must match hidden dtype {hidden.dtype}")
+    if bias is not None:
+        _checks.check_tensor(OP, "bias", bias, ndim=1, dtypes=(hidden.dtype,))
+        _checks.check_shape(OP, "bias", bias, (weight.shape[0],))
+    _checks.check_shape(OP, "index", index, hidden.shape[:-1])
+    _checks.check_positive_float(OP, "temperature", temperature)
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"{OP}: chunk_size must be None or an int >= 1, got {chunk_size!r}")
+    return _checks.check_same_device(OP, hidden=hidden, weight=weight, index=index, bias=bias)
+
+
+def _chunk_logits(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> torch.Tensor:
+    """out[:] = h @ weight.T (+ bias), in the parameters' dtype, into a reused buffer."""
+    if bias is None:
+        return torch.mm(h, weight.t(), out=out)
+    return torch.addmm(bias, h, weight.t(), out=out)
+
+
+def _chunks(n: int, chunk: int):
+    for start in range(0, n, chunk):
+        yield start, min(n, start + chunk)
+
+
+def _rows(t: torch.Tensor | None, start: int, end: int) -> torch.Tensor | None:
+    return None if t is None else t[start:end]
+
+
+# --------------------------------------------------------------------------------------------
+# Custom ops and autograd
+# --------------------------------------------------------------------------------------------
+@torch.library.custom_op("harmo_fast::linear_log_probs", mutates_args=())
+def _forward_op(
+    hidden: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], index: torch.Tensor,
+    temperature: float, return_entropy: bool, chunk_size: int, backend: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(logp, entropy or an empty tensor, lse), each fp32 of index's shape."""
+    vocab, size = weight.shape
+    _checks.check_index_range(OP, "index", index, vocab)
+    h2 = hidden.reshape(-1, size)
+    idx = index.reshape(-1)
+    n = h2.shape[0]
+    logp = torch.empty(n, dtype=torch.float32, device=hidden.device)
+    lse = torch.empty_like(logp)
+    entropy = torch.empty_like(logp) if return_entropy else logp.new_empty(0)
+    buf = hidden.new_empty(min(chunk_size, n), vocab)
+    for s, e in _chunks(n, chunk_size):
+        z = _chunk_logits(h2[s:e], weight, bias, buf[: e - s])
+        lp, l, ent = sls.forward_rows(z, idx[s:e], temperature, return_entropy, backend)
+        logp[s:e], lse[s:e] = lp, l
+        if ent is not None:
+            entropy[s:e] = ent
+    shape = index.shape
+    return logp.view(shape), entropy.view(shape) if return_entropy else entropy, lse.view(shape)
+
+
+@_forward_op.register_fake
+def _(hidden, weight, bias, index, temperature, return_entropy, chunk_size, backend):
+    out = hidden.new_empty(index.shape, dtype=torch.float32)
+    entropy = hidden.new_empty(index.shape if return_entropy else (0,), dtype=torch.float32)
+    return out, entropy, torch.empty_like(out)
+
+
+@torch.library.custom_op("harmo_fast::linear_log_probs_backward", mutates_args=())
+def _backward_op(
+    grad_logp: Optional[torch.Tensor], grad_entropy: Optional[torch.Tensor], hidden: torch.Tensor,
+    weight: torch.Tensor, bias: Optional[torch.Tensor], index: torch.Tensor, lse: torch.Tensor,
+    entropy: Optional[torch.Tensor], temperature: float, chunk_size: int, backend: str,
+    need_hidden: bool, need_weight: bool, need_bias: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(d hidden, d weight, d bias); a gradient that is not needed comes back as an empty tensor."""
+    vocab, size = weight.shape
+    h2 = hidden.reshape(-1, size)
+    idx = index.reshape(-1)
+    n = h2.shape[0]
+    flat = lambda t: None if t is None else t.reshape(-1)  # noqa: E731
+    g_logp, g_ent, lse1, ent1 = flat(grad_logp), flat(grad_entropy), flat(lse), flat(entropy)
+    empty = hidden.new_empty(0)
+    grad_hidden = h2.new_empty(h2.shape) if need_hidden else empty
+    # fp32 accumulators; for fp32 parameters they are the gradients themselves.
+    grad_weight = torch.zeros(vocab, size, dtype=torch.float32, device=hidden.device) if need_weight else empty
+    grad_bias = torch.zeros(vocab, dtype=torch.float32, device=hidden.device) if need_bias else empty
+    # Half-precision partial products of a chunk (BLAS accumulates each in fp32 internally) are
+    # summed across chunks in the fp32 accumulator.
+    partial = weight.new_empty(vocab, size) if need_weight and weight.dtype != torch.float32 else None
+    buf = hidden.new_empty(min(chunk_size, n), vocab)
+    for s, e in _chunks(n, chunk_size):
+        h = h2[s:e]
+        z = _chunk_logits(h, weight, bias, buf[: e - s])
+        sls.backward_rows(
+            _rows(g_logp, s, e), _rows(g_ent, s, e), z, idx[s:e], lse1[s:e], _rows(ent1, s, e), temperature, backend,
+            out=z,
+        )
+        if need_hidden:
+            torch.mm(z, weight, out=grad_hidden[s:e])
+        if need_weight:
+            if partial is None:
+                grad_weight.addmm_(z.t(), h)
+            else:
+                grad_weight.add_(torch.mm(z.t(), h, out=partial))
+        if need_bias:
+            grad_bias.add_(z.sum(0, dtype=torch.float32))
+    if need_hidden:
+        grad_hidden = grad_hidden.view(hidden.shape)
+    if need_weight:
+        grad_weight = grad_weight.to(weight.dtype)
+    if need_bias:
+        grad_bias = grad_bias.to(bias.dtype)
+    return grad_hidden, grad_weight, grad_bias
+
+
+@_backward_op.register_fake
+def _(grad_logp, grad_entropy, hidden, weight, bias, index, lse, entropy, temperature, chunk_size, backend,
+      need_hidden, need_weight, need_bias):
+    empty = hidden.new_empty(0)
+    return (
+        torch.empty_like(hidden) if need_hidden else empty,
+        torch.empty_like(weight) if need_weight else empty,
+        torch.empty_like(bias) if need_bias else empty,
+    )
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    hidden, weight, bias, index, temperature, return_entropy, chunk_size, backend = inputs
+    _, entropy, lse = output
+    ctx.save_for_backward(hidden, weight, bias, index, lse, entropy if return_entropy else None)
+    ctx.temperature, ctx.return_entropy, ctx.chunk_size, ctx.backend = temperature, return_entropy, chunk_size, backend
+
+
+def _backward(ctx, grad_logp, grad_entropy, grad_lse):
+    hidden, weight, bias, index, lse, entropy = ctx.saved_tensors
+    need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
+    need_bias = need_bias and bias is not None
+    if not (need_hidden or need_weight or need_bias):
+        return (None,) * 8
+    gh, gw, gb = torch.ops.harmo_fast.linear_log_probs_backward(
+        grad_logp, grad_entropy if ctx.return_entropy else None, hidden, weight, bias, index, lse, entropy,
+        ctx.temperature, ctx.chunk_size, ctx.backend, need_hidden, need_weight, need_bias,
+    )
+    return (gh if need_hidden else None, gw if need_weight else None, gb if need_bias else None) + (None,) * 5
+
+
+_forward_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def linear_log_probs(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    index: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    return_entropy: bool = False,
+    chunk_size: int | None = None,
+    backend: str = "auto",
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """fp32 log-probabilities of `index` under softmax((hidden @ weight.T + bias) / temperature).
+
+    hidden (..., H), weight (V, H) and bias (V,) share one float dtype (fp32/bf16/fp16); index (...)
+    int64 or int32 in [0, V). Differentiable w.r.t. hidden, weight and bias, through the log-probs
+    and (with return_entropy) the entropy. chunk_size = tokens per chunk (None: as many as fit a
+    64 MiB fp32 chunk of logits). The torch backend is the unchunked reference.
+    """
+    device = _check_arguments(hidden, weight, index, bias, temperature, chunk_size)
+    resolved = _dispatch.resolve_backend(backend, device, OP)
+    if resolved == "torch":
+        return linear_log_probs_reference(hidden, weight, index, bias, temperature, return_entropy)
+    chunk = chunk_size if chunk_size is not None else default_chunk_size(weight.shape[0])
+    logp, entropy, _ = torch.ops.harmo_fast.linear_log_probs(
+        hidden, weight, bias, index, float(temperature), bool(return_entropy), int(chunk), resolved
+    )
+    return (logp, entropy) if return_entropy else logp
