@@ -41,7 +41,7 @@ def prepare(completion: str, gold: str | Sequence[str], task_type: str, options:
     answer = locate_answer(body)
     opts = dict(options)
     bare = body.strip()
-    if answer is None and bare and len(bare) <= verifier.bare_answer_max_chars:
+    if answer is None and bare and verifier.accepts_bare(bare):
         answer = bare
         opts["_bare"] = True
     if answer is None and options.get("last_number_fallback"):

@@ -25,6 +25,10 @@ class Verifier:
     #: option names this verifier understands (besides the common ones of `verify`)
     option_names: frozenset[str] = frozenset()
 
+    def accepts_bare(self, text: str) -> bool:
+        """Whether an unmarked response may be graded whole as the answer."""
+        return len(text) <= self.bare_answer_max_chars
+
     def compare(self, answer: str, gold: str, options: dict[str, Any]) -> tuple[Outcome, str]:
         """(outcome, detail) for one gold."""
         raise NotImplementedError

@@ -30,6 +30,7 @@ class NeedsSympy(Exception):
 
 _LATEX_CMD = re.compile(r"\\[a-zA-Z]+")
 _WORD = re.compile(r"[A-Za-z]{3,}")
+_PROSE = re.compile(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}")
 _MATH_WORDS = frozenset(
     "sin cos tan cot sec csc log ln exp arcsin arccos arctan sinh cosh tanh sqrt frac pi infty "
     "cdot times div binom lim sum int min max gcd lcm mod pmod det".split()
@@ -43,6 +44,11 @@ def _is_text(s: str) -> bool:
     plain = _LATEX_CMD.sub(" ", s)
     words = [w for w in _WORD.findall(plain) if w.lower() not in _MATH_WORDS]
     return bool(words) and not re.search(r"[\d^_=+*/]", unwrap_text(s).replace(" ", ""))
+
+
+def is_prose(text: str) -> bool:
+    """Two words in a row: a sentence, not a bare answer."""
+    return bool(_PROSE.search(_LATEX_CMD.sub(" ", text)))
 
 
 def _squash(s: str) -> str:
@@ -73,7 +79,7 @@ class _Comparer:
         pn, gn = parse_number(p), parse_number(g)
         if pn is not None and gn is not None:
             return MATCH if numbers_equal(pn, gn, percent=self.percent, rel_tol=self.rel_tol) else MISMATCH
-        if _is_text(g) or _is_text(p):
+        if _is_text(g) or _is_text(p) or ":" in g + p:
             same = normalize_text(unwrap_text(p)) == normalize_text(unwrap_text(g))
             return MATCH if same else MISMATCH
         if self.fast:
@@ -134,6 +140,8 @@ class _Comparer:
         pk, gk = p[0], g[0]
         if gk == "rel":
             return self._gold_relation(p, g)
+        if gk == "list" and all(i[0] == "rel" and "=" not in i[2] and "!=" not in i[2] for i in g[1]):
+            return self._sets(p, g)  # "x < -1 or x > 2"
         if pk == "rel":
             if all(op == "=" for op in p[2]):
                 return self.node(p[1][-1], g)  # `x = 3`, `a+b = 3 = 3`: the final value
@@ -211,6 +219,10 @@ class _Comparer:
             if self.fast:
                 raise NeedsSympy
             return self._equations(p, g)
+        return self._sets(p, g)
+
+    def _sets(self, p: Node, g: Node) -> Result:
+        """A gold inequality against the answer's set of reals (an interval, union, inequality)."""
         if self.fast:
             raise NeedsSympy
         from harmo_fast.rewards.verifiers.math_sets import as_set, sets_equal
@@ -307,6 +319,9 @@ class MathVerifier(Verifier):
 
     bare_answer_max_chars = 80  # a bare `3.14` or `\\frac{1}{2}`, not prose
     option_names = frozenset({"percent", "rel_tol", "ordered"})
+
+    def accepts_bare(self, text: str) -> bool:
+        return super().accepts_bare(text) and not is_prose(text)
 
     def compare(self, answer: str, gold: str, options: dict[str, Any]) -> Result:
         prepared = _prepare(answer, gold)

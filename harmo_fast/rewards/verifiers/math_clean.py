@@ -20,7 +20,7 @@ point points integer integers number numbers outcomes cars boxes balls coins boo
 """.split())
 
 _DELIMS = re.compile(r"\\[()\[\]]|\$")
-_SPACING = re.compile(r"\\[,;:! ]|~|\\quad|\\qquad")
+_SPACING = re.compile(r"(?<!\\)\\[,;:! ]|~|\\quad|\\qquad")
 _SIZING = re.compile(r"\\(?:left|right|big|Big|bigg|Bigg)[lr]?(?![a-zA-Z])\.?")
 _STYLE = re.compile(r"\\(?:displaystyle|textstyle|scriptstyle)")
 _DEGREE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree")

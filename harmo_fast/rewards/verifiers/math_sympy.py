@@ -3,7 +3,7 @@
 Only strings that passed `guards.too_big` reach the parser (latex2sympy2_extended's ANTLR
 grammar, which never evaluates Python code). Equivalence: exact for rationals; 30-digit numeric
 evaluation for other constants; random-point evaluation for expressions with variables (names
-must agree), with `simplify` as the last resort. Results are never printed with `str()`, whose
+are kept apart), with `simplify` as the last resort. Results are never printed with `str()`, whose
 cost on huge numbers is what makes other verifiers hang."""
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ def to_sympy(text: str) -> Any:
         raise SympyParseError(f"unparseable: {type(exc).__name__}") from None
     if not isinstance(expr, sympy.Basic):
         raise SympyParseError(f"not an expression: {type(expr).__name__}")
+    if expr.has(sympy.zoo, sympy.nan):
+        raise SympyParseError("undefined value (division by zero)")
     i = sympy.Symbol("i")
     if i in getattr(expr, "free_symbols", ()):
         expr = expr.xreplace({i: sympy.I})
@@ -82,11 +84,7 @@ def exprs_equal(p: Any, g: Any) -> bool:
         return False
     if p.has(sympy.oo, -sympy.oo, sympy.zoo) or g.has(sympy.oo, -sympy.oo, sympy.zoo):
         return sympy.simplify(p - g) == 0
-    names_p = {s.name for s in p.free_symbols}
-    names_g = {s.name for s in g.free_symbols}
-    if names_p != names_g:
-        return False
-    if not names_g:
+    if not p.free_symbols and not g.free_symbols:
         if p.is_Rational and g.is_Rational:
             return False  # exact and different
         a, b = _num(p), _num(g)
@@ -97,17 +95,17 @@ def exprs_equal(p: Any, g: Any) -> bool:
 
 
 def _agree_at_points(p: Any, g: Any) -> bool:
-    """Equal values at random points (real, then complex if needed); simplify when undecided."""
+    """Equal values at random points, each variable name drawn independently (so `x+1` and
+    `y+1` differ, while `\\sin^2 x + \\cos^2 x` equals 1); simplify when undecided."""
     import sympy
 
-    syms = sorted(g.free_symbols, key=lambda s: s.name)
-    psyms = {s.name: s for s in p.free_symbols}
+    names = sorted({s.name for s in p.free_symbols} | {s.name for s in g.free_symbols})
     rng = random.Random(12345)
     agreed = 0
     for _ in range(3 * NUM_POINTS):
-        vals = {s.name: sympy.Float(rng.uniform(0.3, 2.7), 30) for s in syms}
-        a = _num(p, {psyms[n]: v for n, v in vals.items()})
-        b = _num(g, {s: vals[s.name] for s in syms})
+        vals = {n: sympy.Float(rng.uniform(0.3, 2.7), 30) for n in names}
+        a = _num(p, {s: vals[s.name] for s in p.free_symbols})
+        b = _num(g, {s: vals[s.name] for s in g.free_symbols})
         if a is None or b is None:
             continue
         if not _close(a, b, 1e-9):
@@ -115,7 +113,8 @@ def _agree_at_points(p: Any, g: Any) -> bool:
         agreed += 1
         if agreed >= NUM_POINTS:
             return True
-    return sympy.simplify(p - g.xreplace({s: psyms[s.name] for s in syms})) == 0
+    by_name = {s.name: s for s in p.free_symbols}
+    return sympy.simplify(p - g.xreplace({s: by_name.get(s.name, s) for s in g.free_symbols})) == 0
 
 
 def ratio_constant(p: Any, g: Any) -> bool:
@@ -123,8 +122,6 @@ def ratio_constant(p: Any, g: Any) -> bool:
     import sympy
 
     names = {s.name for s in p.free_symbols} | {s.name for s in g.free_symbols}
-    if {s.name for s in p.free_symbols} != {s.name for s in g.free_symbols}:
-        return False
     rng = random.Random(54321)
     ratio = None
     agreed = 0

@@ -36,15 +36,17 @@ def _unwrap(text: str) -> str:
 def letter_of(text: str, valid: str, choices: Sequence[str] | None) -> tuple[str | None, str]:
     """(letter, detail): the single option the text commits to, or None with the reason."""
     t = _unwrap(text)
+    found: set[str] = set()
     m = _LEADING.match(t)
     if m and m.group(1).upper() in valid:
-        return m.group(1).upper(), ""
-    if choices:
+        found.add(m.group(1).upper())
+        t = t[m.end():]  # the rest may still name other options: "(A) (B) (C)" is a hedge
+    elif choices:
         norm = normalize_text(t)
         hits = {valid[i] for i, c in enumerate(choices[: len(valid)]) if normalize_text(str(c)) == norm and norm}
         if len(hits) == 1:
             return hits.pop(), ""
-    found = {c for c in _PAREN.findall(t) if c in valid}
+    found |= {c for c in _PAREN.findall(t) if c in valid}
     for m in _STANDALONE.finditer(t):
         c = m.group(1)
         if c not in valid:

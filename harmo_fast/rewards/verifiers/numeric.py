@@ -7,7 +7,7 @@ from typing import Any
 
 from harmo_fast.rewards.verifiers import register
 from harmo_fast.rewards.verifiers.base import Outcome, Verifier
-from harmo_fast.rewards.verifiers.math import NeedsSympy, _Comparer
+from harmo_fast.rewards.verifiers.math import NeedsSympy, _Comparer, is_prose
 from harmo_fast.rewards.verifiers.math_clean import clean_math
 
 
@@ -17,6 +17,9 @@ class NumericVerifier(Verifier):
 
     bare_answer_max_chars = 80  # a bare `3.14` or `\\frac{1}{2}`, not prose
     option_names = frozenset({"percent", "rel_tol"})
+
+    def accepts_bare(self, text: str) -> bool:
+        return super().accepts_bare(text) and not is_prose(text)
 
     def compare(self, answer: str, gold: str, options: dict[str, Any]) -> tuple[Outcome, str]:
         return _Comparer(options, fast=False).scalar(clean_math(answer), clean_math(gold))

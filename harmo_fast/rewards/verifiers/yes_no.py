@@ -9,19 +9,23 @@ from harmo_fast.rewards.verifiers import register
 from harmo_fast.rewards.verifiers.base import Outcome, Verifier
 
 _WORD = re.compile(r"\b(yes|no)\b")
+# A response that opens with the word as its own sentence or clause: "Yes, because ...", "No."
+_LEAD = re.compile(r"\s*(?:\*\*)?(yes|no)(?:\*\*)?\s*(?:[,.!;:]|$)", re.IGNORECASE)
 
 
 def yes_no_of(text: str, *, whole_response: bool = False) -> str | None:
     """"yes" / "no" when the text commits to exactly one of them, else None.
 
     A marked answer must contain one kind only ("yes or no" is a hedge). A bare response counts
-    when it starts with the word, or mentions only one of the two.
+    when it opens with the word as a clause ("Yes, because..."), or mentions only one of them.
     """
     words = _WORD.findall(normalize_text(text, number_words=False))
     if not words:
         return None
-    if whole_response and words and normalize_text(text).split()[0] in ("yes", "no"):
-        return normalize_text(text).split()[0]
+    if whole_response:
+        lead = _LEAD.match(text)
+        if lead:
+            return lead.group(1).lower()
     kinds = set(words)
     return words[0] if len(kinds) == 1 else None
 

@@ -1,0 +1,82 @@
+"""Answer extraction: reasoning split, answer tags, boxes, anchor phrases, last-number fallback."""
+import pytest
+
+from harmo_fast.rewards.extract import extract_answer, last_boxed, strip_reasoning
+
+
+@pytest.mark.parametrize(
+    "completion, expected",
+    [
+        # Only the text after the last </think> is graded.
+        (r"<think>so \boxed{3}</think> The answer is $7$.", "$7$"),
+        (r"<think>a</think><think>\boxed{1}</think>\boxed{2}", "2"),
+        ("< think >x< / think > Answer: 5", "5"),  # spaced tags (Qwen2.5-VL)
+        # An unterminated think block yields nothing, even with a box inside.
+        (r"<think>\boxed{3} and I keep thinking", None),
+        # The last <answer> block, across lines.
+        ("<answer>1</answer> then <answer>\nB\n</answer>", "B"),
+        ("<answer>\nline one\nline two\n</answer>", "line one\nline two"),
+        (r"<answer>so \boxed{12}</answer>", "12"),
+        ("<answer>The final answer is 9.</answer>", "9"),
+        ("<answer>  </answer>", None),
+        # The last box, brace-balanced, \fbox too.
+        (r"first \boxed{1} then \boxed{\frac{1}{2}}", r"\frac{1}{2}"),
+        (r"\boxed{\{1, 2\}}", r"\{1, 2\}"),
+        (r"\fbox{x^{2}}", "x^{2}"),
+        (r"\boxed 5", "5"),
+        # Adjacent boxes form a list; a box after prose does not join.
+        (r"\boxed{2}, \boxed{3}", "2, 3"),
+        (r"$\boxed{2}$ and $\boxed{3}$", "2, 3"),
+        (r"\boxed{1} was wrong, so \boxed{2}", "2"),
+        # A truncated box is not an answer; an earlier complete one still is.
+        (r"\boxed{4} hmm \boxed{5", "4"),
+        (r"\boxed{5", None),
+        # Anchor phrases, markdown bold, "I hope it is correct".
+        ("**Answer:** 4", "4"),
+        ("Answer: **73**", "73"),
+        ("The final answer is $5$. I hope it is correct.", "$5$"),
+        ("So the answer is 3.5.", "3.5"),
+        ("the answer is: (C)", "(C)"),
+        ("Answer: 1\nmore text\nAnswer: 2", "2"),
+        # Nothing marks an answer.
+        ("we get 12 and 13", None),
+        ("", None),
+    ],
+)
+def test_extract_answer(completion, expected):
+    assert extract_answer(completion) == expected
+
+
+def test_last_number_fallback_is_opt_in():
+    text = "we get 12 and then 1,234.5 apples"
+    assert extract_answer(text) is None
+    assert extract_answer(text, last_number_fallback=True) == "1,234.5"
+    # A marked answer always wins over the fallback.
+    assert extract_answer(r"\boxed{7} and 8", last_number_fallback=True) == "7"
+    # The fallback never reads inside an unterminated think block.
+    assert extract_answer("<think>12", last_number_fallback=True) is None
+
+
+def test_strip_reasoning():
+    assert strip_reasoning("no tags") == "no tags"
+    assert strip_reasoning("<think>a</think>b</think>c") == "c"
+    assert strip_reasoning("<think>open") is None
+
+
+def test_nested_and_escaped_braces():
+    assert last_boxed(r"\boxed{a\{b\}c}") == r"a\{b\}c"
+    assert last_boxed(r"\boxed{\frac{\sqrt{2}}{2}}") == r"\frac{\sqrt{2}}{2}"
+
+
+def test_rejects_non_string():
+    with pytest.raises(TypeError, match="completion"):
+        extract_answer(None)  # type: ignore[arg-type]
+
+
+def test_linear_time_on_hostile_input():
+    import time
+
+    hostile = "\\boxed{" * 20000 + "Answer: " * 20000 + "<answer>" * 5000 + "{" * 20000
+    t = time.perf_counter()
+    extract_answer(hostile, last_number_fallback=True)
+    assert time.perf_counter() - t < 2.0
