@@ -1,1 +1,50 @@
-"""Reward layer of HARMO: verifiers, format and length rewards, model-based RMs, the hybrid router and the async pipeline."""
+"""Reward layer of HARMO: verifiers, format and length rewards, model-based RMs, the hybrid router
+and the async pipeline.
+
+Everything is imported on first use (module `__getattr__`), so `import harmo_fast.rewards` in a
+verifier worker process does not import torch or sentence-transformers.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "verify": "harmo_fast.rewards.verify",
+    "extract_answer": "harmo_fast.rewards.extract",
+    "VerifierPool": "harmo_fast.rewards.pool",
+    "Verdict": "harmo_fast.rewards.types",
+    "RewardSample": "harmo_fast.rewards.types",
+    "RewardResult": "harmo_fast.rewards.types",
+    "TASK_TYPES": "harmo_fast.rewards.types",
+    "RewardConfig": "harmo_fast.rewards.config",
+    "LengthPenaltyConfig": "harmo_fast.rewards.config",
+    "FormatConfig": "harmo_fast.rewards.config",
+    "ModelRMConfig": "harmo_fast.rewards.config",
+    "format_reward": "harmo_fast.rewards.format",
+    "follows_format": "harmo_fast.rewards.format",
+    "length_reward": "harmo_fast.rewards.length",
+    "EmbeddingRM": "harmo_fast.rewards.embedding_rm",
+    "PreferenceHeadRM": "harmo_fast.rewards.preference_head",
+    "HFSequenceRM": "harmo_fast.rewards.hf_rm",
+    "build_model_rm": "harmo_fast.rewards.model_rm",
+    "HybridReward": "harmo_fast.rewards.hybrid",
+    "RewardPipeline": "harmo_fast.rewards.pipeline",
+    "compute_score": "harmo_fast.rewards.adapters",
+    "trl_reward_func": "harmo_fast.rewards.adapters",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'harmo_fast.rewards' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -58,3 +58,7 @@ class RewardConfig:
     model_rm: ModelRMConfig = field(default_factory=ModelRMConfig)
     num_workers: int = 2  # rule-verifier worker processes
     timeout_s: float = 5.0  # hard per-sample verification timeout
+    # task types scored by the model RM; every other task type goes to its rule verifier
+    model_task_types: list[str] = field(default_factory=lambda: ["open_ended"])
+    # per-task-type options for the rule verifier, e.g. {"math": {"percent": "value"}}
+    verify_options: dict[str, dict] = field(default_factory=dict)
