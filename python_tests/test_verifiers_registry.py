@@ -58,3 +58,26 @@ def test_importing_rewards_does_not_import_torch():
     code = ("import sys, harmo_fast.rewards.verify, harmo_fast.rewards.pool; "
             "harmo_fast.rewards.verify.verify('1', '1', 'math'); assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_bad_option_values_are_named():
+    with pytest.raises(ValueError, match="rel_tol"):
+        verify("1", "1", "numeric", rel_tol="big")
+    with pytest.raises(ValueError, match="ordered"):
+        verify("1", "1", "math", ordered="yes")
+    with pytest.raises(ValueError, match="choices"):
+        verify("A", "A", "multiple_choice", choices="ABCD")
+    with pytest.raises(ValueError, match="timeout_s"):
+        verify("1", "1", "math", timeout_s=0)
+
+
+def test_verifier_failure_becomes_error_verdict():
+    @register("_test_broken")
+    class Broken(Verifier):
+        bare_answer_max_chars = 100
+
+        def compare(self, answer, gold, options):
+            raise ZeroDivisionError("bug")
+
+    v = verify("x", "y", "_test_broken")
+    assert v.reason == "error" and not v.confident and "ZeroDivisionError" in v.detail

@@ -91,7 +91,8 @@ class VerifierPool:
         # of after a fresh interpreter's start-up (seconds); at most num_workers run at a time.
         self._workers = [self._spawn() for _ in range(num_workers + 1)]
         self._closed = False
-        self.restarts = 0
+        self.restarts = 0  # workers replaced after a timeout or a death
+        self.dispatched = 0  # samples sent to workers (the rest took the in-process fast path)
         self._startup_failures = 0
 
     def _spawn(self) -> _Worker:
@@ -158,6 +159,7 @@ class VerifierPool:
                         w.ready = False  # broken pipe: its EOF reports the death below
                         continue
                     w.task, w.started_at = i, now
+                    self.dispatched += 1
                     inflight += 1
                     busy += 1
             deadlines = [w.started_at + self.timeout_s for w in self._workers if w.task is not None]

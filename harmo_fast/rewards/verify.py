@@ -23,6 +23,10 @@ def _check_options(verifier: Any, task_type: str, options: dict[str, Any]) -> No
     if unknown:
         valid = sorted(COMMON_OPTIONS | verifier.option_names)
         raise ValueError(f"unknown option(s) {sorted(unknown)} for task_type {task_type!r}; valid: {valid}")
+    timeout_s = options.get("timeout_s")
+    if timeout_s is not None and not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
+        raise ValueError(f"timeout_s must be a positive number or None, got {timeout_s!r}")
+    verifier.validate_options(options)
 
 
 def prepare(completion: str, gold: str | Sequence[str], task_type: str, options: dict[str, Any]):
@@ -56,7 +60,10 @@ def fast_verify(completion: str, gold: str | Sequence[str], task_type: str = "ma
     verifier, answer, golds, opts, early = prepare(completion, gold, task_type, options)
     if early is not None:
         return early
-    verdict = verifier.fast_check(answer, golds, opts)
+    try:
+        verdict = verifier.fast_check(answer, golds, opts)
+    except Exception as exc:  # noqa: BLE001 - see verify_inline
+        verdict = _error(exc)
     return None if verdict is None else _with_answer(verdict, answer)
 
 
@@ -65,10 +72,19 @@ def verify_inline(completion: str, gold: str | Sequence[str], task_type: str = "
     verifier, answer, golds, opts, early = prepare(completion, gold, task_type, options)
     if early is not None:
         return early
-    verdict = verifier.fast_check(answer, golds, opts)
-    if verdict is None:
-        verdict = verifier.check(answer, golds, opts)
+    try:
+        verdict = verifier.fast_check(answer, golds, opts)
+        if verdict is None:
+            verdict = verifier.check(answer, golds, opts)
+    except Exception as exc:  # noqa: BLE001
+        # Model text must never take the reward layer down: a verifier failure scores this
+        # sample as an error (not confident) instead of raising. Arguments were validated above.
+        verdict = _error(exc)
     return _with_answer(verdict, answer)
+
+
+def _error(exc: BaseException) -> Verdict:
+    return Verdict(0.0, False, "error", None, confident=False, detail=f"{type(exc).__name__}: {exc}"[:2000])
 
 
 def _with_answer(verdict: Verdict, answer: str) -> Verdict:

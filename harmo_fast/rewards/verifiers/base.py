@@ -25,6 +25,9 @@ class Verifier:
     #: option names this verifier understands (besides the common ones of `verify`)
     option_names: frozenset[str] = frozenset()
 
+    def validate_options(self, options: dict[str, Any]) -> None:
+        """Raise ValueError naming an option whose value is invalid (names are checked already)."""
+
     def accepts_bare(self, text: str) -> bool:
         """Whether an unmarked response may be graded whole as the answer."""
         return len(text) <= self.bare_answer_max_chars

@@ -55,16 +55,22 @@ def _squash(s: str) -> str:
     return re.sub(r"\s+", "", unwrap_text(s)).replace("\\frac", "frac").lower()
 
 
+def validate_number_options(options: dict[str, Any]) -> None:
+    """Check the `percent` and `rel_tol` options shared by math and numeric."""
+    percent = options.get("percent", "either")
+    if percent not in PERCENT_POLICIES:
+        raise ValueError(f"percent must be one of {PERCENT_POLICIES}, got {percent!r}")
+    rel_tol = options.get("rel_tol")
+    if rel_tol is not None and (isinstance(rel_tol, bool) or not isinstance(rel_tol, (int, float)) or not rel_tol >= 0):
+        raise ValueError(f"rel_tol must be a non-negative number or None, got {rel_tol!r}")
+
+
 class _Comparer:
-    """Compares two structures under one set of options; `fast` forbids sympy."""
+    """Compares two structures under one set of (validated) options; `fast` forbids sympy."""
 
     def __init__(self, options: dict[str, Any], fast: bool) -> None:
         self.percent = options.get("percent", "either")
-        if self.percent not in PERCENT_POLICIES:
-            raise ValueError(f"percent must be one of {PERCENT_POLICIES}, got {self.percent!r}")
         self.rel_tol = options.get("rel_tol")
-        if self.rel_tol is not None and not (isinstance(self.rel_tol, (int, float)) and self.rel_tol >= 0):
-            raise ValueError(f"rel_tol must be a non-negative number, got {self.rel_tol!r}")
         self.ordered = bool(options.get("ordered", False))
         self.fast = fast
 
@@ -322,6 +328,11 @@ class MathVerifier(Verifier):
 
     def accepts_bare(self, text: str) -> bool:
         return super().accepts_bare(text) and not is_prose(text)
+
+    def validate_options(self, options: dict[str, Any]) -> None:
+        validate_number_options(options)
+        if not isinstance(options.get("ordered", False), bool):
+            raise ValueError(f"ordered must be a bool, got {options['ordered']!r}")
 
     def compare(self, answer: str, gold: str, options: dict[str, Any]) -> Result:
         prepared = _prepare(answer, gold)

@@ -70,6 +70,11 @@ class MultipleChoiceVerifier(Verifier):
     parent_safe = True
     option_names = frozenset({"choices"})
 
+    def validate_options(self, options: dict[str, Any]) -> None:
+        choices = options.get("choices")
+        if choices is not None and (isinstance(choices, str) or not all(isinstance(c, str) for c in choices)):
+            raise ValueError(f"choices must be a list of option texts (str), got {choices!r:.80}")
+
     def compare(self, answer: str, gold: str, options: dict[str, Any]) -> tuple[Outcome, str]:
         choices = options.get("choices")
         g_raw = _unwrap(gold)

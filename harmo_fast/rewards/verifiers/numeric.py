@@ -7,7 +7,7 @@ from typing import Any
 
 from harmo_fast.rewards.verifiers import register
 from harmo_fast.rewards.verifiers.base import Outcome, Verifier
-from harmo_fast.rewards.verifiers.math import NeedsSympy, _Comparer, is_prose
+from harmo_fast.rewards.verifiers.math import NeedsSympy, _Comparer, is_prose, validate_number_options
 from harmo_fast.rewards.verifiers.math_clean import clean_math
 
 
@@ -20,6 +20,9 @@ class NumericVerifier(Verifier):
 
     def accepts_bare(self, text: str) -> bool:
         return super().accepts_bare(text) and not is_prose(text)
+
+    def validate_options(self, options: dict[str, Any]) -> None:
+        validate_number_options(options)
 
     def compare(self, answer: str, gold: str, options: dict[str, Any]) -> tuple[Outcome, str]:
         return _Comparer(options, fast=False).scalar(clean_math(answer), clean_math(gold))
