@@ -1,0 +1,218 @@
+"""The synthetic multimodal task set of the embedded default run: small PIL-rendered images with
+questions whose answers our rule verifiers check. Five kinds of question:
+
+- counting: how many shapes (of one kind) are in the picture;
+- numeric: read the rendered number;
+- math: compute the rendered expression `a+b` / `a-b`;
+- multiple_choice: the colour of a shape, or which side it is on, with lettered options;
+- yes_no: is there a shape of a given colour and kind.
+
+Each record follows SPEC.md section 4 and adds `rationale`, a short template reasoning that the
+supervised warm-up uses as the `<think>` text. Everything is drawn from one seeded RNG, so a seed
+gives the same files on every machine."""
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont
+
+COLORS = {"red": (220, 40, 40), "green": (40, 160, 60), "blue": (40, 80, 220), "yellow": (230, 190, 20)}
+KINDS = ("circle", "square", "triangle")
+LETTERS = "ABCD"
+INSTRUCTION = " first think inside <think> </think> then give the final answer inside <answer> </answer>."
+
+# Share of each question family in a split (normalised). The families map to SPEC task types.
+DEFAULT_MIX = {"counting": 1.0, "numeric": 1.0, "math": 1.0, "mc_color": 1.0, "mc_side": 0.5, "yes_no": 1.0}
+
+Box = tuple[int, int, int, int]
+
+
+def _overlaps(a: Box, b: Box, gap: int = 2) -> bool:
+    return not (a[2] + gap <= b[0] or b[2] + gap <= a[0] or a[3] + gap <= b[1] or b[3] + gap <= a[1])
+
+
+def _place(rng: random.Random, n: int, size: int, extent: int, region: Box | None = None) -> list[Box]:
+    """n non-overlapping size x size boxes inside region (default: the whole image)."""
+    x0, y0, x1, y1 = region or (0, 0, extent, extent)
+    boxes: list[Box] = []
+    for _ in range(2000):
+        if len(boxes) == n:
+            return boxes
+        x, y = rng.randint(x0 + 1, x1 - size - 1), rng.randint(y0 + 1, y1 - size - 1)
+        box = (x, y, x + size, y + size)
+        if not any(_overlaps(box, b) for b in boxes):
+            boxes.append(box)
+    raise RuntimeError(f"could not place {n} shapes of size {size} in a {extent}px image")
+
+
+def _draw_shape(draw: ImageDraw.ImageDraw, kind: str, color: str, box: Box) -> None:
+    fill = COLORS[color]
+    x0, y0, x1, y1 = box
+    if kind == "circle":
+        draw.ellipse(box, fill=fill)
+    elif kind == "square":
+        draw.rectangle((x0 + 1, y0 + 1, x1 - 1, y1 - 1), fill=fill)
+    else:
+        draw.polygon([((x0 + x1) // 2, y0), (x1, y1), (x0, y1)], fill=fill)
+
+
+def _canvas(size: int) -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    img = Image.new("RGB", (size, size), (255, 255, 255))
+    return img, ImageDraw.Draw(img)
+
+
+def _shape_size(size: int) -> int:
+    return max(8, size * 2 // 9)
+
+
+def _counting(rng: random.Random, size: int) -> dict[str, Any]:
+    n = rng.randint(1, 4)
+    img, draw = _canvas(size)
+    kinds = [rng.choice(KINDS) for _ in range(n)]
+    for kind, box in zip(kinds, _place(rng, n, _shape_size(size), size)):
+        _draw_shape(draw, kind, rng.choice(list(COLORS)), box)
+    if rng.random() < 0.5:
+        return {"image": img, "prompt": "how many shapes are there?", "answer": str(n), "task_type": "counting",
+                "rationale": f"i count {n} shapes"}
+    kind = rng.choice(KINDS)
+    k = kinds.count(kind)
+    return {"image": img, "prompt": f"how many {kind}s are there?", "answer": str(k), "task_type": "counting",
+            "rationale": f"i count {k} {kind}s"}
+
+
+def _text_image(rng: random.Random, size: int, text: str) -> Image.Image:
+    img, draw = _canvas(size)
+    font = ImageFont.load_default(size=max(10, size * 3 // 7))
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    w, h = right - left, bottom - top
+    x = rng.randint(0, max(0, size - w - 2)) - left
+    y = rng.randint(0, max(0, size - h - 2)) - top
+    draw.text((x, y), text, fill=(20, 20, 20), font=font)
+    return img
+
+
+def _numeric(rng: random.Random, size: int) -> dict[str, Any]:
+    n = rng.randint(0, 99)
+    return {"image": _text_image(rng, size, str(n)), "prompt": "what number is shown?", "answer": str(n),
+            "task_type": "numeric", "rationale": f"the number reads {n}"}
+
+
+def _math(rng: random.Random, size: int) -> dict[str, Any]:
+    a, b = rng.randint(0, 9), rng.randint(0, 9)
+    op = rng.choice("+-")
+    value = a + b if op == "+" else a - b
+    expr = f"{a}{op}{b}"
+    return {"image": _text_image(rng, size, expr), "prompt": "what is the value of the expression?",
+            "answer": str(value), "task_type": "math", "rationale": f"the expression is {expr} which equals {value}"}
+
+
+def _options(names: list[str]) -> str:
+    return " ".join(f"{LETTERS[i]}. {name}" for i, name in enumerate(names))
+
+
+def _mc_color(rng: random.Random, size: int) -> dict[str, Any]:
+    kind = rng.choice(KINDS)
+    color = rng.choice(list(COLORS))
+    img, draw = _canvas(size)
+    (box,) = _place(rng, 1, _shape_size(size) + size // 14, size)
+    _draw_shape(draw, kind, color, box)
+    choices = list(COLORS)
+    rng.shuffle(choices)
+    letter = LETTERS[choices.index(color)]
+    return {"image": img, "prompt": f"what color is the {kind}? {_options(choices)}", "answer": letter,
+            "choices": choices, "task_type": "multiple_choice",
+            "rationale": f"the {kind} is {color} which is option {letter}"}
+
+
+def _mc_side(rng: random.Random, size: int) -> dict[str, Any]:
+    kind = rng.choice(KINDS)
+    side = rng.choice(("left", "right", "top", "bottom"))
+    half = size // 2
+    region = {"left": (0, 0, half, size), "right": (half, 0, size, size),
+              "top": (0, 0, size, half), "bottom": (0, half, size, size)}[side]
+    img, draw = _canvas(size)
+    (box,) = _place(rng, 1, _shape_size(size), size, region)
+    _draw_shape(draw, kind, rng.choice(list(COLORS)), box)
+    pair = ["left", "right"] if side in ("left", "right") else ["top", "bottom"]
+    rng.shuffle(pair)
+    letter = LETTERS[pair.index(side)]
+    return {"image": img, "prompt": f"where is the {kind}? {_options(pair)}", "answer": letter,
+            "choices": pair, "task_type": "multiple_choice",
+            "rationale": f"the {kind} is on the {side} which is option {letter}"}
+
+
+def _yes_no(rng: random.Random, size: int) -> dict[str, Any]:
+    n = rng.randint(1, 3)
+    shapes = [(rng.choice(KINDS), rng.choice(list(COLORS))) for _ in range(n)]
+    img, draw = _canvas(size)
+    for (kind, color), box in zip(shapes, _place(rng, n, _shape_size(size), size)):
+        _draw_shape(draw, kind, color, box)
+    # Half the questions ask about a shape that is there, half about one that is not.
+    if rng.random() < 0.5:
+        kind, color = rng.choice(shapes)
+    else:
+        absent = [(k, c) for k in KINDS for c in COLORS if (k, c) not in shapes]
+        kind, color = rng.choice(absent)
+    present = (kind, color) in shapes
+    return {"image": img, "prompt": f"is there a {color} {kind}?", "answer": "yes" if present else "no",
+            "task_type": "yes_no",
+            "rationale": f"i see a {color} {kind}" if present else f"i see no {color} {kind}"}
+
+
+FAMILIES: dict[str, Callable[[random.Random, int], dict[str, Any]]] = {
+    "counting": _counting,
+    "numeric": _numeric,
+    "math": _math,
+    "mc_color": _mc_color,
+    "mc_side": _mc_side,
+    "yes_no": _yes_no,
+}
+
+
+def make_sample(rng: random.Random, family: str, image_size: int = 56) -> dict[str, Any]:
+    """One sample of a question family: the PIL image and the record fields (without id/images)."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
+    sample = FAMILIES[family](rng, image_size)
+    sample["prompt"] += INSTRUCTION
+    return sample
+
+
+def write_synth(
+    out_dir: str | Path,
+    n_train: int = 512,
+    n_test: int = 128,
+    seed: int = 0,
+    image_size: int = 56,
+    mix: dict[str, float] | None = None,
+) -> dict[str, Path]:
+    """Write `train.jsonl`, `test.jsonl` and `images/*.png` under out_dir; returns their paths
+    ({"train", "test", "images"}). Image paths in the JSONL are relative to out_dir."""
+    if n_train < 0 or n_test < 0:
+        raise ValueError(f"n_train and n_test must be >= 0, got {n_train} and {n_test}")
+    if image_size < 28:
+        raise ValueError(f"image_size must be at least 28 pixels, got {image_size}")
+    weights = dict(DEFAULT_MIX if mix is None else mix)
+    unknown = sorted(set(weights) - set(FAMILIES))
+    if unknown or not any(w > 0 for w in weights.values()):
+        raise ValueError(f"mix must weight some of {', '.join(FAMILIES)} positively, got {weights}")
+    out = Path(out_dir)
+    images = out / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    names, probs = list(weights), [weights[k] for k in weights]
+    paths = {"train": out / "train.jsonl", "test": out / "test.jsonl", "images": images}
+    for split, n in (("train", n_train), ("test", n_test)):
+        with open(paths[split], "w") as f:
+            for i in range(n):
+                family = rng.choices(names, probs)[0]
+                sample = make_sample(rng, family, image_size)
+                sid = f"{split}-{i:05d}"
+                sample.pop("image").save(images / f"{sid}.png")
+                record = {"id": sid, "prompt": sample.pop("prompt"), "images": [f"images/{sid}.png"], **sample}
+                f.write(json.dumps(record) + "\n")
+    return paths
