@@ -80,3 +80,26 @@ def test_linear_time_on_hostile_input():
     t = time.perf_counter()
     extract_answer(hostile, last_number_fallback=True)
     assert time.perf_counter() - t < 2.0
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "answer" + " " * 50000 + "x",  # a long run of spaces after an anchor word, no colon
+        "The answer is" + " \t" * 30000,
+        "Option" + " " * 50000,
+        ("1 " * 30000) + "apples",
+        "\\boxed{" + "1" * 50000 + " cm" * 10000 + "}",
+        "(" * 30000 + "1, 2" + "]" * 30000,
+    ],
+)
+def test_no_quadratic_blowup(hostile):
+    import time
+
+    from harmo_fast.rewards.types import TASK_TYPES
+    from harmo_fast.rewards.verify import fast_verify
+
+    t = time.perf_counter()
+    for task_type in TASK_TYPES:
+        fast_verify(hostile, "1", task_type)
+    assert time.perf_counter() - t < 3.0

@@ -18,8 +18,9 @@ _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BOX_SPACE = re.compile(r"\\boxed +([^\s$]+)")  # `\boxed 5`
 # A box separated from the next one only by these (whitespace, commas, "and", math delimiters).
 _BOX_JOIN = re.compile(r"(?:\s|,|;|\band\b|\\quad|\\qquad|\$|\\\)|\\\(|\\text\{\s*and\s*\})*", re.IGNORECASE)
+# Unambiguous on purpose (each run of spaces can be matched one way only): no backtracking blow-up.
 _ANCHOR = re.compile(
-    r"(?:final\s+answer|the\s+answer|answer)\s*(?:\*\*)?\s*(?:is|:|=)\s*(?:\*\*)?[ \t]*:?[ \t]*([^\n]*)",
+    r"(?:final\s+answer|the\s+answer|answer)\s*(?:\*\*\s*)?(?:is|:|=)(?:\s*\*\*)?[ \t]*(?::[ \t]*)?([^\n]*)",
     re.IGNORECASE,
 )
 _HOPE = re.compile(r"\.?\s*I hope it is correct\.?\s*$", re.IGNORECASE)

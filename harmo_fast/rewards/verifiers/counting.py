@@ -13,10 +13,21 @@ from harmo_fast.rewards.verifiers.base import Outcome, Verifier
 _DIGITS = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w.]*\d)")
 
 
-def numbers_in(text: str) -> set[Fraction]:
-    """Every distinct number mentioned in `text` (digits and number words)."""
-    values = {Fraction(m.group(0).replace(",", "")) for m in _DIGITS.finditer(text) if len(m.group(0)) < 60}
-    values |= {Fraction(number_word_value(m)) for m in NUMBER_WORD.finditer(text)}
+def numbers_in(text: str, limit: int = 2) -> set[Fraction]:
+    """Distinct numbers mentioned in `text` (digits and number words), stopping at `limit`."""
+    values: set[Fraction] = set()
+    seen: set[str] = set()
+    for m in _DIGITS.finditer(text):
+        raw = m.group(0)
+        if raw not in seen and len(raw) < 60:
+            seen.add(raw)
+            values.add(Fraction(raw.replace(",", "")))
+            if len(values) >= limit:
+                return values
+    for m in NUMBER_WORD.finditer(text):
+        values.add(Fraction(number_word_value(m)))
+        if len(values) >= limit:
+            return values
     return values
 
 

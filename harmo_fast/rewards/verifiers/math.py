@@ -104,6 +104,10 @@ class _Comparer:
             pe = to_sympy(p_text)
         except SympyParseError as exc:
             return ("parse_fail", f"answer: {exc}")
+        import sympy
+
+        if not (isinstance(ge, sympy.Expr) and isinstance(pe, sympy.Expr)):
+            return MATCH if pe == ge else MISMATCH  # sets or relations the parser built itself
         g_vals = self._readings(ge, gn, "%" in g)
         p_vals = self._readings(pe, pn, "%" in p)
         for gv in g_vals:
@@ -305,7 +309,14 @@ def _perfect_matching(ok: list[list[bool]]) -> bool:
     return all(augment(r, [False] * n) for r in range(n))
 
 
+MAX_ANSWER_CHARS = 4000  # longer "answers" are prose or attacks; the clean-up regexes stay cheap
+
+
 def _prepare(answer: str, gold: str) -> tuple[Node, Node] | Result:
+    if len(gold) > MAX_ANSWER_CHARS:
+        return ("gold_fail", f"gold longer than {MAX_ANSWER_CHARS} characters")
+    if len(answer) > MAX_ANSWER_CHARS:
+        return ("parse_fail", f"answer longer than {MAX_ANSWER_CHARS} characters")
     g = clean_math(gold)
     p = clean_math(answer)
     try:

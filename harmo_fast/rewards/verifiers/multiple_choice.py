@@ -13,7 +13,7 @@ from harmo_fast.rewards.verifiers.base import Outcome, Verifier
 
 _WRAPPERS = re.compile(r"\\(?:boxed|text|textbf|mathrm|mathbf|fbox)\s*\{([^{}]*)\}")
 # The whole answer is one letter: `B`, `(b)`, `B.`, `B)`, `[B]`, `Option B`, `B: 12`, `(B) 12`.
-_LEADING = re.compile(r"^(?:(?:option|choice|answer)\s*:?\s*)?[(\[]?([A-Za-z])[)\]]?(?:\s*$|\s*[.:)]\s*|(?<=[)\]])\s+)", re.IGNORECASE)
+_LEADING = re.compile(r"^(?:(?:option|choice|answer)\s*(?::\s*)?)?[(\[]?([A-Za-z])[)\]]?(?:\s*$|\s*[.:)]\s*|(?<=[)\]])\s+)", re.IGNORECASE)
 _PAREN = re.compile(r"[(\[]([A-Z])[)\]]")
 _STANDALONE = re.compile(r"(?<![\w'\\])([A-Z])(?![\w'])")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from harmo_fast.rewards.verifiers import register
 from harmo_fast.rewards.verifiers.base import Outcome, Verifier
-from harmo_fast.rewards.verifiers.math import NeedsSympy, _Comparer, is_prose, validate_number_options
+from harmo_fast.rewards.verifiers.math import MAX_ANSWER_CHARS, NeedsSympy, _Comparer, is_prose, validate_number_options
 from harmo_fast.rewards.verifiers.math_clean import clean_math
 
 
@@ -25,10 +25,22 @@ class NumericVerifier(Verifier):
         validate_number_options(options)
 
     def compare(self, answer: str, gold: str, options: dict[str, Any]) -> tuple[Outcome, str]:
-        return _Comparer(options, fast=False).scalar(clean_math(answer), clean_math(gold))
+        too_long = _too_long(answer, gold)
+        return too_long or _Comparer(options, fast=False).scalar(clean_math(answer), clean_math(gold))
 
     def fast_compare(self, answer: str, gold: str, options: dict[str, Any]) -> tuple[Outcome, str] | None:
+        too_long = _too_long(answer, gold)
+        if too_long:
+            return too_long
         try:
             return _Comparer(options, fast=True).scalar(clean_math(answer), clean_math(gold))
         except NeedsSympy:
             return None
+
+
+def _too_long(answer: str, gold: str) -> tuple[Outcome, str] | None:
+    if len(gold) > MAX_ANSWER_CHARS:
+        return "gold_fail", f"gold longer than {MAX_ANSWER_CHARS} characters"
+    if len(answer) > MAX_ANSWER_CHARS:
+        return "parse_fail", f"answer longer than {MAX_ANSWER_CHARS} characters"
+    return None
