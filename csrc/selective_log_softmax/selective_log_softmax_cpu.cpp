@@ -143,10 +143,4 @@ HARMO_BIND(selective_log_softmax) {
         py::arg("stride_outer"), py::arg("stride_inner"), py::arg("index"), py::arg("inv_tau"), py::arg("grad_logp"),
         py::arg("grad_entropy"), py::arg("lse"), py::arg("entropy"), py::arg("grad"), py::arg("grad_inner"),
         py::arg("grad_stride_outer"), py::arg("grad_stride_inner"));
-  m.def("selective_log_softmax_row_offset",
-        [](int64_t row, int64_t inner, int64_t stride_outer, int64_t stride_inner) {
-          return harmo::sls::row_offset(row, harmo::sls::RowLayout{inner, stride_outer, stride_inner});
-        },
-        "element offset of row `row` in an (outer, inner, V) view (the kernels' 64-bit addressing)",
-        py::arg("row"), py::arg("inner"), py::arg("stride_outer"), py::arg("stride_inner"));
 }

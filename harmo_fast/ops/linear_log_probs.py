@@ -20,7 +20,7 @@ from typing import Optional
 
 import torch
 
-from harmo_fast import _checks, _dispatch
+from harmo_fast import _checks
 from harmo_fast.ops import selective_log_softmax as sls
 
 OP = "linear_log_probs"
@@ -134,11 +134,10 @@ def _backward_op(
     n = h2.shape[0]
     flat = lambda t: None if t is None else t.reshape(-1)  # noqa: E731
     g_logp, g_ent, lse1, ent1 = flat(grad_logp), flat(grad_entropy), flat(lse), flat(entropy)
-    empty = hidden.new_empty(0)
-    grad_hidden = h2.new_empty(h2.shape) if need_hidden else empty
+    grad_hidden = h2.new_empty(h2.shape) if need_hidden else hidden.new_empty(0)
     # fp32 accumulators; for fp32 parameters they are the gradients themselves.
-    grad_weight = torch.zeros(vocab, size, dtype=torch.float32, device=hidden.device) if need_weight else empty
-    grad_bias = torch.zeros(vocab, dtype=torch.float32, device=hidden.device) if need_bias else empty
+    grad_weight = torch.zeros(vocab, size, dtype=torch.float32, device=hidden.device) if need_weight else hidden.new_empty(0)
+    grad_bias = torch.zeros(vocab, dtype=torch.float32, device=hidden.device) if need_bias else hidden.new_empty(0)
     # Half-precision partial products of a chunk (BLAS accumulates each in fp32 internally) are
     # summed across chunks in the fp32 accumulator.
     partial = weight.new_empty(vocab, size) if need_weight and weight.dtype != torch.float32 else None
@@ -171,11 +170,10 @@ def _backward_op(
 @_backward_op.register_fake
 def _(grad_logp, grad_entropy, hidden, weight, bias, index, lse, entropy, temperature, chunk_size, backend,
       need_hidden, need_weight, need_bias):
-    empty = hidden.new_empty(0)
     return (
-        torch.empty_like(hidden) if need_hidden else empty,
-        torch.empty_like(weight) if need_weight else empty,
-        torch.empty_like(bias) if need_bias else empty,
+        torch.empty_like(hidden) if need_hidden else hidden.new_empty(0),
+        torch.empty_like(weight) if need_weight else hidden.new_empty(0),
+        torch.empty_like(bias) if need_bias else hidden.new_empty(0),
     )
 
 
@@ -220,7 +218,7 @@ def linear_log_probs(
     64 MiB fp32 chunk of logits). The torch backend is the unchunked reference.
     """
     device = _check_arguments(hidden, weight, index, bias, temperature, chunk_size)
-    resolved = _dispatch.resolve_backend(backend, device, OP)
+    resolved = sls.resolve_backend(backend, device, OP)
     if resolved == "torch":
         return linear_log_probs_reference(hidden, weight, index, bias, temperature, return_entropy)
     chunk = chunk_size if chunk_size is not None else default_chunk_size(weight.shape[0])

@@ -30,8 +30,9 @@ Layout = tuple[int, int, int, int, int]
 def selective_log_softmax_reference(
     logits: torch.Tensor, index: torch.Tensor, temperature: float = 1.0, return_entropy: bool = False
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """The definition of correct: fp32 log_softmax + gather (and entropy), plain autograd."""
-    x = logits.float() / temperature
+    """The definition of correct: fp32 log_softmax + gather (and entropy), plain autograd.
+    (float64 logits stay float64, so gradcheck can run on it.)"""
+    x = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature
     log_z = torch.logsumexp(x, dim=-1)
     logp = x.gather(-1, index.long().unsqueeze(-1)).squeeze(-1) - log_z
     if not return_entropy:
@@ -54,6 +55,17 @@ def check_arguments(op: str, logits: torch.Tensor, index: torch.Tensor, temperat
     _checks.check_shape(op, "index", index, logits.shape[:-1])
     _checks.check_positive_float(op, "temperature", temperature)
     return _checks.check_same_device(op, logits=logits, index=index)
+
+
+@torch.compiler.assume_constant_result
+def _resolve_backend(backend: str, device_type: str, op: str) -> str:
+    return _dispatch.resolve_backend(backend, torch.device(device_type), op)
+
+
+def resolve_backend(backend: str, device: torch.device, op: str) -> str:
+    """_dispatch.resolve_backend, evaluated once and taken as a constant under torch.compile
+    (its status probing imports modules, which Dynamo refuses to trace)."""
+    return _resolve_backend(backend, device.type, op)
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,7 +309,7 @@ def selective_log_softmax(
     backends.
     """
     device = check_arguments(OP, logits, index, temperature)
-    resolved = _dispatch.resolve_backend(backend, device, OP)
+    resolved = resolve_backend(backend, device, OP)
     if resolved == "torch":
         return selective_log_softmax_reference(logits, index, temperature, return_entropy)
     if inplace_backward and logits.requires_grad and logits.is_leaf:
