@@ -1,0 +1,64 @@
+// CPU kernel of length_penalty: per group, the anchor (shortest correct length), then the output;
+// OpenMP over groups once the batch is large enough to pay for the fork/join.
+#include <stdexcept>
+
+#include "common/dtypes.h"
+#include "common/groups.h"
+#include "common/registry.h"
+#include "length_penalty/length_penalty_math.h"
+
+namespace harmo {
+namespace length_penalty {
+namespace {
+
+constexpr int64_t kParallelMinRows = int64_t{1} << 15;
+
+template <class L>
+void run(const L* lengths, const uint8_t* correct, float* out, int64_t n, const GroupLayout& groups, double p_max,
+         double tau, Shape shape) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMinRows)
+  for (int64_t g = 0; g < groups.num_groups; ++g) {
+    const int64_t begin = groups.begin(g), end = groups.end(g);
+    bool has_anchor = false;
+    int64_t anchor = 0;
+    for (int64_t k = begin; k < end; ++k) {
+      const int64_t row = groups.row(k);
+      const int64_t len = static_cast<int64_t>(lengths[row]);
+      if (correct[row] && (!has_anchor || len < anchor)) {
+        anchor = len;
+        has_anchor = true;
+      }
+    }
+    for (int64_t k = begin; k < end; ++k) {
+      const int64_t row = groups.row(k);
+      out[row] = penalty(static_cast<int64_t>(lengths[row]), correct[row] != 0, has_anchor, anchor, p_max, tau, shape);
+    }
+  }
+}
+
+void length_penalty_cpu(std::uintptr_t lengths, int dtype, std::uintptr_t correct, std::uintptr_t out, int64_t n,
+                        int64_t num_groups, int64_t group_size, std::uintptr_t order, std::uintptr_t offsets,
+                        double p_max, double tau, int shape) {
+  if (shape < 0 || shape > static_cast<int>(Shape::step)) throw std::invalid_argument("length_penalty: bad shape code");
+  const GroupLayout groups = make_group_layout(num_groups, group_size, order, offsets);
+  const auto* c = as_ptr<const uint8_t>(correct);
+  auto* o = as_ptr<float>(out);
+  switch (static_cast<DType>(dtype)) {
+    case DType::i32: return run(as_ptr<const int32_t>(lengths), c, o, n, groups, p_max, tau, static_cast<Shape>(shape));
+    case DType::i64: return run(as_ptr<const int64_t>(lengths), c, o, n, groups, p_max, tau, static_cast<Shape>(shape));
+    default: throw std::invalid_argument("length_penalty: lengths must be int32 or int64");
+  }
+}
+
+}  // namespace
+}  // namespace length_penalty
+}  // namespace harmo
+
+HARMO_BIND(length_penalty) {
+  m.def("length_penalty", &harmo::length_penalty::length_penalty_cpu, pybind11::arg("lengths"), pybind11::arg("dtype"),
+        pybind11::arg("correct"), pybind11::arg("out"), pybind11::arg("n"), pybind11::arg("num_groups"),
+        pybind11::arg("group_size"), pybind11::arg("order"), pybind11::arg("offsets"), pybind11::arg("p_max"),
+        pybind11::arg("tau"), pybind11::arg("shape"), pybind11::call_guard<pybind11::gil_scoped_release>(),
+        "Length penalty (fp32 out) of N responses; groups are contiguous (group_size > 0) or CSR (order, "
+        "offsets). Raw addresses in.");
+}
