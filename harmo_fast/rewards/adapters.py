@@ -1,0 +1,221 @@
+"""HARMO rewards behind the reward-function interfaces of TRL and verl.
+
+TRL (`GRPOTrainer(reward_funcs=...)`): `trl_reward_func(cfg, component)` returns
+`f(prompts, completions, **kwargs) -> list[float | None]`. kwargs carry the dataset columns:
+`answer` (or the column named by `answer_key`; required), and optionally `task_type` (else
+`default_task_type`), `reference`, `choices` and `group_id`. Completions and prompts may be plain
+strings or TRL's conversational lists of messages. Responses to identical prompts form one group
+(TRL repeats each prompt once per generation) unless a `group_id` column is given. Lengths come
+from TRL's `completion_ids`, else the whitespace word count stands in for the token count (the
+length penalty only uses ratios of lengths within a group). `trl_reward_funcs(cfg)` gives the
+three components as separate functions (TRL logs each) plus the matching `reward_weights`; they
+share one scorer, so a batch is scored once.
+
+verl (`custom_reward_function`): `compute_score(data_source, solution_str, ground_truth,
+extra_info=None)` returns `w_hybrid * R_hyb + w_format * R_fmt` for one response. verl scores one
+response at a time, so the group length penalty does not apply here (it is 0; use the trainer or
+`RewardPipeline` for it). The task type is `extra_info["task_type"]` when given, else inferred from
+`data_source` by `DATA_SOURCE_TASK_TYPES` (case-insensitive, by whole words or long prefixes;
+e.g. "openai/gsm8k" -> math, "cais/mmlu" -> multiple_choice), else "math". `extra_info` may also carry `reference`, `choices` and `prompt`.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import re
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from harmo_fast.rewards.config import RewardConfig
+from harmo_fast.rewards.hybrid import HybridReward
+from harmo_fast.rewards.types import RewardResult, RewardSample
+
+COMPONENTS = ("total", "hybrid", "length", "format")
+
+# data-source names -> task type (our choice); the first row with a matching name wins. A word of
+# the data source matches a name equal to it, or beginning with it when the name has 4+ letters.
+DATA_SOURCE_TASK_TYPES: list[tuple[tuple[str, ...], str]] = [
+    (("mmlu", "arc", "gpqa", "scienceqa", "ai2d", "mmbench", "seedbench", "commonsenseqa", "hellaswag", "mcq"), "multiple_choice"),
+    (("countbench", "counting", "tallyqa"), "counting"),
+    (("pope", "yesno", "boolq"), "yes_no"),
+    (("ocrbench", "ocr", "textvqa", "docvqa", "infovqa", "chartqa", "vqav2"), "short_text"),
+    (("caption", "coco", "nocaps", "llava", "sharegpt"), "open_ended"),
+    (("gsm8k", "math", "aime", "amc", "olympiad", "geometry3k", "geo3k", "deepscaler", "dapo", "numina", "minerva"), "math"),
+]
+
+
+def task_type_from_data_source(data_source: str, default: str = "math") -> str:
+    """The task type `DATA_SOURCE_TASK_TYPES` gives `data_source` (`default` when none matches)."""
+    words = [w for w in re.split(r"[^0-9a-z]+", str(data_source).lower()) if w]
+    for names, task_type in DATA_SOURCE_TASK_TYPES:
+        if any(w == n or (len(n) >= 4 and w.startswith(n)) for w in words for n in names):
+            return task_type
+    return default
+
+
+def _text(x: Any) -> str:
+    """The text of a completion or prompt: a string, a message dict, or a list of messages
+    (their contents joined); message content may be a list of typed parts."""
+    if isinstance(x, str):
+        return x
+    if isinstance(x, dict):
+        content = x.get("content", "")
+        if isinstance(content, list):
+            return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+        return "" if content is None else str(content)
+    if isinstance(x, (list, tuple)):
+        return "\n".join(_text(m) for m in x)
+    raise TypeError(f"expected a string or chat messages, got {type(x).__name__}")
+
+
+def _prompt_key(prompt: Any) -> str:
+    return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, default=str)
+
+
+def _gold(x: Any) -> str | list[str]:
+    if isinstance(x, str):
+        return x
+    if isinstance(x, (list, tuple)) or type(x).__name__ == "ndarray":
+        return [str(g) for g in x]
+    return str(x)
+
+
+class _Scorer:
+    """One HybridReward (with its worker pool, started on first use) and the last batch's result,
+    so several reward functions over the same batch score it once."""
+
+    def __init__(self, cfg: RewardConfig, use_pool: bool) -> None:
+        self.cfg = cfg
+        self.use_pool = use_pool
+        self._hybrid: HybridReward | None = None
+        self._last: tuple[tuple, RewardResult] | None = None
+        self._lock = threading.Lock()
+
+    def _get_hybrid(self) -> HybridReward:
+        if self._hybrid is None:
+            pool = None
+            if self.use_pool:
+                from harmo_fast.rewards.pool import VerifierPool
+
+                pool = VerifierPool(num_workers=self.cfg.num_workers, timeout_s=self.cfg.timeout_s)
+                atexit.register(pool.close)
+            self._hybrid = HybridReward(self.cfg, pool=pool)
+        return self._hybrid
+
+    def score(self, samples: list[RewardSample]) -> RewardResult:
+        key = tuple((s.prompt, s.completion, str(s.answer), s.task_type, s.group_id, s.length, s.reference) for s in samples)
+        with self._lock:
+            if self._last is not None and self._last[0] == key:
+                return self._last[1]
+            result = self._get_hybrid().score(samples)
+            self._last = (key, result)
+            return result
+
+
+def _column(kwargs: dict[str, Any], name: str, n: int) -> list[Any] | None:
+    values = kwargs.get(name)
+    if values is None:
+        return None
+    values = list(values)
+    if len(values) != n:
+        raise ValueError(f"column {name!r} has {len(values)} entries for {n} completions")
+    return values
+
+
+def _trl_samples(prompts: Sequence[Any], completions: Sequence[Any], kwargs: dict[str, Any], answer_key: str, default_task_type: str) -> list[RewardSample]:
+    n = len(completions)
+    if len(prompts) != n:
+        raise ValueError(f"prompts has {len(prompts)} entries, completions has {n}")
+    answers = _column(kwargs, answer_key, n)
+    if answers is None:
+        raise KeyError(f"the dataset needs a {answer_key!r} column for HARMO rewards; got columns {sorted(kwargs)}")
+    task_types = _column(kwargs, "task_type", n) or [default_task_type] * n
+    references = _column(kwargs, "reference", n) or [None] * n
+    choices = _column(kwargs, "choices", n) or [None] * n
+    ids = _column(kwargs, "completion_ids", n)
+    groups = _column(kwargs, "group_id", n)
+    if groups is None:
+        first: dict[str, int] = {}
+        groups = [first.setdefault(_prompt_key(p), len(first)) for p in prompts]
+    texts = [_text(c) for c in completions]
+    lengths = [len(i) for i in ids] if ids is not None else [len(t.split()) for t in texts]
+    return [
+        RewardSample(
+            completion=texts[i],
+            answer=_gold(answers[i]),
+            task_type=str(task_types[i]),
+            group_id=int(groups[i]),
+            length=lengths[i],
+            prompt=_text(prompts[i]),
+            reference=references[i] if references[i] else None,
+            choices=list(choices[i]) if choices[i] is not None else None,
+        )
+        for i in range(n)
+    ]
+
+
+def _trl_func(scorer: _Scorer, component: str, answer_key: str, default_task_type: str) -> Callable[..., list[float | None]]:
+    if component not in COMPONENTS:
+        raise ValueError(f"component must be one of {COMPONENTS}, got {component!r}")
+
+    def reward(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
+        result = scorer.score(_trl_samples(prompts, completions, kwargs, answer_key, default_task_type))
+        if component == "total":
+            return list(result.total)
+        values: list[float | None] = list(result.components[component])
+        if component == "hybrid":
+            # A verdict nobody could judge (unreadable gold, no model fallback) is None: TRL then
+            # leaves this reward out for the sample instead of counting a fake 0.
+            values = [None if (not v.confident and v.scored_by != "model") else x for v, x in zip(result.verdicts, values)]
+        return values
+
+    reward.__name__ = f"harmo_{component}"
+    reward.__qualname__ = reward.__name__
+    return reward
+
+
+def trl_reward_func(cfg: RewardConfig = RewardConfig(), component: str = "total", *, answer_key: str = "answer", default_task_type: str = "math", use_pool: bool = True) -> Callable[..., list[float | None]]:
+    """A TRL reward function returning the weighted total (default) or one unweighted component
+    ("hybrid", "length", "format"). use_pool: verify in `cfg.num_workers` worker processes with
+    hard timeouts (else in-process, heavy cases in the shared pool)."""
+    return _trl_func(_Scorer(cfg, use_pool), component, answer_key, default_task_type)
+
+
+def trl_reward_funcs(cfg: RewardConfig = RewardConfig(), *, answer_key: str = "answer", default_task_type: str = "math", use_pool: bool = True) -> tuple[list[Callable[..., list[float | None]]], list[float]]:
+    """([hybrid, length, format] reward functions sharing one scorer, their reward_weights):
+    pass them as `GRPOTrainer(reward_funcs=funcs, args=GRPOConfig(reward_weights=weights))`."""
+    scorer = _Scorer(cfg, use_pool)
+    funcs = [_trl_func(scorer, c, answer_key, default_task_type) for c in ("hybrid", "length", "format")]
+    return funcs, [cfg.w_hybrid, cfg.w_length, cfg.w_format]
+
+
+_VERL_SCORERS: dict[str, HybridReward] = {}
+_VERL_LOCK = threading.Lock()
+
+
+def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_info: dict[str, Any] | None = None, *, cfg: RewardConfig | None = None, component: str = "total", **_: Any) -> float:
+    """verl's reward-function signature (see the module docstring). component: "total"
+    (w_hybrid * R_hyb + w_format * R_fmt), "hybrid" or "format" (unweighted). Extra keyword
+    arguments verl passes are ignored."""
+    if component not in ("total", "hybrid", "format"):
+        raise ValueError(f"component must be 'total', 'hybrid' or 'format', got {component!r}")
+    cfg = cfg or RewardConfig()
+    info = extra_info or {}
+    key = repr(cfg)
+    with _VERL_LOCK:
+        hybrid = _VERL_SCORERS.get(key)
+        if hybrid is None:
+            hybrid = _VERL_SCORERS[key] = HybridReward(cfg)  # heavy cases run in the shared pool
+    sample = RewardSample(
+        completion=_text(solution_str),
+        answer=_gold(ground_truth),
+        task_type=str(info.get("task_type") or task_type_from_data_source(data_source)),
+        group_id=0,
+        length=0,  # a group of one: no length penalty
+        prompt=_text(info.get("prompt") or ""),
+        reference=info.get("reference") or None,
+        choices=list(info["choices"]) if info.get("choices") is not None else None,
+    )
+    result = hybrid.score([sample])
+    return float(result.total[0] if component == "total" else result.components[component][0])
