@@ -125,8 +125,27 @@ def _export(policy: Policy, out_dir: Path) -> None:
     policy.processor.save_pretrained(target)
 
 
-def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, on_step: Callable[[int, dict[str, float]], None] | None = None) -> RunResult:
-    """Run (or, with resume=True, continue from the latest checkpoint in `out_dir`) a GRPO run."""
+def build_state(cfg: Config, rewards: Any | None = None) -> TrainState:
+    """Policy, rollout engine, optimizer, lr schedule and reward pipeline of a run (no reference
+    model yet: it is the policy as GRPO starts, after any warm-up)."""
+    device = resolve_device(cfg.trainer.device)
+    policy = load_policy(cfg.model, device, cfg.trainer.seed)
+    encoder = PromptEncoder(policy.processor, policy.is_vlm, cfg.data.prompt_template, cfg.data.system_prompt)
+    r, a, t = cfg.rollout, cfg.algorithm, cfg.trainer
+    engine = build_engine(r.engine, model=policy.model, encoder=encoder, max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, device=device)
+    params = [p for p in policy.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=t.lr, betas=tuple(t.adam_betas), eps=t.adam_eps, weight_decay=t.weight_decay)
+    scheduler = build_scheduler(optimizer, t.lr_warmup_steps, t.steps * a.num_iterations * a.num_minibatches, t.min_lr_ratio, t.lr_schedule)
+    return TrainState(cfg, policy, engine, rewards if rewards is not None else build_rewards(cfg), optimizer, scheduler)
+
+
+def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, on_step: Callable[[int, dict[str, float]], None] | None = None, rewards: Any | None = None) -> RunResult:
+    """Run (or, with resume=True, continue from the latest checkpoint in `out_dir`) a GRPO run.
+
+    on_step(step, metrics): called after each step's metrics are logged.
+    rewards: a reward pipeline to use instead of `RewardPipeline(cfg.rewards)`: anything with
+        submit(list[RewardSample]) -> Future[RewardResult] and close(). The run closes it.
+    """
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir()
     ckpt = latest_checkpoint(out_dir) if resume else None
     if resume and ckpt is None:
@@ -135,17 +154,10 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
     dump_config(cfg, out_dir / "config.yaml")
     torch.set_num_threads(cfg.trainer.num_threads or os.cpu_count() or 1)
     seed_everything(cfg.trainer.seed)
-    device = resolve_device(cfg.trainer.device)
     train_set, test_set = load_data(cfg, out_dir)
-    policy = load_policy(cfg.model, device, cfg.trainer.seed)
-    encoder = PromptEncoder(policy.processor, policy.is_vlm, cfg.data.prompt_template, cfg.data.system_prompt)
-    r = cfg.rollout
-    engine = build_engine(r.engine, model=policy.model, encoder=encoder, max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, device=device)
+    st = build_state(cfg, rewards)
+    policy, optimizer, scheduler = st.policy, st.optimizer, st.scheduler
     a, t = cfg.algorithm, cfg.trainer
-    params = [p for p in policy.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=t.lr, betas=tuple(t.adam_betas), eps=t.adam_eps, weight_decay=t.weight_decay)
-    scheduler = build_scheduler(optimizer, t.lr_warmup_steps, t.steps * a.num_iterations * a.num_minibatches, t.min_lr_ratio, t.lr_schedule)
-    st = TrainState(cfg, policy, engine, build_rewards(cfg), optimizer, scheduler)
     logger = MetricsLogger(out_dir, cfg.logging.tensorboard)
     sampler = PromptSampler(len(train_set), t.seed, cfg.data.shuffle)
     result = RunResult(out_dir, 0, False)
@@ -184,11 +196,11 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
                 result.steps_done = step
                 bar.update(1)
                 bar.set_postfix(reward=f"{metrics['reward/total_mean']:.2f}", acc=f"{metrics['accuracy']:.2f}", len=f"{metrics['length/mean']:.0f}")
+                if on_step is not None:
+                    on_step(step, metrics)
                 state = {"nan_skipped": st.nan_skipped, "data": sampler.state_dict()}
                 if interrupt.requested or (cfg.checkpoint.every and step % cfg.checkpoint.every == 0) or step == t.steps:
                     save_checkpoint(out_dir, step, model=policy.model, optimizer=optimizer, scheduler=scheduler, state=state, config=cfg, keep_last=cfg.checkpoint.keep_last)
-                if on_step is not None:
-                    on_step(step, metrics)
                 if interrupt.requested:
                     result.interrupted = True
                     print(f"interrupted: checkpoint saved at step {step}; continue with `harmo train --resume {out_dir}`")

@@ -106,7 +106,7 @@ def update(st: TrainState, batch: RolloutBatch, adv: torch.Tensor, old: torch.Te
         for mb in _minibatches(batch.size, a.num_minibatches):
             for p in params:
                 p.grad = torch.zeros_like(p) if p.grad is None else p.grad.zero_()
-            tokens_mb = mask[mb].sum().clamp(min=1.0)
+            tokens_mb = max(float(mask[mb].sum()), 1.0)
             finite, loss_mb = True, 0.0
             active = [i for i in mb if a.beta > 0 or nonzero[i]]
             for rows in _chunks(active, cfg.trainer.micro_batch_size):
@@ -152,7 +152,7 @@ def update(st: TrainState, batch: RolloutBatch, adv: torch.Tensor, old: torch.Te
     return out
 
 
-def _normalizer(agg: str, tokens_mb: torch.Tensor, max_new_tokens: int) -> Any:
+def _normalizer(agg: str, tokens_mb: float, max_new_tokens: int) -> float | None:
     """token_mean divides by the minibatch's token count (exact under gradient accumulation);
     seq_mean_token_sum_norm (Dr. GRPO) by the constant completion budget; the others need none."""
     if agg == "token_mean":

@@ -1,0 +1,109 @@
+"""Full GRPO steps on tiny models: a text LM and a Qwen2-VL-family VLM."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import harmo_fast
+from harmo_fast.data.synth import write_synth
+from harmo_fast.trainer.metrics import METRIC_KEYS, read_metrics
+from harmo_fast.trainer.plots import PLOTS
+from harmo_fast.trainer.run import train
+from harmo_fast.trainer.tiny_policy import build_tiny_lm
+from trainer_fakes import LetterRewards, tiny_config
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("synth")
+    write_synth(d, 16, 6, seed=0)
+    return d
+
+
+def _weights(run_dir, step):
+    return load_file(str(run_dir / "checkpoints" / f"step-{step:06d}" / "weights.safetensors"))
+
+
+def test_text_model_steps_update_weights_and_log_everything(tmp_path, data_dir):
+    cfg = tiny_config(data_dir, "logging.plots=true")
+    rewards = LetterRewards()
+    res = train(cfg, tmp_path, rewards=rewards)
+    assert res.steps_done == 3 and not res.interrupted and rewards.closed
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in records] == [1, 2, 3]
+    for r in records:
+        assert set(METRIC_KEYS) <= set(r), set(METRIC_KEYS) - set(r)
+        assert math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"]) and r["grad_norm"] > 0
+        assert any(k.startswith("accuracy/") for k in r)
+        assert r["time/step"] >= r["time/generation"] > 0
+        assert r["nan_skipped"] == 0
+    fresh, _ = build_tiny_lm(seed=0, **cfg.model.builtin_overrides)
+    trained = _weights(tmp_path, 3)
+    changed = [k for k, v in fresh.state_dict().items() if k in trained and not torch.equal(v, trained[k])]
+    assert changed, "no weight changed after 3 GRPO steps"
+    for name in PLOTS:
+        assert (tmp_path / name).stat().st_size > 1000
+    samples = [json.loads(l) for l in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert {"completion", "reward", "components", "correct", "advantage"} <= set(samples[0])
+    assert (tmp_path / "config.yaml").is_file()
+
+
+def test_vlm_steps_with_the_reward_pipeline_warmup_and_evals(tmp_path, data_dir):
+    cfg = tiny_config(data_dir, "trainer.steps=2", "warmup.steps=2", "warmup.batch_size=4", "eval.at_start=true", "eval.at_end=true", "checkpoint.save_final_model=true", model="tiny-vlm")
+    res = train(cfg, tmp_path)
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert len(records) == 2 and all(set(METRIC_KEYS) <= set(r) for r in records)
+    assert all(r["loss"] is None or math.isfinite(r["loss"]) for r in records)
+    for name in ("start", "warmup", "end"):
+        report = json.loads((tmp_path / f"eval_{name}.json").read_text())
+        assert report["n"] == 4 and 0.0 <= report["accuracy"] <= 1.0 and report["per_task_type"]
+        assert res.evals[name] == report
+    assert (tmp_path / "final_model" / "config.json").is_file()
+
+
+def test_nan_loss_skips_the_step_warns_and_counts(tmp_path, data_dir, monkeypatch):
+    real = harmo_fast.grpo_loss
+
+    def nan_loss(*args, **kwargs):
+        loss, metrics = real(*args, **kwargs)
+        return loss * float("nan"), metrics
+
+    monkeypatch.setattr(harmo_fast, "grpo_loss", nan_loss)
+    cfg = tiny_config(data_dir, "trainer.steps=2")
+    with pytest.warns(RuntimeWarning, match="non-finite loss"):
+        train(cfg, tmp_path, rewards=LetterRewards())
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["nan_skipped"] for r in records] == [1, 2]
+    fresh, _ = build_tiny_lm(seed=0, **cfg.model.builtin_overrides)
+    trained = _weights(tmp_path, 2)
+    assert all(torch.equal(v, trained[k]) for k, v in fresh.state_dict().items() if k in trained)
+
+
+def test_kl_to_a_frozen_reference_only_when_beta_positive(tmp_path, data_dir):
+    cfg = tiny_config(data_dir, "algorithm.beta=0.1")
+    train(cfg, tmp_path, rewards=LetterRewards())
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert records[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # policy == reference before any update
+    assert records[-1]["kl"] > 0
+    ref = load_file(str(tmp_path / "reference" / "weights.safetensors"))
+    fresh, _ = build_tiny_lm(seed=0, **cfg.model.builtin_overrides)
+    assert all(torch.equal(v, ref[k]) for k, v in fresh.state_dict().items() if k in ref)
+    cfg0 = tiny_config(data_dir, "trainer.steps=1")
+    train(cfg0, tmp_path / "beta0", rewards=LetterRewards())
+    assert not (tmp_path / "beta0" / "reference").exists()
+
+
+def test_gradient_accumulation_matches_one_big_batch(tmp_path, data_dir):
+    runs = {}
+    for name, micro in (("whole", "null"), ("micro", "3")):
+        cfg = tiny_config(data_dir, "trainer.steps=1", f"trainer.micro_batch_size={micro}")
+        train(cfg, tmp_path / name, rewards=LetterRewards())
+        runs[name] = _weights(tmp_path / name, 1)
+    for k, v in runs["whole"].items():
+        torch.testing.assert_close(runs["micro"][k], v, atol=2e-6, rtol=1e-4)
