@@ -1,6 +1,7 @@
 // CPU kernel of length_penalty: per group, the anchor (shortest correct length), then the output;
 // OpenMP over groups once the batch is large enough to pay for the fork/join.
 #include <stdexcept>
+#include <string>
 
 #include "common/dtypes.h"
 #include "common/groups.h"
@@ -13,9 +14,19 @@ namespace {
 
 constexpr int64_t kParallelMinRows = int64_t{1} << 15;
 
+// One pass before the parallel region (an exception must not leave an OpenMP region).
+template <class L>
+void check_nonnegative(const L* lengths, int64_t n) {
+  L smallest = 0;
+  for (int64_t i = 0; i < n; ++i) smallest = lengths[i] < smallest ? lengths[i] : smallest;
+  if (smallest < 0)
+    throw std::invalid_argument("length_penalty: lengths must be >= 0, got " + std::to_string(static_cast<int64_t>(smallest)));
+}
+
 template <class L>
 void run(const L* lengths, const uint8_t* correct, float* out, int64_t n, const GroupLayout& groups, double p_max,
          double tau, Shape shape) {
+  check_nonnegative(lengths, n);
 #pragma omp parallel for schedule(static) if (n >= kParallelMinRows)
   for (int64_t g = 0; g < groups.num_groups; ++g) {
     const int64_t begin = groups.begin(g), end = groups.end(g);
