@@ -24,7 +24,7 @@ class ModelConfig:
 
     name: str = "tiny-vlm"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # parameter dtype
-    autocast: Literal["auto", "bf16", "none"] = "auto"  # auto: bf16 on CUDA, none on CPU
+    bf16_autocast: bool = True  # bf16 autocast of fp32 weights, applied on CUDA only
     gradient_checkpointing: bool = True  # applied on CUDA only
     logprobs: Literal["auto", "linear", "logits"] = "auto"  # fused LM-head path or logits path
     attn_implementation: str | None = None

@@ -113,8 +113,7 @@ def reference_model(policy: Policy) -> Any:
 
 
 def autocast(cfg: ModelConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA when `model.autocast` is auto or bf16; nothing otherwise."""
-    use = cfg.autocast == "bf16" or (cfg.autocast == "auto" and device.type == "cuda")
-    if use and cfg.dtype == "float32":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+    """bf16 autocast on CUDA for fp32 weights when `model.bf16_autocast`; nothing otherwise."""
+    if cfg.bf16_autocast and device.type == "cuda" and cfg.dtype == "float32":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -3,7 +3,9 @@ implement it later); `HFRolloutEngine` runs Hugging Face `generate`."""
 from __future__ import annotations
 
 import abc
+import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,8 +106,9 @@ class RolloutEngine(abc.ABC):
 class HFRolloutEngine(RolloutEngine):
     """Sampling with `model.generate` under `torch.inference_mode`, in eval mode."""
 
-    def __init__(self, model: Any, encoder: PromptEncoder, *, max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, device: torch.device | str = "cpu"):
+    def __init__(self, model: Any, encoder: PromptEncoder, *, max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, device: torch.device | str = "cpu", autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
         self.model = model
+        self.autocast = autocast
         self.encoder = encoder
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
@@ -142,7 +145,7 @@ class HFRolloutEngine(RolloutEngine):
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), self.autocast():
                 out = self.model.generate(**prompt, generation_config=self._generation_config(greedy, max_new_tokens or self.max_new_tokens))
         finally:
             self.model.train(was_training)

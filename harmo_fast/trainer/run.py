@@ -24,7 +24,7 @@ from harmo_fast.trainer.config import Config, dump_config
 from harmo_fast.trainer.evaluate import evaluate, format_table, write_report
 from harmo_fast.trainer.interrupt import GracefulInterrupt
 from harmo_fast.trainer.metrics import MetricsLogger, reward_metrics
-from harmo_fast.trainer.policy import Policy, load_policy, reference_model, resolve_device
+from harmo_fast.trainer.policy import Policy, autocast, load_policy, reference_model, resolve_device
 from harmo_fast.trainer.prompts import PromptEncoder
 from harmo_fast.trainer.rollout import build_engine
 from harmo_fast.trainer.sampler import PromptSampler
@@ -101,7 +101,7 @@ def _step_metrics(st: TrainState, out: StepOutput, lr: float, seconds: float) ->
     st.timings["data"] = st.engine.encode_seconds
     for k in TIME_KEYS:
         m[f"time/{k}"] = st.timings.get(k, 0.0)
-    m["time/rewards_total"] = float(sum(r.timings.values())) if r.timings else float("nan")
+    m["time/rewards_total"] = float(r.timings.get("total", sum(r.timings.values()))) if r.timings else float("nan")
     m["time/step"] = seconds
     m["time/other"] = seconds - sum(st.timings.get(k, 0.0) for k in ("generation", "logprobs", "rewards_wait", "advantages", "update"))
     m["tokens_per_second"] = float(b.lengths.sum()) / seconds
@@ -132,7 +132,7 @@ def build_state(cfg: Config, rewards: Any | None = None) -> TrainState:
     policy = load_policy(cfg.model, device, cfg.trainer.seed)
     encoder = PromptEncoder(policy.processor, policy.is_vlm, cfg.data.prompt_template, cfg.data.system_prompt)
     r, a, t = cfg.rollout, cfg.algorithm, cfg.trainer
-    engine = build_engine(r.engine, model=policy.model, encoder=encoder, max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, device=device)
+    engine = build_engine(r.engine, model=policy.model, encoder=encoder, max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, device=device, autocast=lambda: autocast(cfg.model, device))
     params = [p for p in policy.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=t.lr, betas=tuple(t.adam_betas), eps=t.adam_eps, weight_decay=t.weight_decay)
     scheduler = build_scheduler(optimizer, t.lr_warmup_steps, t.steps * a.num_iterations * a.num_minibatches, t.min_lr_ratio, t.lr_schedule)
