@@ -6,7 +6,7 @@ import re
 
 MAX_EXPR_CHARS = 600
 MAX_DIGIT_RUN = 120
-MAX_POWERS = 12
+MAX_POWERS = 40
 MAX_EXPONENT_DIGITS = 3  # a literal exponent above 999 is refused
 MAX_FACTORIAL = 5000
 MAX_NESTING = 40

@@ -2,20 +2,24 @@
 
 Signals cannot stop sympy stuck in C code and do not work outside the main thread, so a sample
 that runs past `timeout_s` is stopped by killing its worker process, which is then replaced.
-Workers are fresh interpreters (like the "spawn" start method: the parent may hold torch threads,
-so fork is unsafe) that import only the reward verifiers (`pool_worker.py`), never the caller's
-`__main__`. Cheap cases (plain numbers, letters, yes/no, short
-strings) never leave the calling process."""
+Workers are forked from a warm "zygote", itself a fresh interpreter (like the "spawn" start
+method: the parent may hold torch threads, so forking the parent is unsafe) that imports only the
+reward verifiers, never the caller's `__main__` (see pool_worker.py); a killed worker is
+replaced in milliseconds. Cheap cases (plain numbers, letters, yes/no, short strings) never leave the calling
+process: `verify_many` decides them on the in-process fast path first."""
 from __future__ import annotations
 
 import atexit
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
 from multiprocessing.connection import Connection, wait
+from multiprocessing.reduction import recv_handle
 from typing import Any, Sequence
 
 from harmo_fast.rewards.types import Verdict
@@ -23,46 +27,91 @@ from harmo_fast.rewards.types import Verdict
 Item = tuple[str, "str | list[str]", str, dict]
 
 
-class _Worker:
-    """One worker process and the parent's ends of its two pipes."""
+class _Zygote:
+    """The warm process that forks workers (see pool_worker.py)."""
 
     def __init__(self, preload: Sequence[str], memory_limit_mb: int | None) -> None:
-        p2c_r, p2c_w = os.pipe()
-        c2p_r, c2p_w = os.pipe()
+        ours, theirs = socket.socketpair()
         env = dict(os.environ)
-        # The worker must find the same modules (e.g. a `preload` module next to the caller).
+        # The zygote must find the same modules (e.g. a `preload` module next to the caller).
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", "from harmo_fast.rewards.pool_worker import main; main()", str(p2c_r), str(c2p_w)],
-                pass_fds=(p2c_r, c2p_w), stdin=subprocess.DEVNULL, env=env, close_fds=True,
+                [sys.executable, "-c", "from harmo_fast.rewards.pool_worker import zygote_main; zygote_main()",
+                 str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env, close_fds=True,
             )
         finally:
-            os.close(p2c_r)
-            os.close(c2p_w)
-        self.send_conn = Connection(p2c_w, readable=False)
-        self.conn = Connection(c2p_r, writable=False)
-        self.send_conn.send({"preload": tuple(preload), "memory_limit_mb": memory_limit_mb})
+            theirs.close()
+        self.ctrl = Connection(ours.detach())
+        self.ctrl.send({"preload": tuple(preload), "memory_limit_mb": memory_limit_mb})
         self.ready = False
+
+    def wait_ready(self, timeout_s: float) -> None:
+        if self.ready:
+            return
+        if not self.ctrl.poll(timeout_s):
+            raise RuntimeError(f"verifier zygote not ready after {timeout_s:g} s")
+        try:
+            msg = self.ctrl.recv()
+        except (EOFError, OSError):
+            msg = None
+        if msg != ("ready",):
+            raise RuntimeError(f"verifier zygote failed to start (exit code {self.proc.poll()}); see its stderr")
+        self.ready = True
+
+    def fork(self) -> tuple[Connection, int]:
+        """A new warm worker: (connection to it, pid)."""
+        self.ctrl.send("spawn")
+        fd = recv_handle(self.ctrl)
+        pid = self.ctrl.recv()
+        return Connection(fd), pid
+
+    def close(self) -> None:
+        self.ctrl.close()  # the zygote exits on EOF once warm; one still warming up is killed
+        if not self.ready:
+            self.proc.kill()
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=2)
+
+
+class _Worker:
+    """One forked worker: its connection, pid (and pidfd, so a kill never hits a reused pid)."""
+
+    def __init__(self, conn: Connection, pid: int) -> None:
+        self.conn, self.pid = conn, pid
+        try:
+            self.pidfd: int | None = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            self.pidfd = None
         self.task: int | None = None
         self.started_at = 0.0
 
     def send(self, msg: Any) -> bool:
         try:
-            self.send_conn.send(msg)
+            self.conn.send(msg)
             return True
         except (OSError, ValueError):
             return False
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
         try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        self.send_conn.close()
+            if self.pidfd is not None:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            else:
+                os.kill(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, OSError):
+            pass  # already gone
+        self.close()
+
+    def close(self) -> None:
         self.conn.close()
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
 
 
 class VerifierPool:
@@ -77,26 +126,23 @@ class VerifierPool:
     """
 
     def __init__(self, num_workers: int = 2, timeout_s: float = 5.0, *, preload: Sequence[str] = (),
-                 memory_limit_mb: int | None = 4096) -> None:
-        if not isinstance(num_workers, int) or num_workers < 1:
+                 memory_limit_mb: int | None = 4096, startup_timeout_s: float = 120.0) -> None:
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
             raise ValueError(f"num_workers must be a positive int, got {num_workers!r}")
-        if not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
             raise ValueError(f"timeout_s must be a positive number, got {timeout_s!r}")
         self.num_workers = num_workers
         self.timeout_s = float(timeout_s)
+        self.startup_timeout_s = float(startup_timeout_s)
         self._preload = tuple(preload)
         self._memory_limit_mb = memory_limit_mb
         self._lock = threading.Lock()
-        # One warm spare beyond `num_workers`: a killed worker's place is taken at once instead
-        # of after a fresh interpreter's start-up (seconds); at most num_workers run at a time.
-        self._workers = [self._spawn() for _ in range(num_workers + 1)]
+        # The zygote warms up in the background; workers are forked when first needed.
+        self._zygote = _Zygote(self._preload, memory_limit_mb)
+        self._workers: list[_Worker] = []
         self._closed = False
         self.restarts = 0  # workers replaced after a timeout or a death
         self.dispatched = 0  # samples sent to workers (the rest took the in-process fast path)
-        self._startup_failures = 0
-
-    def _spawn(self) -> _Worker:
-        return _Worker(self._preload, self._memory_limit_mb)
 
     def __enter__(self) -> "VerifierPool":
         return self
@@ -105,19 +151,21 @@ class VerifierPool:
         self.close()
 
     def close(self) -> None:
-        """Stop every worker (idempotent)."""
+        """Stop the workers and the zygote (idempotent)."""
         if self._closed:
             return
         self._closed = True
         for w in self._workers:
             w.send(None)
-        deadline = time.monotonic() + 1.0
-        for w in self._workers:
-            try:
-                w.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            w.kill()
+            w.close()  # a worker exits on None or on EOF
+        self._workers = []
+        self._zygote.close()
+
+    def start(self) -> "VerifierPool":
+        """Block until the workers are up (otherwise the first batch that needs them waits)."""
+        with self._lock:
+            self._ensure_workers()
+        return self
 
     def verify_many(self, items: Sequence[Item]) -> list[Verdict]:
         """Verdicts for `items` ((completion, gold, task_type, options) tuples), in order."""
@@ -136,47 +184,62 @@ class VerifierPool:
                 results[i] = fast
         if pending:
             with self._lock:
-                self._results_ref = results
+                self._ensure_workers()
                 self._run(items, pending, results)
         return results  # type: ignore[return-value]
 
+    def _ensure_workers(self) -> None:
+        self._zygote.wait_ready(self.startup_timeout_s)
+        while len(self._workers) < self.num_workers:
+            self._workers.append(self._fork())
+
+    def _fork(self) -> _Worker:
+        try:
+            return _Worker(*self._zygote.fork())
+        except (EOFError, OSError):
+            # The zygote itself died (killed from outside): start a new one, once per call.
+            self._zygote.close()
+            self._zygote = _Zygote(self._preload, self._memory_limit_mb)
+            self._zygote.wait_ready(self.startup_timeout_s)
+            return _Worker(*self._zygote.fork())
+
     def _replace(self, k: int) -> None:
         self._workers[k].kill()
-        self._workers[k] = self._spawn()
+        self._workers[k] = self._fork()
         self.restarts += 1
 
     def _run(self, items: Sequence[Item], pending: deque[int], results: list[Verdict | None]) -> None:
         inflight = 0
         while pending or inflight:
             now = time.monotonic()
-            busy = sum(w.task is not None for w in self._workers)
-            for w in self._workers:
-                if w.ready and w.task is None and pending and busy < self.num_workers:
+            for k, w in enumerate(self._workers):
+                if w.task is None and pending:
                     i = pending.popleft()
                     completion, gold, task_type, options = items[i]
                     if not w.send((i, completion, gold, task_type, dict(options))):
-                        pending.appendleft(i)
-                        w.ready = False  # broken pipe: its EOF reports the death below
+                        pending.appendleft(i)  # broken pipe: the worker died while idle
+                        self._replace(k)
                         continue
                     w.task, w.started_at = i, now
                     self.dispatched += 1
                     inflight += 1
-                    busy += 1
             deadlines = [w.started_at + self.timeout_s for w in self._workers if w.task is not None]
-            wait_s = max(0.0, min(deadlines) - time.monotonic()) if deadlines else 1.0
+            wait_s = max(0.0, min(deadlines) - time.monotonic()) if deadlines else 0.0
             ready = set(wait([w.conn for w in self._workers], timeout=wait_s))
             for k, w in enumerate(list(self._workers)):
                 if w.conn not in ready:
                     continue
                 try:
-                    msg = w.conn.recv()
+                    index, verdict = w.conn.recv()
                 except (EOFError, OSError):
-                    inflight -= self._on_death(k)
+                    if w.task is not None:
+                        results[w.task] = Verdict(0.0, False, "error", None, confident=False,
+                                                  detail="verifier worker died (crash, os._exit or out of memory)")
+                        inflight -= 1
+                    self._replace(k)
                     continue
-                if msg[0] == "ready":
-                    w.ready = True
-                elif msg[0] == w.task:
-                    results[msg[0]] = msg[1]
+                if index == w.task:
+                    results[index] = verdict
                     w.task = None
                     inflight -= 1
             now = time.monotonic()
@@ -187,26 +250,6 @@ class VerifierPool:
                     inflight -= 1
                     w.task = None
                     self._replace(k)
-
-    def _on_death(self, k: int) -> int:
-        """A worker's pipe closed: fail its sample, replace it; returns 1 if a sample was lost."""
-        w = self._workers[k]
-        try:
-            code = w.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            code = None
-        lost = 0
-        if w.task is not None:
-            self._results_ref[w.task] = Verdict(0.0, False, "error", None, confident=False,
-                                                detail=f"verifier worker died (exit code {code})")
-            lost = 1
-        elif not w.ready:
-            # Died while starting: do not loop forever on a broken environment.
-            self._startup_failures += 1
-            if self._startup_failures > 3 * self.num_workers:
-                raise RuntimeError(f"verifier workers fail to start (exit code {code}); see their stderr")
-        self._replace(k)
-        return lost
 
 
 def _unpack(item: Any, i: int) -> Item:

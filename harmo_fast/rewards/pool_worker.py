@@ -1,41 +1,34 @@
-"""The verifier worker process started by `VerifierPool` (a fresh interpreter: it imports only
-the reward verifiers, never the caller's `__main__`, torch or CUDA state).
+"""The processes behind `VerifierPool`.
 
-Protocol over two pipes (file descriptors in argv): first a config dict, then requests
-(index, completion, gold, task_type, options) answered by (index, Verdict); None stops."""
+A *zygote* is started as a fresh interpreter (no torch, no threads, never the caller's
+`__main__`). It imports the verifiers (and `preload` modules), warms up sympy and the LaTeX
+grammar once, then forks a warm *worker* on each request and hands the parent one end of a
+socket pair to it. Forking is safe here because the zygote is single-threaded; a replacement
+worker is ready in milliseconds instead of a fresh interpreter's seconds.
+
+Zygote protocol (over the control socket): config dict in; ("ready",) out; then per "spawn"
+request: a file descriptor (SCM_RIGHTS) followed by the worker's pid. Worker protocol: requests
+(index, completion, gold, task_type, options) answered by (index, Verdict); None or EOF stops."""
 from __future__ import annotations
 
 import importlib
+import os
+import signal
+import socket
 import sys
 import traceback
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import send_handle
 
 
-def main() -> None:
-    """Serve verification requests until the parent closes the pipe or sends None."""
-    conn_in = Connection(int(sys.argv[1]), writable=False)
-    conn_out = Connection(int(sys.argv[2]), readable=False)
-    config = conn_in.recv()
-    limit_mb = config.get("memory_limit_mb")
-    if limit_mb:
-        try:
-            import resource
-
-            resource.setrlimit(resource.RLIMIT_AS, (limit_mb << 20, limit_mb << 20))
-        except (ImportError, ValueError, OSError):
-            pass
+def serve(conn: Connection) -> None:
+    """Worker loop: verify requests until the parent closes the socket or sends None."""
     from harmo_fast.rewards.types import Verdict
     from harmo_fast.rewards.verify import verify_inline
 
-    for name in config.get("preload", ()):
-        importlib.import_module(name)
-    # Pay sympy's and the LaTeX grammar's first-use cost before taking work, so that it is
-    # not charged to the first sample's timeout.
-    verify_inline("\\boxed{x^2+\\frac{1}{2}}", "\\frac{1}{2}+x^2", "math")
-    conn_out.send(("ready", None))
     while True:
         try:
-            msg = conn_in.recv()
+            msg = conn.recv()
         except (EOFError, OSError):
             return
         if msg is None:
@@ -46,8 +39,57 @@ def main() -> None:
         except Exception as exc:  # noqa: BLE001 - every failure becomes a verdict
             text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             verdict = Verdict(0.0, False, "error", None, confident=False, detail=text[:2000])
-        conn_out.send((index, verdict))
+        conn.send((index, verdict))
+
+
+def _fork_worker(ctrl: Connection, memory_limit_mb: int | None) -> None:
+    parent_end, child_end = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:  # the worker
+        try:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            ctrl.close()
+            parent_end.close()
+            if memory_limit_mb:
+                import resource
+
+                limit = memory_limit_mb << 20
+                try:
+                    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+                except (ValueError, OSError):
+                    pass
+            serve(Connection(child_end.detach()))
+        finally:
+            os._exit(0)
+    child_end.close()
+    send_handle(ctrl, parent_end.fileno(), os.getppid())
+    parent_end.close()
+    ctrl.send(pid)
+
+
+def zygote_main() -> None:
+    """Warm up once, then fork workers on request until the parent goes away."""
+    ctrl = Connection(int(sys.argv[1]))
+    config = ctrl.recv()
+    # Workers exit on their own; the kernel reaps them (the parent kills by pidfd or pid).
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    from harmo_fast.rewards.verify import verify_inline
+
+    for name in config.get("preload", ()):
+        importlib.import_module(name)
+    # Pay sympy's and the LaTeX grammar's first-use cost here, once, not per worker or sample.
+    verify_inline("\\boxed{x^2+\\frac{1}{2}}", "\\frac{1}{2}+x^2", "math")
+    verify_inline("\\boxed{(1,2)}", "1<x<2", "math")
+    ctrl.send(("ready",))
+    while True:
+        try:
+            msg = ctrl.recv()
+        except (EOFError, OSError):
+            return
+        if msg != "spawn":
+            return
+        _fork_worker(ctrl, config.get("memory_limit_mb"))
 
 
 if __name__ == "__main__":
-    main()
+    zygote_main()
