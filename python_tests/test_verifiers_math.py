@@ -13,7 +13,7 @@ EQUAL = [
     ("0.50", r"\frac{1}{2}"), (".5", "0.5"), ("5.0", "5"), ("-3", "-3"), (r"\$5", "5"),
     # fractions, mixed numbers, scientific notation
     (r"\dfrac{6}{8}", r"\frac34"), ("3/4", r"\frac{3}{4}"), (r"1\frac{1}{2}", "3/2"), ("1 1/2", "1.5"),
-    (r"1.5 \times 10^{3}", "1500"), ("1.5e3", "1500"), (r"10^{6}", "1000000"), (r"2.5\cdot 10^{-3}", "0.0025"),
+    (r"0.\overline{3}", r"\frac{1}{3}"), (r"0.1\overline{6}", r"\frac16"), (r"1.5 \times 10^{3}", "1500"), ("1.5e3", "1500"), (r"10^{6}", "1000000"), (r"2.5\cdot 10^{-3}", "0.0025"),
     # LaTeX with and without delimiters, symbolic equivalence
     (r"\frac{\sqrt{2}}{2}", r"\frac{1}{\sqrt{2}}"), (r"$\frac{\sqrt{2}}{2}$", r"\frac{\sqrt2}{2}"),
     (r"2x+1", "1+2x"), (r"(x+1)^2", "x^2+2x+1"), (r"\frac{11+9a}{20}", r"\dfrac{9a + 11}{20}"),
@@ -37,6 +37,11 @@ EQUAL = [
     ("x=5", "5"), ("5", "x=5"), ("a+2z=2z+a=101", "101"), ("y = 2x + 1", "2x - y + 1 = 0"),
     ("x^2+y^2=1", "2x^2+2y^2-2=0"), ("x > 2", "2 < x"), ("(1, 2)", "1 < x < 2"), (r"[2, \infty)", r"x \ge 2"),
     (r"(-\infty,-1]\cup[1,\infty)", r"x \le -1 \text{ or } x \ge 1"),
+    # functions, roots, complex numbers, combinatorics
+    (r"\log_2 8", "3"), (r"\sin(\pi/6)", r"\frac12"), (r"\sqrt[3]{8}", "2"), ("x^2 - 1", "(x-1)(x+1)"), ("1 + i", "i+1"),
+    (r"\binom{5}{2}", "10"), ("5!", "120"), (r"\sqrt{1/n}", r"\frac{1}{\sqrt n}"), (r"n(n+1)/2", r"\frac{n^2+n}{2}"),
+    # lists of assignments and unordered points
+    (r"x=-1 \text{ or } x=1", r"\pm 1"), ("n=3,2,1", "n=1,2,3"), (r"(1,2), (3,4)", r"(3,4),(1,2)"), (r"\$1,\!000", "1000"),
     # exact comparisons of tiny and huge values
     (r"\frac{1}{2006!}", r"\frac{1}{2006!}"), ("2^{100}", "1267650600228229401496703205376"),
 ]
@@ -65,6 +70,9 @@ DIFFERENT = [
     ("1 < x < 2", "(1, 2)"), (r"x \le -1 \text{ or } x \ge 1", r"(-\infty,-1]\cup[1,\infty)"), ("x > 2", "x < 2"), ("(1,2)", "1 \\le x \\le 2"),
     # text answers
     (r"\text{even}", r"\text{odd}"), ("12:00", "1:00"),
+    # more traps: complex conjugates, quantified statements, wrong list members, sign of infinity
+    ("3-2i", "3+2i"), (r"\forall x>0, f(x)=0", "f(x)=0"), ("n=2,3,4", "n=1,2,3"), (r"-\infty", r"\infty"),
+    (r"1, 2, 3, \ldots", r"1, 2, 4, \ldots"), (r"3, 2, 1, \ldots", r"1, 2, 3, \ldots"), ("1,2,2", "1,2"),
 ]
 
 

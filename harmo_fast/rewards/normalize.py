@@ -102,6 +102,7 @@ _PLAIN = re.compile(r"([+-]?)(" + _DEC + r")")
 _SCI = re.compile(
     r"([+-]?)(" + _DEC + r")\s*(?:[eE]\s*([+-]?\d+)|(?:\\times|\\cdot|×|\*|x)\s*10\s*\^\s*(?:\{\s*([+-]?\d+)\s*\}|([+-]?\d)))"
 )
+_REPEATING = re.compile(r"([+-]?)(\d*)\.(\d*)\\overline\s*\{(\d+)\}")  # 0.1\overline{6} = 1/6
 _POW10 = re.compile(r"([+-]?)10\s*\^\s*(?:\{\s*([+-]?\d+)\s*\}|([+-]?\d))")
 _FRAC = re.compile(r"([+-]?)\\[dt]?frac\s*(?:\{\s*([+-]?\d+)\s*\}|(\d))\s*(?:\{\s*([+-]?\d+)\s*\}|(\d))")
 _SLASH = re.compile(r"([+-]?)(\d+)\s*/\s*(\d+)")
@@ -146,9 +147,10 @@ def parse_number(text: str) -> Number | None:
     """A plain number written as text, or None.
 
     Accepts integers and decimals with thousands separators (`1,234`, `1{,}234`, `1\\,234`,
-    `1 234`), `.5`, scientific notation (`1.2e3`, `1.2\\times 10^{3}`), fractions (`3/4`,
-    `\\frac{3}{4}`), mixed numbers (`1 1/2`, `1\\frac{1}{2}`), a currency prefix and a trailing
-    percent sign (recorded, not applied).
+    `1 234`), `.5`, repeating decimals (`0.\\overline{3}`), scientific notation (`1.2e3`,
+    `1.2\\times 10^{3}`), fractions (`3/4`, `\\frac{3}{4}`), mixed numbers (`1 1/2`,
+    `1\\frac{1}{2}`), number words, a currency prefix and a trailing percent sign (recorded,
+    not applied).
     """
     if len(text) > 2 * MAX_NUMBER_DIGITS:
         return None
@@ -168,6 +170,12 @@ def parse_number(text: str) -> Number | None:
         scale = Fraction(10) ** exp
         ulp = (parsed[1] or Fraction(1)) * scale
         return Number(parsed[0] * scale, ulp, parsed[2], percent)
+    m = _REPEATING.fullmatch(t)
+    if m and max(len(g) for g in m.groups()[1:]) <= MAX_NUMBER_DIGITS // 4:
+        sign, whole, head, rep = m.groups()
+        scale = 10 ** len(head)
+        value = int(whole or "0") + Fraction(int(head or "0"), scale) + Fraction(int(rep), scale * (10 ** len(rep) - 1))
+        return Number(-value if sign == "-" else value, None, 0, percent)
     m = _POW10.fullmatch(t)
     if m:
         exp = int(m.group(2) or m.group(3))

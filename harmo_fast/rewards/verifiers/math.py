@@ -30,6 +30,7 @@ class NeedsSympy(Exception):
 
 _LATEX_CMD = re.compile(r"\\[a-zA-Z]+")
 _WORD = re.compile(r"[A-Za-z]{3,}")
+_ELLIPSIS = re.compile(r"\\[lc]?dots|\.\.\.|…")
 _PROSE = re.compile(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}")
 _MATH_WORDS = frozenset(
     "sin cos tan cot sec csc log ln exp arcsin arccos arctan sinh cosh tanh sqrt frac pi infty "
@@ -82,6 +83,9 @@ class _Comparer:
             return ("parse_fail", "empty answer")
         if _squash(p) == _squash(g) and "%" not in p + g:
             return MATCH
+        p_dots, g_dots = bool(_ELLIPSIS.fullmatch(p)), bool(_ELLIPSIS.fullmatch(g))
+        if p_dots or g_dots:
+            return MATCH if p_dots and g_dots else MISMATCH  # only an ellipsis equals an ellipsis
         pn, gn = parse_number(p), parse_number(g)
         if pn is not None and gn is not None:
             return MATCH if numbers_equal(pn, gn, percent=self.percent, rel_tol=self.rel_tol) else MISMATCH
@@ -162,7 +166,9 @@ class _Comparer:
             p_items = p[3] if pk == "tuple" else p[1]
             if pk == "tuple" and gk == "set":
                 return MISMATCH
-            ordered = (self.ordered and gk == "list" and pk == "list")
+            # A list with an ellipsis is a sequence: its order matters.
+            sequence = any(i[0] == "scalar" and _ELLIPSIS.fullmatch(i[1]) for i in g[1])
+            ordered = (self.ordered or sequence) and gk == "list" and pk == "list"
             return self._items(p_items, g[1], ordered, dedup=(gk == "set" or pk == "set"))
         if gk == "tuple":
             if pk == "tuple":
