@@ -5,6 +5,7 @@
 Groups:
 - verifiers-simple: plain numbers, letters, yes/no and short strings, one process (per core):
   our in-process fast path vs math-verify parse+verify.
+- verifiers-simple-numbers: the same with plain numbers only (math-verify's best case).
 - verifiers-mixed: long solutions with symbolic LaTeX, numbers, multiple choice and text:
   our VerifierPool with 2 workers vs math-verify single-process. Every round draws a fresh
   batch, so no cache is warm across rounds (for either side).
@@ -54,6 +55,18 @@ def simple_batch(seed: int, n: int = N_SIMPLE) -> list[tuple[str, str, str, dict
         else:
             word = rng.choice(["stop", "exit", "cafe", "route 66", "main street"])
             items.append((f"<answer>{word.title()}</answer>", rng.choice(["stop", "exit", "route 66"]), "short_text", {}))
+    return items
+
+
+def numbers_batch(seed: int, n: int = N_SIMPLE) -> list[tuple[str, str, str, dict]]:
+    """Plain numbers only (math-verify's best case): integers, decimals, thousands separators."""
+    rng = random.Random(seed)
+    items = []
+    for k in range(n):
+        v = rng.randint(1, 10**6) if k % 2 else round(rng.uniform(0, 1000), 2)
+        pred = v if rng.random() < 0.7 else v + 1
+        text = f"{pred:,}" if k % 4 == 1 else str(pred)
+        items.append((f"The answer is \\boxed{{{text}}}", str(v), "math", {}))
     return items
 
 
@@ -131,6 +144,25 @@ def test_simple_harmo_in_process(benchmark):
     benchmark.extra_info["items"] = N_SIMPLE
     out = benchmark.pedantic(run, setup=_Rounds(simple_batch, 100), rounds=5, warmup_rounds=1)
     assert all(v is not None for v in out)  # every simple case took the fast path
+    benchmark.extra_info["per_s"] = round(N_SIMPLE / benchmark.stats.stats.mean)
+
+
+@pytest.mark.benchmark(group="verifiers-simple-numbers")
+def test_numbers_math_verify(benchmark):
+    benchmark.extra_info["baseline"] = True
+    benchmark.extra_info["items"] = N_SIMPLE
+    benchmark.pedantic(_math_verify_all, setup=_Rounds(numbers_batch, 200), rounds=5, warmup_rounds=1)
+    benchmark.extra_info["per_s"] = round(N_SIMPLE / benchmark.stats.stats.mean)
+
+
+@pytest.mark.benchmark(group="verifiers-simple-numbers")
+def test_numbers_harmo_in_process(benchmark):
+    def run(items):
+        return [fast_verify(*it[:3], **it[3]) for it in items]
+
+    benchmark.extra_info["items"] = N_SIMPLE
+    out = benchmark.pedantic(run, setup=_Rounds(numbers_batch, 200), rounds=5, warmup_rounds=1)
+    assert all(v is not None for v in out)
     benchmark.extra_info["per_s"] = round(N_SIMPLE / benchmark.stats.stats.mean)
 
 

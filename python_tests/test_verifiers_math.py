@@ -136,6 +136,13 @@ def test_list_of_golds():
     assert not verify(r"\boxed{0.25}", ["1/3", r"\frac{1}{2}"], "math").correct
 
 
+def test_gold_written_as_a_solution_counts_by_its_last_box():
+    gold = r"We first try $\boxed{3}$, which fails; the sum is $\boxed{\frac{7}{2}}$."
+    assert verify(r"\boxed{3.5}", gold, "math").correct
+    assert not verify(r"\boxed{3}", gold, "math").correct
+    assert verify("<answer>3.5</answer>", gold, "numeric").correct
+
+
 def test_unparseable_gold_is_not_confident():
     v = verify(r"\boxed{5}", r"\frac{1}{", "math")
     assert v.reason == "parse_fail" and not v.confident and v.score == 0.0

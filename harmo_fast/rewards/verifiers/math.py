@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from harmo_fast.rewards.extract import last_boxed
 from harmo_fast.rewards.normalize import PERCENT_POLICIES, normalize_text, numbers_equal, parse_number
 from harmo_fast.rewards.verifiers import register
 from harmo_fast.rewards.verifiers.base import Outcome, Verifier
@@ -30,6 +31,7 @@ class NeedsSympy(Exception):
 
 _LATEX_CMD = re.compile(r"\\[a-zA-Z]+")
 _WORD = re.compile(r"[A-Za-z]{3,}")
+_PLAIN_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 _ELLIPSIS = re.compile(r"\\[lc]?dots|\.\.\.|…")
 _PROSE = re.compile(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}")
 _MATH_WORDS = frozenset(
@@ -45,6 +47,15 @@ def _is_text(s: str) -> bool:
     plain = _LATEX_CMD.sub(" ", s)
     words = [w for w in _WORD.findall(plain) if w.lower() not in _MATH_WORDS]
     return bool(words) and not re.search(r"[\d^_=+*/]", unwrap_text(s).replace(" ", ""))
+
+
+def gold_answer(gold: str) -> str:
+    """The gold's final answer: a gold written as a worked solution counts by its last box."""
+    if "\\boxed" in gold or "\\fbox" in gold:
+        boxed = last_boxed(gold)
+        if boxed:
+            return boxed
+    return gold
 
 
 def is_prose(text: str) -> bool:
@@ -323,6 +334,7 @@ def _prepare(answer: str, gold: str) -> tuple[Node, Node] | Result:
         return ("gold_fail", f"gold longer than {MAX_ANSWER_CHARS} characters")
     if len(answer) > MAX_ANSWER_CHARS:
         return ("parse_fail", f"answer longer than {MAX_ANSWER_CHARS} characters")
+    gold = gold_answer(gold)
     g = clean_math(gold)
     p = clean_math(answer)
     try:
@@ -358,6 +370,11 @@ class MathVerifier(Verifier):
         return _Comparer(options, fast=False).node(*prepared)
 
     def fast_compare(self, answer: str, gold: str, options: dict[str, Any]) -> Result | None:
+        if _PLAIN_NUMBER.fullmatch(answer) and _PLAIN_NUMBER.fullmatch(gold):
+            # The commonest case, without the LaTeX clean-up: two plain decimal numbers.
+            p, g = parse_number(answer), parse_number(gold)
+            if p is not None and g is not None:
+                return MATCH if numbers_equal(p, g, rel_tol=options.get("rel_tol")) else MISMATCH
         prepared = _prepare(answer, gold)
         if isinstance(prepared[0], str):
             return prepared  # type: ignore[return-value]

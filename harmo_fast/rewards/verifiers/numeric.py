@@ -7,7 +7,14 @@ from typing import Any
 
 from harmo_fast.rewards.verifiers import register
 from harmo_fast.rewards.verifiers.base import Outcome, Verifier
-from harmo_fast.rewards.verifiers.math import MAX_ANSWER_CHARS, NeedsSympy, _Comparer, is_prose, validate_number_options
+from harmo_fast.rewards.verifiers.math import (
+    MAX_ANSWER_CHARS,
+    NeedsSympy,
+    _Comparer,
+    gold_answer,
+    is_prose,
+    validate_number_options,
+)
 from harmo_fast.rewards.verifiers.math_clean import clean_math
 
 
@@ -26,14 +33,14 @@ class NumericVerifier(Verifier):
 
     def compare(self, answer: str, gold: str, options: dict[str, Any]) -> tuple[Outcome, str]:
         too_long = _too_long(answer, gold)
-        return too_long or _Comparer(options, fast=False).scalar(clean_math(answer), clean_math(gold))
+        return too_long or _Comparer(options, fast=False).scalar(clean_math(answer), clean_math(gold_answer(gold)))
 
     def fast_compare(self, answer: str, gold: str, options: dict[str, Any]) -> tuple[Outcome, str] | None:
         too_long = _too_long(answer, gold)
         if too_long:
             return too_long
         try:
-            return _Comparer(options, fast=True).scalar(clean_math(answer), clean_math(gold))
+            return _Comparer(options, fast=True).scalar(clean_math(answer), clean_math(gold_answer(gold)))
         except NeedsSympy:
             return None
 
