@@ -105,7 +105,10 @@ def test_trl_reward_funcs_share_one_scoring(monkeypatch):
 
 def test_trl_with_the_worker_pool():
     f = trl_reward_func(RewardConfig(num_workers=1), component="hybrid")
-    assert f(["p", "p"], ["<answer>\\frac{x^2-1}{x-1}</answer>", "<answer>3</answer>"], answer=["x+1", "3"]) == [1.0, 1.0]
+    try:
+        assert f(["p", "p"], ["<answer>\\frac{x^2-1}{x-1}</answer>", "<answer>3</answer>"], answer=["x+1", "3"]) == [1.0, 1.0]
+    finally:
+        f.close()
 
 
 @pytest.mark.parametrize(

@@ -103,6 +103,14 @@ class _Scorer:
             self._hybrid = HybridReward(self.cfg, pool=pool)
         return self._hybrid
 
+    def close(self) -> None:
+        """Stop the worker pool, if one was started (a later call starts a new one)."""
+        with self._lock:
+            if self._hybrid is not None and self._hybrid.pool is not None:
+                self._hybrid.pool.close()
+            self._hybrid = None
+            self._last = None
+
     def score(self, samples: list[RewardSample]) -> RewardResult:
         key = tuple((s.prompt, s.completion, str(s.answer), s.task_type, s.group_id, s.length, s.reference) for s in samples)
         with self._lock:
@@ -172,13 +180,15 @@ def _trl_func(scorer: _Scorer, component: str, answer_key: str, default_task_typ
 
     reward.__name__ = f"harmo_{component}"
     reward.__qualname__ = reward.__name__
+    reward.close = scorer.close  # type: ignore[attr-defined]
     return reward
 
 
 def trl_reward_func(cfg: RewardConfig = RewardConfig(), component: str = "total", *, answer_key: str = "answer", default_task_type: str = "math", use_pool: bool = True) -> Callable[..., list[float | None]]:
     """A TRL reward function returning the weighted total (default) or one unweighted component
     ("hybrid", "length", "format"). use_pool: verify in `cfg.num_workers` worker processes with
-    hard timeouts (else in-process, heavy cases in the shared pool)."""
+    hard timeouts, started on the first call and stopped by `func.close()` or at exit (else
+    in-process, heavy cases in the shared pool)."""
     return _trl_func(_Scorer(cfg, use_pool), component, answer_key, default_task_type)
 
 
