@@ -148,6 +148,13 @@ def _group_advantages_fake(rewards, group_size, group_ids, scale, eps, unbiased,
 # --- the public op ---
 
 
+@torch.compiler.assume_constant_result
+def _resolve_traced(backend: str, device_type: str) -> str:
+    """resolve_backend as a constant under torch.compile (its probing imports modules, which
+    Dynamo refuses to trace)."""
+    return _dispatch.resolve_backend(backend, torch.device(device_type), OP)
+
+
 @functools.lru_cache(maxsize=64)
 def _resolve(backend: str, device: torch.device) -> str:
     """resolve_backend, memoised for the eager path (backend availability is fixed per process)."""
@@ -172,6 +179,6 @@ def group_advantages(
     """
     device = _validate(rewards, group_size, group_ids, scale, eps)
     if torch.compiler.is_compiling():
-        backend = _dispatch.resolve_backend(backend, device, OP)
+        backend = _resolve_traced(backend, device.type)
         return _group_advantages_op(rewards.detach(), group_size, group_ids, scale, float(eps), bool(unbiased), backend)
     return _run(rewards, group_size, group_ids, scale, float(eps), bool(unbiased), _resolve(backend, device))

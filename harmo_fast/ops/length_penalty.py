@@ -159,6 +159,13 @@ def _length_penalty_fake(lengths, correct, group_size, group_ids, p_max, tau, sh
 # --- the public op ---
 
 
+@torch.compiler.assume_constant_result
+def _resolve_traced(backend: str, device_type: str) -> str:
+    """resolve_backend as a constant under torch.compile (its probing imports modules, which
+    Dynamo refuses to trace)."""
+    return _dispatch.resolve_backend(backend, torch.device(device_type), OP)
+
+
 @functools.lru_cache(maxsize=64)
 def _resolve(backend: str, device: torch.device) -> str:
     """resolve_backend, memoised for the eager path (backend availability is fixed per process)."""
@@ -182,6 +189,6 @@ def length_penalty(
     """
     device = _validate(lengths, correct, group_size, group_ids, p_max, tau, shape)
     if torch.compiler.is_compiling():
-        backend = _dispatch.resolve_backend(backend, device, OP)
+        backend = _resolve_traced(backend, device.type)
         return _length_penalty_op(lengths, correct, group_size, group_ids, float(p_max), float(tau), shape, backend)
     return _run(lengths, correct, group_size, group_ids, float(p_max), float(tau), shape, _resolve(backend, device))

@@ -70,7 +70,7 @@ def _group_kernel(r_ptr, out_ptr, order_ptr, offsets_ptr, summary_ptr, group_siz
             dof = count - 1.0 if UNBIASED else count
             std = tl.where(dof > 0, tl.sqrt(m2 / tl.maximum(dof, 1.0)), 0.0)
             denom = std + eps
-            inv = tl.where(denom > 0, 1.0 / denom, 0.0)
+            inv = tl.where(denom > 0, 1.0 / tl.where(denom > 0, denom, 1.0), 0.0)
         else:
             tl.store(summary_ptr + 3 * g, count)
             tl.store(summary_ptr + 3 * g + 1, pivot + shift_mean)
@@ -113,7 +113,7 @@ def _batch_inverse_std_kernel(summary_ptr, num_groups, eps, UNBIASED: tl.constex
     dof = n - 1.0 if UNBIASED else n
     std = tl.where(dof > 0, tl.sqrt(tl.sum(acc, axis=0) / tl.maximum(dof, 1.0)), 0.0)
     denom = std + eps
-    tl.store(summary_ptr + 3 * num_groups, tl.where(denom > 0, 1.0 / denom, 0.0))
+    tl.store(summary_ptr + 3 * num_groups, tl.where(denom > 0, 1.0 / tl.where(denom > 0, denom, 1.0), 0.0))
 
 
 @triton.jit
