@@ -1,9 +1,11 @@
 """Guarded LaTeX -> sympy parsing and the equivalence of two scalar expressions.
 
 Only strings that passed `guards.too_big` reach the parser (latex2sympy2_extended's ANTLR
-grammar, which never evaluates Python code). Equivalence: exact for rationals; 30-digit numeric
-evaluation for other constants; random-point evaluation for expressions with variables (names
-are kept apart), with `simplify` as the last resort. Results are never printed with `str()`, whose
+grammar, which never evaluates Python code). Equivalence of exact expressions: their difference,
+at random rational points for expressions with variables (names are kept apart), must evaluate
+to zero under sympy's adaptive-precision evalf, never "close to zero" (so `(x+y+1)^{40}` and
+`(x+y+1)^{40}+1` differ, and so do `1/2004!` and `1/2006!`). Expressions with decimal literals
+compare to a relative 1e-10. `simplify` is the last resort when evaluation is undefined. Results are never printed with `str()`, whose
 cost on huge numbers is what makes other verifiers hang."""
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ from typing import Any
 from harmo_fast.rewards.guards import too_big
 
 NUM_POINTS = 5
-REL_TOL = 1e-10
+REL_TOL = 1e-10  # for expressions with decimal literals (15-digit floats)
+ZERO_DIGITS = 60
+ZERO_BITS = 8  # an evaluated difference with at most this many significant bits is 0
 
 
 class SympyParseError(ValueError):
@@ -74,6 +78,60 @@ def _close(a: Any, b: Any, rel: float = REL_TOL) -> bool:
     return d == 0 or d <= rel * max(abs(a), abs(b))
 
 
+def _is_zero(d: Any) -> bool | None:
+    """Whether the closed-form number `d` is exactly 0, judged with sympy's adaptive evalf: a
+    zero difference evaluates to a value without significant digits (`0.e-190`), a nonzero one
+    to accurate digits however large the cancelling terms are. None when `d` is undefined."""
+    import sympy
+
+    if d == 0:
+        return True
+    try:
+        v = d.evalf(ZERO_DIGITS)
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError, AttributeError, RecursionError):
+        return None
+    if v.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo) or v.free_symbols:
+        return None
+    parts = v.as_real_imag()
+    for part in parts:
+        if part == 0:
+            continue
+        if not isinstance(part, sympy.Float):
+            return None
+        if part._prec > ZERO_BITS:
+            return False
+    return True
+
+
+def _exact(e: Any) -> bool:
+    """No decimal literal inside: values can be compared without any tolerance."""
+    import sympy
+
+    return not e.has(sympy.Float)
+
+
+def _same_value(a: Any, b: Any, exact: bool) -> bool | None:
+    """Whether two closed-form numbers are equal (None when undefined)."""
+    if exact:
+        return _is_zero(a - b)
+    x, y = _num(a), _num(b)
+    if x is None or y is None:
+        return None
+    return _close(x, y)
+
+
+def _points(names: list[str], exact: bool, seed: int) -> Any:
+    """Random evaluation points: small rationals for exact expressions, floats otherwise."""
+    import sympy
+
+    rng = random.Random(seed)
+    while True:
+        if exact:
+            yield {n: sympy.Rational(rng.randint(3, 97), rng.randint(11, 53)) for n in names}
+        else:
+            yield {n: sympy.Float(rng.uniform(0.3, 2.7), 30) for n in names}
+
+
 def exprs_equal(p: Any, g: Any) -> bool:
     """Whether two sympy objects are the same mathematical value."""
     import sympy
@@ -84,31 +142,28 @@ def exprs_equal(p: Any, g: Any) -> bool:
         return False
     if p.has(sympy.oo, -sympy.oo, sympy.zoo) or g.has(sympy.oo, -sympy.oo, sympy.zoo):
         return sympy.simplify(p - g) == 0
+    exact = _exact(p) and _exact(g)
     if not p.free_symbols and not g.free_symbols:
-        if p.is_Rational and g.is_Rational:
-            return False  # exact and different
-        a, b = _num(p), _num(g)
-        if a is None or b is None:
-            return sympy.simplify(p - g) == 0
-        return _close(a, b)
-    return _agree_at_points(p, g)
+        same = _same_value(p, g, exact)
+        return sympy.simplify(p - g) == 0 if same is None else same
+    return _agree_at_points(p, g, exact)
 
 
-def _agree_at_points(p: Any, g: Any) -> bool:
+def _agree_at_points(p: Any, g: Any, exact: bool) -> bool:
     """Equal values at random points, each variable name drawn independently (so `x+1` and
     `y+1` differ, while `\\sin^2 x + \\cos^2 x` equals 1); simplify when undecided."""
     import sympy
 
     names = sorted({s.name for s in p.free_symbols} | {s.name for s in g.free_symbols})
-    rng = random.Random(12345)
     agreed = 0
+    points = _points(names, exact, 12345)
     for _ in range(3 * NUM_POINTS):
-        vals = {n: sympy.Float(rng.uniform(0.3, 2.7), 30) for n in names}
-        a = _num(p, {s: vals[s.name] for s in p.free_symbols})
-        b = _num(g, {s: vals[s.name] for s in g.free_symbols})
-        if a is None or b is None:
+        vals = next(points)
+        same = _same_value(p.xreplace({s: vals[s.name] for s in p.free_symbols}),
+                           g.xreplace({s: vals[s.name] for s in g.free_symbols}), exact)
+        if same is None:
             continue
-        if not _close(a, b, 1e-9):
+        if not same:
             return False
         agreed += 1
         if agreed >= NUM_POINTS:
@@ -119,24 +174,25 @@ def _agree_at_points(p: Any, g: Any) -> bool:
 
 def ratio_constant(p: Any, g: Any) -> bool:
     """Whether p = c*g for a nonzero constant c (two equations written differently)."""
-    import sympy
-
-    names = {s.name for s in p.free_symbols} | {s.name for s in g.free_symbols}
-    rng = random.Random(54321)
+    names = sorted({s.name for s in p.free_symbols} | {s.name for s in g.free_symbols})
+    exact = _exact(p) and _exact(g)
+    points = _points(names, exact, 54321)
     ratio = None
     agreed = 0
     for _ in range(3 * NUM_POINTS):
-        vals = {n: sympy.Float(rng.uniform(0.3, 2.7), 30) for n in names}
-        a = _num(p, {s: vals[s.name] for s in p.free_symbols})
-        b = _num(g, {s: vals[s.name] for s in g.free_symbols})
-        if a is None or b is None or abs(b) < 1e-12:
-            continue
+        vals = next(points)
+        a = p.xreplace({s: vals[s.name] for s in p.free_symbols})
+        b = g.xreplace({s: vals[s.name] for s in g.free_symbols})
+        if _is_zero(b) is not False or _is_zero(a) is not False:
+            continue  # a root of either side says nothing about the ratio
         r = a / b
-        if abs(r) < 1e-12:
-            return False
         if ratio is None:
             ratio = r
-        elif not _close(r, ratio, 1e-8):
+            continue
+        same = _same_value(r, ratio, exact)
+        if same is None:
+            continue
+        if not same:
             return False
         agreed += 1
         if agreed >= NUM_POINTS:
