@@ -227,3 +227,28 @@ def test_default_embedding_rm_end_to_end():
     same, other, rule = res.verdicts
     assert same.scored_by == other.scored_by == "model" and rule.scored_by == "rule"
     assert same.score == pytest.approx(1.0, abs=1e-4) and 0.0 < other.score < 0.8
+
+
+def test_fuzzed_completions_never_raise():
+    """Random and adversarial text through routing, extraction, format and composition (task types
+    whose verifiers run in-process, so no sample waits on a worker)."""
+    import math
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    pieces = st.sampled_from(["<think>", "</think>", "<answer>", "</answer>", "\\boxed{", "}", "{", "(B)", "yes", "3", " ", "\n", "**", "$"])
+    text = st.one_of(st.text(max_size=200), st.lists(st.one_of(pieces, st.text(max_size=5)), max_size=40).map("".join))
+    hybrid = HybridReward(RewardConfig(length=LengthPenaltyConfig(correct_threshold=0.5)), model_rm=FakeRM())
+    task = st.sampled_from(["multiple_choice", "yes_no", "counting", "ocr", "short_text", "open_ended", "not_a_type"])
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(st.tuples(text, text, task, st.integers(0, 3), st.integers(0, 500), st.none() | text), min_size=1, max_size=6))
+    def run(rows):
+        samples = [S(c, a, t, group_id=g, length=n, reference=r) for c, a, t, g, n, r in rows]
+        res = hybrid.score(samples)
+        assert len(res.total) == len(samples) == len(res.verdicts)
+        assert all(math.isfinite(x) for x in res.total)
+        assert all(0.0 <= v.score <= 1.0 for v in res.verdicts)
+
+    run()
