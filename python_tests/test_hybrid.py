@@ -252,3 +252,20 @@ def test_fuzzed_completions_never_raise():
         assert all(0.0 <= v.score <= 1.0 for v in res.verdicts)
 
     run()
+
+
+def test_public_api_is_lazy_and_complete():
+    """`import harmo_fast.rewards` (as in a verifier worker) must not import torch; every exported
+    name resolves."""
+    import subprocess
+    import sys
+
+    code = "import sys, harmo_fast.rewards as r; r.verify; r.HybridReward; r.format_reward; r.length_reward; r.RewardConfig; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "False"
+    import harmo_fast.rewards as rewards
+
+    for name in rewards.__all__:
+        assert getattr(rewards, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        rewards.nope

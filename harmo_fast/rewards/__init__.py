@@ -32,6 +32,7 @@ _LAZY = {
     "RewardPipeline": "harmo_fast.rewards.pipeline",
     "compute_score": "harmo_fast.rewards.adapters",
     "trl_reward_func": "harmo_fast.rewards.adapters",
+    "trl_reward_funcs": "harmo_fast.rewards.adapters",
 }
 
 __all__ = sorted(_LAZY)

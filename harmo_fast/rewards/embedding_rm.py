@@ -55,7 +55,8 @@ class EmbeddingRM:
 
     `score(answers, references)`: the second argument holds the reference answers (the router
     passes the sample's `reference`, else its gold answer). An empty (whitespace-only) answer or
-    reference scores 0. rescale "clip" gives max(0, cos), "affine" gives (1 + cos) / 2.
+    reference scores 0. rescale "clip" gives max(0, cos), "affine" gives (1 + cos) / 2. Texts
+    longer than the embedder's max_seq_length (256 word pieces for MiniLM) are truncated.
     """
 
     context = "reference"  # what the router passes as the second argument of score()

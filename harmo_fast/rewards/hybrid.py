@@ -9,7 +9,8 @@ choice); without a reference it keeps its rule score. Every verdict records `sco
 The model RM receives the answer the completion commits to (the marked answer after the last
 `</think>`, else the whole text after it) and, per the RM's `context`, either the sample's
 `reference` (falling back to its first gold answer) or its `prompt`. A model-scored verdict is
-`correct` when its score >= `length.correct_threshold`.
+`correct` (reason "ok") when its score >= `length.correct_threshold`, else reason "mismatch"; a
+fallback verdict's `detail` names the rule reason it replaced.
 
 Then `total = w_hybrid * R_hyb + w_length * R_len + w_format * R_fmt`, with R_len computed from
 the hybrid scores and lengths per group and R_fmt per completion.
