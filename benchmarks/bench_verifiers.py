@@ -212,6 +212,8 @@ HOSTILE = [
     (r"\boxed{" + "9" * 100000 + "}", "1", "math", {}),
     (r"\boxed{" + "(" * 3000 + "x" + ")" * 3000 + "}", "x", "math", {}),
     ("\\boxed{" * 50000, "1", "math", {}),
+    # passes the guards; undefined functions send it to sympy's simplify, which runs for minutes
+    (r"\boxed{(f(x)+g(x)+1)^{120}}", r"(1+g(x)+f(x))^{119}(1+f(x)+g(y))", "math", {}),
 ]
 
 
@@ -242,5 +244,5 @@ def test_hostile_batch_latency(benchmark, tmp_path):
     p99 = latencies[min(len(latencies) - 1, int(round(0.99 * (len(latencies) - 1))))]
     benchmark.extra_info["p99_s"] = round(p99, 3)
     benchmark.extra_info["bound_s"] = TIMEOUT_S + 1.0
-    assert sum(v.reason == "timeout" for v in out) == 1
+    assert sum(v.reason == "timeout" for v in out) == 2
     assert p99 <= TIMEOUT_S + 1.0

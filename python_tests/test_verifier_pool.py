@@ -45,6 +45,9 @@ HOOKS = textwrap.dedent('''
 ''')
 
 SYMBOLIC = (r"\boxed{(x+1)^2}", "x^2+2x+1", "math", {})
+# A real math input that passes the size guards and keeps sympy's simplify busy for minutes
+# (undefined functions defeat numeric evaluation, so the verifier falls back to simplify).
+SLOW_MATH = (r"\boxed{(f(x)+g(x)+1)^{120}}", r"(1+g(x)+f(x))^{119}(1+f(x)+g(y))", "math", {})
 SYMBOLIC_WRONG = (r"\boxed{(x+1)^2}", "x^2+1", "math", {})
 
 
@@ -91,6 +94,14 @@ def test_hang_in_c_code_times_out_and_batch_goes_on(pool):
     assert elapsed < TIMEOUT_S + 1.0
     assert pool.restarts == restarts + 1
     assert pool.verify_many([SYMBOLIC])[0].correct  # the replaced worker serves again
+
+
+def test_guard_passing_math_input_times_out(pool):
+    t = time.monotonic()
+    verdicts = pool.verify_many([SLOW_MATH, SYMBOLIC, ("x", "y", "_test_hang", {}), SYMBOLIC_WRONG, SYMBOLIC])
+    elapsed = time.monotonic() - t
+    assert [v.reason for v in verdicts] == ["timeout", "ok", "timeout", "mismatch", "ok"]
+    assert elapsed < TIMEOUT_S + 1.0
 
 
 def test_exception_becomes_error_verdict(pool):
