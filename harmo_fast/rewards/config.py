@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 
 @dataclass
@@ -61,4 +61,4 @@ class RewardConfig:
     # task types scored by the model RM; every other task type goes to its rule verifier
     model_task_types: list[str] = field(default_factory=lambda: ["open_ended"])
     # per-task-type options for the rule verifier, e.g. {"math": {"percent": "value"}}
-    verify_options: dict[str, dict] = field(default_factory=dict)
+    verify_options: dict[str, dict[str, Any]] = field(default_factory=dict)
