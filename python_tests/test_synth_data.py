@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from harmo_fast.data.synth import COLORS, FAMILIES, make_sample, write_synth
+from harmo_fast.data.synth import COLORS, FAMILIES, make_sample, rationale_for, write_synth
 from harmo_fast.rewards import verify
 from harmo_fast.rewards.types import TASK_TYPES
 
@@ -144,3 +144,11 @@ def test_cli_writes_the_set(tmp_path):
     args = parser.parse_args(["data", "synth", "--out", str(tmp_path), "--n-train", "6", "--n-test", "2", "--seed", "5"])
     assert args.func(args) == 0
     assert len(_rows(tmp_path / "train.jsonl")) == 6 and len(_rows(tmp_path / "test.jsonl")) == 2
+
+
+def test_rationale_is_rebuilt_from_prompt_and_answer_except_for_math(synth):
+    _, paths = synth
+    for r in _rows(paths["train"]):
+        rebuilt = rationale_for(r["prompt"], r["answer"], r.get("choices"))
+        assert rebuilt == (None if r["task_type"] == "math" else r["rationale"]), r
+    assert rationale_for("what is in the picture?", "a cat") is None

@@ -1,9 +1,11 @@
 """The synthetic multimodal task set of the embedded default run: small PIL-rendered images with
-questions whose answers our rule verifiers check. Five kinds of question:
+questions whose answers our rule verifiers check. Shapes sit one per 28-pixel cell (one vision
+token of the tiny policy each) and digits are large, so a small model can learn to see them in
+minutes. Five kinds of question:
 
 - counting: how many shapes (of one kind) are in the picture;
-- numeric: read the rendered number;
-- math: compute the rendered expression `a+b` / `a-b`;
+- numeric: read the rendered digit;
+- math: add or subtract the two rendered digits;
 - multiple_choice: the colour of a shape, or which side it is on, with lettered options;
 - yes_no: is there a shape of a given colour and kind.
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,22 +34,18 @@ DEFAULT_MIX = {"counting": 1.0, "numeric": 1.0, "math": 1.0, "mc_color": 1.0, "m
 Box = tuple[int, int, int, int]
 
 
-def _overlaps(a: Box, b: Box, gap: int = 2) -> bool:
-    return not (a[2] + gap <= b[0] or b[2] + gap <= a[0] or a[3] + gap <= b[1] or b[3] + gap <= a[1])
-
-
-def _place(rng: random.Random, n: int, size: int, extent: int, region: Box | None = None) -> list[Box]:
-    """n non-overlapping size x size boxes inside region (default: the whole image)."""
-    x0, y0, x1, y1 = region or (0, 0, extent, extent)
-    boxes: list[Box] = []
-    for _ in range(2000):
-        if len(boxes) == n:
-            return boxes
-        x, y = rng.randint(x0 + 1, x1 - size - 1), rng.randint(y0 + 1, y1 - size - 1)
-        box = (x, y, x + size, y + size)
-        if not any(_overlaps(box, b) for b in boxes):
-            boxes.append(box)
-    raise RuntimeError(f"could not place {n} shapes of size {size} in a {extent}px image")
+def _cells(rng: random.Random, n: int, size: int, scale: float = 0.6) -> list[Box]:
+    """n shapes' boxes, each inside its own cell of the image's grid of 28-pixel cells (one merged
+    vision token of the tiny policy per cell), with a random offset inside the cell."""
+    grid = max(1, size // 28)
+    cell = size // grid
+    side = max(6, int(cell * scale))
+    boxes = []
+    for index in rng.sample(range(grid * grid), n):
+        cx, cy = (index % grid) * cell, (index // grid) * cell
+        x, y = cx + rng.randint(1, cell - side - 1), cy + rng.randint(1, cell - side - 1)
+        boxes.append((x, y, x + side, y + side))
+    return boxes
 
 
 def _draw_shape(draw: ImageDraw.ImageDraw, kind: str, color: str, box: Box) -> None:
@@ -65,15 +64,15 @@ def _canvas(size: int) -> tuple[Image.Image, ImageDraw.ImageDraw]:
     return img, ImageDraw.Draw(img)
 
 
-def _shape_size(size: int) -> int:
-    return max(8, size * 2 // 9)
+def _max_shapes(size: int) -> int:
+    return min(4, max(1, size // 28) ** 2)
 
 
 def _counting(rng: random.Random, size: int) -> dict[str, Any]:
-    n = rng.randint(1, 4)
+    n = rng.randint(1, _max_shapes(size))
     img, draw = _canvas(size)
     kinds = [rng.choice(KINDS) for _ in range(n)]
-    for kind, box in zip(kinds, _place(rng, n, _shape_size(size), size)):
+    for kind, box in zip(kinds, _cells(rng, n, size)):
         _draw_shape(draw, kind, rng.choice(list(COLORS)), box)
     if rng.random() < 0.5:
         return {"image": img, "prompt": "how many shapes are there?", "answer": str(n), "task_type": "counting",
@@ -84,42 +83,47 @@ def _counting(rng: random.Random, size: int) -> dict[str, Any]:
             "rationale": f"i count {k} {kind}s"}
 
 
-def _text_image(rng: random.Random, size: int, text: str) -> Image.Image:
+def _digit_image(rng: random.Random, size: int, digits: list[int]) -> Image.Image:
+    """Each digit large in its own vertical band of the image, slightly jittered."""
     img, draw = _canvas(size)
-    font = ImageFont.load_default(size=max(10, size * 3 // 7))
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    w, h = right - left, bottom - top
-    x = rng.randint(0, max(0, size - w - 2)) - left
-    y = rng.randint(0, max(0, size - h - 2)) - top
-    draw.text((x, y), text, fill=(20, 20, 20), font=font)
+    band = size // len(digits)
+    font = ImageFont.load_default(size=max(10, min(band, size * 2 // 3)))
+    for i, d in enumerate(digits):
+        left, top, right, bottom = draw.textbbox((0, 0), str(d), font=font)
+        w, h = right - left, bottom - top
+        x = i * band + max(0, (band - w) // 2 + rng.randint(-2, 2)) - left
+        y = max(0, (size - h) // 2 + rng.randint(-3, 3)) - top
+        draw.text((x, y), str(d), fill=(20, 20, 20), font=font)
     return img
 
 
 def _numeric(rng: random.Random, size: int) -> dict[str, Any]:
-    n = rng.randint(0, 99)
-    return {"image": _text_image(rng, size, str(n)), "prompt": "what number is shown?", "answer": str(n),
+    n = rng.randint(0, 9)
+    return {"image": _digit_image(rng, size, [n]), "prompt": "what number is shown?", "answer": str(n),
             "task_type": "numeric", "rationale": f"the number reads {n}"}
 
 
 def _math(rng: random.Random, size: int) -> dict[str, Any]:
     a, b = rng.randint(0, 9), rng.randint(0, 9)
-    op = rng.choice("+-")
-    value = a + b if op == "+" else a - b
-    expr = f"{a}{op}{b}"
-    return {"image": _text_image(rng, size, expr), "prompt": "what is the value of the expression?",
-            "answer": str(value), "task_type": "math", "rationale": f"the expression is {expr} which equals {value}"}
+    if rng.random() < 0.5:
+        prompt, expr, value = "what is the sum of the two numbers?", f"{a}+{b}", a + b
+    else:
+        prompt, expr, value = "what is the left number minus the right number?", f"{a}-{b}", a - b
+    return {"image": _digit_image(rng, size, [a, b]), "prompt": prompt, "answer": str(value), "task_type": "math",
+            "rationale": f"the numbers are {a} and {b} so {expr} equals {value}"}
 
 
 def _options(names: list[str]) -> str:
-    return " ".join(f"{LETTERS[i]}. {name}" for i, name in enumerate(names))
+    return " ".join(f"{LETTERS[i]}. {name}" for i, name in enumerate(names)) + "."
 
 
 def _mc_color(rng: random.Random, size: int) -> dict[str, Any]:
     kind = rng.choice(KINDS)
     color = rng.choice(list(COLORS))
     img, draw = _canvas(size)
-    (box,) = _place(rng, 1, _shape_size(size) + size // 14, size)
-    _draw_shape(draw, kind, color, box)
+    side = size // 2
+    x, y = rng.randint(1, size - side - 1), rng.randint(1, size - side - 1)
+    _draw_shape(draw, kind, color, (x, y, x + side, y + side))
     choices = list(COLORS)
     rng.shuffle(choices)
     letter = LETTERS[choices.index(color)]
@@ -130,14 +134,14 @@ def _mc_color(rng: random.Random, size: int) -> dict[str, Any]:
 
 def _mc_side(rng: random.Random, size: int) -> dict[str, Any]:
     kind = rng.choice(KINDS)
-    side = rng.choice(("left", "right", "top", "bottom"))
-    half = size // 2
-    region = {"left": (0, 0, half, size), "right": (half, 0, size, size),
-              "top": (0, 0, size, half), "bottom": (0, half, size, size)}[side]
+    (box,) = _cells(rng, 1, size)
     img, draw = _canvas(size)
-    (box,) = _place(rng, 1, _shape_size(size), size, region)
     _draw_shape(draw, kind, rng.choice(list(COLORS)), box)
-    pair = ["left", "right"] if side in ("left", "right") else ["top", "bottom"]
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    if rng.random() < 0.5:
+        pair, side = ["left", "right"], "left" if cx < size / 2 else "right"
+    else:
+        pair, side = ["top", "bottom"], "top" if cy < size / 2 else "bottom"
     rng.shuffle(pair)
     letter = LETTERS[pair.index(side)]
     return {"image": img, "prompt": f"where is the {kind}? {_options(pair)}", "answer": letter,
@@ -146,10 +150,10 @@ def _mc_side(rng: random.Random, size: int) -> dict[str, Any]:
 
 
 def _yes_no(rng: random.Random, size: int) -> dict[str, Any]:
-    n = rng.randint(1, 3)
+    n = rng.randint(1, min(3, _max_shapes(size)))
     shapes = [(rng.choice(KINDS), rng.choice(list(COLORS))) for _ in range(n)]
     img, draw = _canvas(size)
-    for (kind, color), box in zip(shapes, _place(rng, n, _shape_size(size), size)):
+    for (kind, color), box in zip(shapes, _cells(rng, n, size)):
         _draw_shape(draw, kind, color, box)
     # Half the questions ask about a shape that is there, half about one that is not.
     if rng.random() < 0.5:
@@ -171,6 +175,32 @@ FAMILIES: dict[str, Callable[[random.Random, int], dict[str, Any]]] = {
     "mc_side": _mc_side,
     "yes_no": _yes_no,
 }
+
+
+_KIND = "(" + "|".join(KINDS) + ")"
+# Prompt pattern -> rationale builder (answer, choices, match groups); math has none, because its
+# reasoning names the digits in the image, which neither the prompt nor the answer holds.
+_REASONS: list[tuple[re.Pattern[str], Callable[..., str]]] = [
+    (re.compile(r"^how many shapes are there\?"), lambda a, c, g: f"i count {a} shapes"),
+    (re.compile(rf"^how many {_KIND}s are there\?"), lambda a, c, g: f"i count {a} {g[0]}s"),
+    (re.compile(r"^what number is shown\?"), lambda a, c, g: f"the number reads {a}"),
+    (re.compile(rf"^what color is the {_KIND}\?"), lambda a, c, g: f"the {g[0]} is {c[LETTERS.index(a)]} which is option {a}"),
+    (re.compile(rf"^where is the {_KIND}\?"), lambda a, c, g: f"the {g[0]} is on the {c[LETTERS.index(a)]} which is option {a}"),
+    (re.compile(rf"^is there a (\w+) {_KIND}\?"), lambda a, c, g: f"i see {'a' if a == 'yes' else 'no'} {g[0]} {g[1]}"),
+]
+
+
+def rationale_for(prompt: str, answer: str, choices: list[str] | None = None) -> str | None:
+    """The template rationale of a synthetic question, rebuilt from its prompt and answer (for
+    loaders that keep only the SPEC fields); None for math and for prompts not made here."""
+    for pattern, build in _REASONS:
+        m = pattern.match(prompt)
+        if m:
+            try:
+                return build(answer, choices, m.groups())
+            except (TypeError, ValueError, IndexError):
+                return None
+    return None
 
 
 def make_sample(rng: random.Random, family: str, image_size: int = 56) -> dict[str, Any]:

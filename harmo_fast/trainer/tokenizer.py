@@ -29,7 +29,7 @@ center up down red green blue yellow orange purple black white gray circle circl
 triangle triangles i see count counted it its this that read reads says equals plus minus times
 only choose option options letter with word words text at on by for from be as not any some all
 user assistant system
-each color? shape? side half
+each side half sum difference so
 """.split()
 
 # Qwen-style chat template: images become <|vision_start|><|image_pad|><|vision_end|>; the

@@ -23,11 +23,18 @@ def _field(sample: Any, name: str, default: Any = None) -> Any:
 
 def target_completion(sample: Any, think_tag: str = "think", answer_tag: str = "answer") -> str:
     """The completion the warm-up teaches: the sample's `rationale` (a short template reasoning,
-    written by `harmo data synth`) or, without one, a sentence restating the answer."""
+    written by `harmo data synth`), else the synthetic set's template rebuilt from the prompt,
+    else a sentence restating the answer."""
+    from harmo_fast.data.synth import rationale_for
+
     answer = _field(sample, "answer")
     if isinstance(answer, (list, tuple)):
         answer = answer[0]
-    rationale = _field(sample, "rationale") or f"the answer is {answer}"
+    rationale = (
+        _field(sample, "rationale")
+        or rationale_for(str(_field(sample, "prompt", "")), str(answer), _field(sample, "choices"))
+        or f"the answer is {answer}"
+    )
     return f"<{think_tag}>{rationale}</{think_tag}><{answer_tag}>{answer}</{answer_tag}>"
 
 
