@@ -92,8 +92,8 @@ def test_open_ended_without_answer_is_not_sent_to_the_model():
 def test_non_confident_rule_verdict_falls_back_only_with_a_reference():
     rm = FakeRM()
     samples = [
-        S(T("42"), "\\frac{", "math", reference="42"),  # unparseable gold, reference given -> model
-        S(T("42"), "\\frac{", "math"),  # no reference -> keeps the rule verdict
+        S(T("42"), "many", "counting", reference="42"),  # unparseable gold, reference given -> model
+        S(T("42"), "many", "counting"),  # no reference -> keeps the rule verdict
         S(T("yes"), "maybe", "yes_no", reference="probably"),  # gold not yes/no -> model
         S(T("41"), "42", "math", reference="42"),  # confident mismatch: no fallback despite reference
     ]
@@ -147,7 +147,7 @@ def test_model_scores_are_checked_and_clipped():
 
 def test_no_model_rm_configured():
     cfg = RewardConfig(model_rm=ModelRMConfig(kind="none"))
-    res = HybridReward(cfg).score([S(T("a"), "g", "open_ended", reference="r"), S(T("42"), "\\frac{", "math", reference="42")])
+    res = HybridReward(cfg).score([S(T("a"), "g", "open_ended", reference="r"), S(T("42"), "many", "counting", reference="42")])
     assert (res.verdicts[0].reason, res.verdicts[0].scored_by, res.verdicts[0].score) == ("error", "none", 0.0)
     assert (res.verdicts[1].reason, res.verdicts[1].scored_by) == ("parse_fail", "rule")  # rule verdict kept
 
