@@ -138,9 +138,15 @@ class HFRolloutEngine(RolloutEngine):
     def generate(self, samples: list[Sample], num_generations: int, *, greedy: bool = False, max_new_tokens: int | None = None) -> RolloutBatch:
         t0 = time.perf_counter()
         rows = [s for s in samples for _ in range(num_generations)]
-        prompt = {k: v.to(self.device) for k, v in self.encoder.encode(rows).items()}
+        # Encode each prompt (and its images) once, then repeat the tensors for its G rows.
+        prompt = self.encoder.encode(samples)
+        image_counts = torch.tensor([len(s.images) for s in samples]) if "image_grid_thw" in prompt else None
+        if num_generations > 1:
+            repeat = [i for i in range(len(samples)) for _ in range(num_generations)]
+            prompt = select_rows(prompt, repeat, len(samples), image_counts)
+            image_counts = None if image_counts is None else image_counts.repeat_interleave(num_generations)
+        prompt = {k: v.to(self.device) for k, v in prompt.items()}
         self.encode_seconds = time.perf_counter() - t0
-        image_counts = torch.tensor([len(s.images) for s in rows]) if "image_grid_thw" in prompt else None
         width = prompt["input_ids"].shape[1]
         was_training = self.model.training
         self.model.eval()

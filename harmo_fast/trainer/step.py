@@ -89,28 +89,58 @@ def batch_logprobs(st: TrainState, model: Any, batch: RolloutBatch) -> torch.Ten
     return out
 
 
-def update(st: TrainState, batch: RolloutBatch, adv: torch.Tensor, old: torch.Tensor | None, ref: torch.Tensor | None) -> dict[str, float]:
+class PendingAdvantages:
+    """The advantages of a batch whose rewards are still being computed: `get()` waits for the
+    reward future (timed as rewards_wait) and computes the group advantages once."""
+
+    def __init__(self, st: TrainState, future: Any):
+        self.st, self.future = st, future
+        self.result: RewardResult | None = None
+        self.adv: torch.Tensor | None = None
+
+    def get(self) -> torch.Tensor:
+        if self.adv is None:
+            a, st = self.st.cfg.algorithm, self.st
+            with st.timer("rewards_wait"):
+                self.result = self.future.result()
+            with st.timer("advantages"):
+                rewards = torch.tensor(self.result.total, dtype=torch.float32, device=st.policy.device)
+                self.adv = hf.group_advantages(rewards, group_size=a.group_size, scale=a.advantage_scale, eps=a.advantage_eps)
+        return self.adv
+
+
+def update(st: TrainState, batch: RolloutBatch, pending: PendingAdvantages, old: torch.Tensor | None, ref: torch.Tensor | None) -> dict[str, float]:
     """`num_iterations` epochs of `num_minibatches` optimizer steps over the batch.
 
     With beta = 0 a response whose advantage is exactly 0 (every response of a zero-spread group)
     contributes exactly zero gradient, so its forward/backward is skipped; gradients start as
     zeros (not None) so the optimizer step is the same as if it had been computed. Loss-side
-    metrics (ratio, clip fractions, entropy) are then over the trained responses' tokens."""
+    metrics (ratio, clip fractions, entropy) are then over the trained responses' tokens.
+    The first micro-batch of the first minibatch is always forwarded (all its rows) before the
+    advantages are read, so the reward computation overlaps it; always, not only when the rewards
+    happen to be late, so that the computation does not depend on timing (reproducible runs)."""
     a, cfg = st.cfg.algorithm, st.cfg
     mask = batch.completion_mask.to(torch.float32)
     params = [p for p in st.policy.model.parameters() if p.requires_grad]
     sums: dict[str, float] = defaultdict(float)
     n_tokens = n_steps = 0.0
-    nonzero = (adv != 0).tolist()
+    early = None
     for _ in range(a.num_iterations):
         for mb in _minibatches(batch.size, a.num_minibatches):
             for p in params:
                 p.grad = torch.zeros_like(p) if p.grad is None else p.grad.zero_()
             tokens_mb = max(float(mask[mb].sum()), 1.0)
             finite, loss_mb = True, 0.0
-            active = [i for i in mb if a.beta > 0 or nonzero[i]]
-            for rows in _chunks(active, cfg.trainer.micro_batch_size):
-                logp, ent, w = _forward(st, st.policy.model, batch, rows, entropy=cfg.logging.entropy)
+            head: list[int] = []
+            if pending.adv is None:  # overlap: forward the first micro-batch while rewards finish
+                head = _chunks(mb, cfg.trainer.micro_batch_size)[0]
+                early = _forward(st, st.policy.model, batch, head, entropy=cfg.logging.entropy)
+            adv = pending.get()
+            nonzero = (adv != 0).tolist()
+            active = [i for i in mb[len(head):] if a.beta > 0 or nonzero[i]]
+            for rows in ([head] if head else []) + _chunks(active, cfg.trainer.micro_batch_size):
+                logp, ent, w = early if rows is head else _forward(st, st.policy.model, batch, rows, entropy=cfg.logging.entropy)
+                early = None
                 m_rows = mask[rows, :w]
                 with st.timer("loss"):
                     loss, m = hf.grpo_loss(
@@ -144,6 +174,7 @@ def update(st: TrainState, batch: RolloutBatch, adv: torch.Tensor, old: torch.Te
             n_steps += 1
     for p in params:
         p.grad = None
+    nonzero = (pending.get() != 0).tolist()
     out = {k: sums[k] / n_tokens if n_tokens else float("nan") for k in ("kl_mean", "clip_low_frac", "clip_high_frac", "ratio_mean", "entropy")}
     out["kl"] = out.pop("kl_mean")
     out["loss"] = sums["loss"] / n_steps if n_steps else float("nan")
@@ -165,15 +196,12 @@ def grpo_step(st: TrainState, samples: list[Sample]) -> StepOutput:
     a = st.cfg.algorithm
     with st.timer("generation"):
         batch = st.engine.generate(samples, a.group_size)
-    future = st.rewards.submit(reward_samples(batch))  # scored in the background ...
-    with st.timer("logprobs"):  # ... while the frozen passes run
+    pending = PendingAdvantages(st, st.rewards.submit(reward_samples(batch)))  # scored in the background ...
+    with st.timer("logprobs"):  # ... while the frozen passes (and the first forward of update) run
         old = batch_logprobs(st, st.policy.model, batch) if needs_old_logprobs(st.cfg) else None
         ref = batch_logprobs(st, st.ref_model, batch) if a.beta > 0 else None
-    with st.timer("rewards_wait"):
-        result = future.result()
-    with st.timer("advantages"):
-        rewards = torch.tensor(result.total, dtype=torch.float32, device=st.policy.device)
-        adv = hf.group_advantages(rewards, group_size=a.group_size, scale=a.advantage_scale, eps=a.advantage_eps)
-    with st.timer("update"):
-        stats = update(st, batch, adv, old, ref)
-    return StepOutput(batch, result, adv, stats)
+    t0 = time.perf_counter()
+    stats = update(st, batch, pending, old, ref)
+    # update's own time, without the reward wait and advantage math that happened inside it
+    st.timings["update"] += time.perf_counter() - t0 - st.timings["rewards_wait"] - st.timings["advantages"]
+    return StepOutput(batch, pending.result, pending.adv, stats)
