@@ -121,6 +121,9 @@ class VerifierPool:
     `Verdict` per item, in order. A sample still running after `timeout_s` gets reason
     "timeout"; an exception in a worker, or a worker that dies (segfault, os._exit, out of
     memory), gives reason "error" for that sample only. Killed or dead workers are replaced.
+    At most `num_workers` samples run at a time, except that a sample running longer than
+    `soft_s` (a quarter of the timeout) no longer counts: an extra worker, up to 2 * num_workers
+    in all, takes up the queue meanwhile, so hostile samples delay a batch by about one timeout.
     `preload` names modules each worker imports (e.g. one that registers custom verifiers);
     `memory_limit_mb` caps each worker's address space (None = no cap).
     """
@@ -133,6 +136,8 @@ class VerifierPool:
             raise ValueError(f"timeout_s must be a positive number, got {timeout_s!r}")
         self.num_workers = num_workers
         self.timeout_s = float(timeout_s)
+        self.soft_s = max(0.25, self.timeout_s / 4)  # past this a sample is a straggler
+        self.max_workers = 2 * num_workers  # stragglers included
         self.startup_timeout_s = float(startup_timeout_s)
         self._preload = tuple(preload)
         self._memory_limit_mb = memory_limit_mb
@@ -212,19 +217,31 @@ class VerifierPool:
         inflight = 0
         while pending or inflight:
             now = time.monotonic()
-            for k, w in enumerate(self._workers):
-                if w.task is None and pending:
-                    i = pending.popleft()
-                    completion, gold, task_type, options = items[i]
-                    if not w.send((i, completion, gold, task_type, dict(options))):
-                        pending.appendleft(i)  # broken pipe: the worker died while idle
-                        self._replace(k)
-                        continue
-                    w.task, w.started_at = i, now
-                    self.dispatched += 1
-                    inflight += 1
-            deadlines = [w.started_at + self.timeout_s for w in self._workers if w.task is not None]
-            wait_s = max(0.0, min(deadlines) - time.monotonic()) if deadlines else 0.0
+            # A straggler (running past the soft limit, likely until its timeout) stops counting
+            # toward the concurrency: an extra worker takes up the queue, so k hostile samples
+            # delay a batch by about one timeout, not k timeouts.
+            active = sum(w.task is not None and now - w.started_at < self.soft_s for w in self._workers)
+            for k in range(self.max_workers):
+                if not pending or active >= self.num_workers:
+                    break
+                if k == len(self._workers):
+                    self._workers.append(self._fork())
+                w = self._workers[k]
+                if w.task is not None:
+                    continue
+                i = pending.popleft()
+                completion, gold, task_type, options = items[i]
+                if not w.send((i, completion, gold, task_type, dict(options))):
+                    pending.appendleft(i)  # broken pipe: the worker died while idle
+                    self._replace(k)
+                    continue
+                w.task, w.started_at = i, now
+                self.dispatched += 1
+                inflight += 1
+                active += 1
+            events = [w.started_at + (self.soft_s if now - w.started_at < self.soft_s else self.timeout_s)
+                      for w in self._workers if w.task is not None]
+            wait_s = max(0.0, min(events) - time.monotonic()) if events else 0.0
             ready = set(wait([w.conn for w in self._workers], timeout=wait_s))
             for k, w in enumerate(list(self._workers)):
                 if w.conn not in ready:
@@ -250,6 +267,11 @@ class VerifierPool:
                     inflight -= 1
                     w.task = None
                     self._replace(k)
+        # Give back the extra workers forked for stragglers.
+        while len(self._workers) > self.num_workers:
+            w = self._workers.pop()
+            w.send(None)
+            w.close()
 
 
 def _unpack(item: Any, i: int) -> Item:

@@ -21,6 +21,19 @@ from multiprocessing.connection import Connection
 from multiprocessing.reduction import send_handle
 
 
+WARM_UP = [
+    ("x^2+\\frac{1}{2}", "\\frac{1}{2}+x^2"), ("(x+1)^2", "x^2+2x+1"), ("(y-3)^{3}", "y^3-9y^2+27y-27"),
+    ("\\frac{\\sqrt{3}}{2}", "\\frac{1}{2}\\sqrt{3}"), ("2\\sqrt{2}+1", "1+\\sqrt{8}"), ("\\sqrt[3]{8}", "2"),
+    ("\\frac{a+b}{c}", "\\frac{b+a}{c}"), ("3\\pi/4", "\\frac{3\\pi}{4}"), ("e^{i\\pi}", "-1"),
+    ("\\sin^2 x+\\cos^2 x", "1"), ("\\log_2 8", "3"), ("\\ln(e^2)", "2"), ("\\tan(\\theta)", "\\frac{\\sin\\theta}{\\cos\\theta}"),
+    ("2^{10}", "1024"), ("5!", "120"), ("\\binom{5}{2}", "10"), ("a_1+a_{n}", "a_{n}+a_1"), ("\\alpha+\\beta", "\\beta+\\alpha"),
+    ("(1,2)", "1<x<2"), ("[2,\\infty)", "x \\ge 2"), ("(-\\infty,0)\\cup(1,\\infty)", "x<0 \\text{ or } x>1"),
+    ("1 \\pm \\sqrt{2}", "1+\\sqrt{2}, 1-\\sqrt{2}"), ("y=2x+1", "2x-y+1=0"), ("3+4i", "4i+3"),
+    ("\\begin{pmatrix}1&x\\\\0&\\frac12\\end{pmatrix}", "\\begin{pmatrix}1&x\\\\0&0.5\\end{pmatrix}"),
+    ("0.1x", "\\frac{x}{10}"), ("f(x)+1", "1+f(x)"), ("|x-1|", "|1-x|"), ("\\frac{1}{x^2-1}", "\\frac{1}{(x-1)(x+1)}"),
+]
+
+
 def serve(conn: Connection) -> None:
     """Worker loop: verify requests until the parent closes the socket or sends None."""
     from harmo_fast.rewards.types import Verdict
@@ -77,9 +90,11 @@ def zygote_main() -> None:
 
     for name in config.get("preload", ()):
         importlib.import_module(name)
-    # Pay sympy's and the LaTeX grammar's first-use cost here, once, not per worker or sample.
-    verify_inline("\\boxed{x^2+\\frac{1}{2}}", "\\frac{1}{2}+x^2", "math")
-    verify_inline("\\boxed{(1,2)}", "1<x<2", "math")
+    # Pay sympy's and the LaTeX grammar's first-use costs here, once: the ANTLR parser fills its
+    # prediction caches per construct, and forked workers inherit them (a cold construct costs
+    # a few hundred milliseconds, which a worker killed after a timeout would pay again).
+    for answer, gold in WARM_UP:
+        verify_inline(f"\\boxed{{{answer}}}", gold, "math")
     ctrl.send(("ready",))
     while True:
         try:
