@@ -196,3 +196,21 @@ def test_meta_tensors_give_the_output_shape() -> None:
 def test_bad_input_raises_naming_the_argument(kwargs: dict, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         hf.group_advantages(**kwargs)
+
+
+@pytest.mark.parametrize("span", ["small", "huge"])  # counting sort / comparison sort in the core
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64])
+def test_group_layout_is_a_stable_sort_by_id(span: str, dtype: torch.dtype) -> None:
+    from harmo_fast.ops import _groups
+
+    ids = torch.randint(-4, 6, (50,))
+    if span == "huge":
+        info = torch.iinfo(dtype)
+        ids = torch.where(ids < 0, info.min + ids + 4, torch.where(ids > 3, info.max - ids, ids * 1000))
+    ids = ids.to(dtype)
+    got = _groups.layout(50, None, ids)
+    sorted_ids, order = torch.sort(ids, stable=True)
+    counts = torch.unique_consecutive(sorted_ids, return_counts=True)[1]
+    assert got.size == 0 and got.num_groups == counts.numel()
+    assert torch.equal(got.order, order)
+    assert torch.equal(got.offsets, torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)]))

@@ -17,7 +17,7 @@ from harmo_fast import _dispatch, _native
 
 def test_cpu_module_imports_with_the_ops() -> None:
     mod = _native.cpu_module()
-    for name in ("group_advantages", "length_penalty"):
+    for name in ("group_advantages", "length_penalty", "group_layout"):
         assert callable(getattr(mod, name)), name
     assert isinstance(mod.has_openmp, bool)
     assert mod.max_threads() >= 1

@@ -1,5 +1,6 @@
 // CPU kernel of length_penalty: per group, the anchor (shortest correct length), then the output;
 // OpenMP over groups once the batch is large enough to pay for the fork/join.
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -23,28 +24,58 @@ void check_nonnegative(const L* lengths, int64_t n) {
     throw std::invalid_argument("length_penalty: lengths must be >= 0, got " + std::to_string(static_cast<int64_t>(smallest)));
 }
 
+// Contiguous groups, or lists of rows (CSR), resolved at compile time so the contiguous loops
+// have no indirection.
+template <bool kContiguous>
+struct Rows {
+  const GroupLayout& groups;
+  int64_t begin(int64_t g) const { return kContiguous ? g * groups.size : groups.offsets[g]; }
+  int64_t end(int64_t g) const { return kContiguous ? (g + 1) * groups.size : groups.offsets[g + 1]; }
+  int64_t row(int64_t k) const {
+    if constexpr (kContiguous) return k;
+    else return groups.order[k];
+  }
+};
+
+// The shape is a template argument so the per-row loop carries no switch and vectorises (the
+// per-row divide is kept: it decides d == tau exactly like the reference).
+template <Shape kShape, class L, class R>
+void run_groups(const L* lengths, const uint8_t* correct, float* out, int64_t n, const R& rows, int64_t num_groups,
+                double p_max, double tau) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMinRows)
+  for (int64_t g = 0; g < num_groups; ++g) {
+    const int64_t begin = rows.begin(g), end = rows.end(g);
+    int64_t anchor = INT64_MAX;
+    uint8_t any_correct = 0;
+    for (int64_t k = begin; k < end; ++k) {
+      const int64_t row = rows.row(k);
+      const int64_t len = static_cast<int64_t>(lengths[row]);
+      anchor = correct[row] && len < anchor ? len : anchor;
+      any_correct |= correct[row];
+    }
+    for (int64_t k = begin; k < end; ++k) {
+      const int64_t row = rows.row(k);
+      out[row] = penalty(static_cast<int64_t>(lengths[row]), correct[row] != 0, any_correct != 0, anchor, p_max, tau, kShape);
+    }
+  }
+}
+
+template <class L, class R>
+void run_shape(const L* lengths, const uint8_t* correct, float* out, int64_t n, const R& rows, int64_t num_groups,
+               double p_max, double tau, Shape shape) {
+  switch (shape) {
+    case Shape::linear: return run_groups<Shape::linear>(lengths, correct, out, n, rows, num_groups, p_max, tau);
+    case Shape::exp: return run_groups<Shape::exp>(lengths, correct, out, n, rows, num_groups, p_max, tau);
+    default: return run_groups<Shape::step>(lengths, correct, out, n, rows, num_groups, p_max, tau);
+  }
+}
+
 template <class L>
 void run(const L* lengths, const uint8_t* correct, float* out, int64_t n, const GroupLayout& groups, double p_max,
          double tau, Shape shape) {
   check_nonnegative(lengths, n);
-#pragma omp parallel for schedule(static) if (n >= kParallelMinRows)
-  for (int64_t g = 0; g < groups.num_groups; ++g) {
-    const int64_t begin = groups.begin(g), end = groups.end(g);
-    bool has_anchor = false;
-    int64_t anchor = 0;
-    for (int64_t k = begin; k < end; ++k) {
-      const int64_t row = groups.row(k);
-      const int64_t len = static_cast<int64_t>(lengths[row]);
-      if (correct[row] && (!has_anchor || len < anchor)) {
-        anchor = len;
-        has_anchor = true;
-      }
-    }
-    for (int64_t k = begin; k < end; ++k) {
-      const int64_t row = groups.row(k);
-      out[row] = penalty(static_cast<int64_t>(lengths[row]), correct[row] != 0, has_anchor, anchor, p_max, tau, shape);
-    }
-  }
+  if (groups.size > 0) return run_shape(lengths, correct, out, n, Rows<true>{groups}, groups.num_groups, p_max, tau, shape);
+  run_shape(lengths, correct, out, n, Rows<false>{groups}, groups.num_groups, p_max, tau, shape);
 }
 
 void length_penalty_cpu(std::uintptr_t lengths, int dtype, std::uintptr_t correct, std::uintptr_t out, int64_t n,

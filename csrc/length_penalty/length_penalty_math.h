@@ -24,12 +24,13 @@ HARMO_HD double shape_value(Shape shape, double d, double tau) {
 }
 
 // The penalty of one response given its group's anchor (has_anchor: the group has a correct one).
+// Branch-free (a select at the end), so the CPU loop over a group vectorises.
 HARMO_HD float penalty(int64_t length, bool correct, bool has_anchor, int64_t anchor, double p_max, double tau,
                        Shape shape) {
-  if (correct || !has_anchor || length >= anchor) return 0.0f;
-  const double d = static_cast<double>(anchor - length) / static_cast<double>(anchor);
+  const bool penalised = !correct && has_anchor && length < anchor;
+  const double d = static_cast<double>(anchor - length) / static_cast<double>(anchor > 0 ? anchor : 1);
   // 0.0 - x rather than -x: a zero penalty is +0, never -0.
-  return static_cast<float>(0.0 - p_max * shape_value(shape, d, tau));
+  return penalised ? static_cast<float>(0.0 - p_max * shape_value(shape, d, tau)) : 0.0f;
 }
 
 }  // namespace length_penalty

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import torch
 
-from harmo_fast import _checks
+from harmo_fast import _checks, _native
 
 
 class GroupLayout(NamedTuple):
@@ -48,9 +48,17 @@ def check_grouping(op: str, n: int, device: torch.device, group_size: object, gr
 
 
 def layout(n: int, group_size: int | None, group_ids: torch.Tensor | None) -> GroupLayout:
-    """The kernels' form of a validated grouping (a stable sort of the ids for group_ids)."""
+    """The kernels' form of a validated grouping: rows stably sorted by group id (the compiled core's
+    counting sort for CPU ids, torch.sort elsewhere) and each group's start."""
     if group_ids is None:
         return GroupLayout(n // group_size if n else 0, group_size, None, None)
+    if group_ids.device.type == "cpu" and _native.module_status("_C") == "available":
+        ids = group_ids.contiguous()
+        order = torch.empty(n, dtype=torch.int64)
+        offsets = torch.empty(n + 1, dtype=torch.int64)
+        num_groups = _native.cpu_module().group_layout(
+            ids.data_ptr(), _native.dtype_code(ids), n, order.data_ptr(), offsets.data_ptr())
+        return GroupLayout(num_groups, 0, order, offsets[: num_groups + 1])
     sorted_ids, order = torch.sort(group_ids, stable=True)
     counts = torch.unique_consecutive(sorted_ids, return_counts=True)[1]
     offsets = torch.zeros(counts.numel() + 1, dtype=torch.int64, device=group_ids.device)
