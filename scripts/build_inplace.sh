@@ -9,5 +9,9 @@ exec 9>/tmp/harmo_fast_build.lock && flock 9  # helpers share one tree: one buil
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHARMO_CUDA="${HARMO_CUDA:-OFF}" \
   -Dpybind11_DIR="$(python -m pybind11 --cmakedir)" -DPython_EXECUTABLE="$(command -v python)" >/dev/null
 cmake --build "$build" -j 2
-cp "$build"/_C*.so harmo_fast/
+# Copy then rename: a process that already loaded the old module keeps a valid mapping.
+for f in "$build"/_C*.so; do
+  n="$(basename "$f")"
+  cp "$f" "harmo_fast/.$n.tmp" && mv -f "harmo_fast/.$n.tmp" "harmo_fast/$n"
+done
 echo "built: $(ls harmo_fast/_C*.so | tr '\n' ' ')"
