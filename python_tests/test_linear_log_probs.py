@@ -127,9 +127,10 @@ def test_never_allocates_the_full_logits(backend):
 
 
 def test_default_chunk_size_bounds_the_chunk():
-    assert default_chunk_size(32768) == 512
-    assert default_chunk_size(1 << 30) == 1
-    assert default_chunk_size(151_936) * 151_936 * 4 <= 64 << 20
+    assert default_chunk_size(32768, 4) == 512
+    assert default_chunk_size(32768, 2) == 1024
+    assert default_chunk_size(1 << 30, 4) == 1
+    assert default_chunk_size(151_936, 2) * 151_936 * 2 <= 64 << 20
 
 
 @pytest.mark.parametrize("backend", ["torch", *FUSED])

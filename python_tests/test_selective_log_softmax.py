@@ -264,9 +264,11 @@ def test_opcheck():
 
 
 @pytest.mark.skipif("cpu" not in FUSED, reason="compiled CPU core not built")
-def test_torch_compile_fullgraph_matches_eager():
+@pytest.mark.parametrize("inplace", [False, True])
+def test_torch_compile_fullgraph_matches_eager(inplace):
     def step(z, y):
-        logp, ent = hf.selective_log_softmax(z, y, 0.9, return_entropy=True, backend="cpu")
+        logits = z * 1.5  # non-leaf, so the in-place backward may overwrite it
+        logp, ent = hf.selective_log_softmax(logits, y, 0.9, return_entropy=True, inplace_backward=inplace, backend="cpu")
         return (logp * 2.0).sum() - ent.mean()
 
     logits = _logits((2, 4, 23), torch.float32)

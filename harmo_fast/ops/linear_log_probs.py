@@ -25,7 +25,8 @@ from harmo_fast.ops import selective_log_softmax as sls
 
 OP = "linear_log_probs"
 
-# Budget for one chunk of logits, counted in fp32 bytes whatever the dtype.
+# Budget for one chunk of logits in the parameters' dtype. Half-precision chunks hold twice the
+# rows, which halves the number of fp32 weight-gradient accumulations (each a pass over V x H).
 CHUNK_BYTES = 64 << 20
 
 
@@ -39,9 +40,9 @@ def linear_log_probs_reference(
     return sls.selective_log_softmax_reference(logits, index, temperature, return_entropy)
 
 
-def default_chunk_size(vocab: int) -> int:
-    """Rows per chunk so one chunk of fp32 logits fits CHUNK_BYTES (at least 1)."""
-    return max(1, CHUNK_BYTES // (4 * vocab))
+def default_chunk_size(vocab: int, element_size: int) -> int:
+    """Rows per chunk so one chunk of logits fits CHUNK_BYTES (at least 1)."""
+    return max(1, CHUNK_BYTES // (element_size * vocab))
 
 
 def _check_arguments(hidden, weight, index, bias, temperature, chunk_size) -> torch.device:
@@ -215,13 +216,13 @@ def linear_log_probs(
     hidden (..., H), weight (V, H) and bias (V,) share one float dtype (fp32/bf16/fp16); index (...)
     int64 or int32 in [0, V). Differentiable w.r.t. hidden, weight and bias, through the log-probs
     and (with return_entropy) the entropy. chunk_size = tokens per chunk (None: as many as fit a
-    64 MiB fp32 chunk of logits). The torch backend is the unchunked reference.
+    64 MiB chunk of logits). The torch backend is the unchunked reference.
     """
     device = _check_arguments(hidden, weight, index, bias, temperature, chunk_size)
     resolved = sls.resolve_backend(backend, device, OP)
     if resolved == "torch":
         return linear_log_probs_reference(hidden, weight, index, bias, temperature, return_entropy)
-    chunk = chunk_size if chunk_size is not None else default_chunk_size(weight.shape[0])
+    chunk = chunk_size if chunk_size is not None else default_chunk_size(weight.shape[0], weight.element_size())
     logp, entropy, _ = torch.ops.harmo_fast.linear_log_probs(
         hidden, weight, bias, index, float(temperature), bool(return_entropy), int(chunk), resolved
     )
