@@ -113,9 +113,11 @@ def _evaluate(name: str, st: TrainState, test: Dataset | None, out_dir: Path) ->
     if test is None:
         return None
     samples = test.samples[: e.max_samples] if e.max_samples else test.samples
+    t0 = time.perf_counter()
     report = evaluate(st.engine, st.rewards, samples, batch_size=e.batch_size, max_new_tokens=e.max_new_tokens, format_enabled=st.cfg.rewards.format.enabled)
+    report["seconds"] = time.perf_counter() - t0
     write_report(report, out_dir / f"eval_{name}.json")
-    print(format_table(report, f"eval_{name} ({len(samples)} samples)"))
+    print(format_table(report, f"eval_{name} ({len(samples)} samples, {report['seconds']:.0f}s)"))
     return report
 
 
