@@ -123,8 +123,8 @@ class _Comparer:
 
         if not (isinstance(ge, sympy.Expr) and isinstance(pe, sympy.Expr)):
             return MATCH if pe == ge else MISMATCH  # sets or relations the parser built itself
-        g_vals = self._readings(ge, gn, "%" in g)
-        p_vals = self._readings(pe, pn, "%" in p)
+        g_vals = self._readings(ge, "%" in g)
+        p_vals = self._readings(pe, "%" in p)
         for gv in g_vals:
             for pv in p_vals:
                 if gn is not None and gn.ulp is not None or pn is not None and pn.ulp is not None:
@@ -134,7 +134,8 @@ class _Comparer:
                     return MATCH
         return MISMATCH
 
-    def _readings(self, e: Any, n: Any, has_percent: bool) -> list[Any]:
+    def _readings(self, e: Any, has_percent: bool) -> list[Any]:
+        """The values an expression with a percent sign may mean (see normalize.number_readings)."""
         if not has_percent:
             return [e]
         if self.percent == "value":
@@ -148,9 +149,9 @@ class _Comparer:
         from fractions import Fraction
 
         from harmo_fast.rewards.normalize import MIN_APPROX_SIG
-        from harmo_fast.rewards.verifiers.math_sympy import _num
+        from harmo_fast.rewards.verifiers.math_sympy import numeric_value
 
-        a, b = _num(pv), _num(gv)
+        a, b = numeric_value(pv), numeric_value(gv)
         if a is None or b is None or a.imag != 0 or b.imag != 0:
             return False
         diff = _fraction(abs(a.real - b.real))
@@ -215,6 +216,9 @@ class _Comparer:
         return len(m[1]) == 1 or all(len(r) == 1 for r in m[1])
 
     def _items(self, ps: list[Node], gs: list[Node], ordered: bool, dedup: bool = False) -> Result:
+        """Item-wise comparison, in order or as a perfect matching (sets and bare lists)."""
+        if max(len(ps), len(gs)) > MAX_ITEMS:
+            return ("parse_fail", f"more than {MAX_ITEMS} items")  # bounds the n^2 matching
         if dedup:
             ps, gs = _dedup(ps), _dedup(gs)
         if len(ps) != len(gs):
@@ -326,6 +330,7 @@ def _perfect_matching(ok: list[list[bool]]) -> bool:
     return all(augment(r, [False] * n) for r in range(n))
 
 
+MAX_ITEMS = 64
 MAX_ANSWER_CHARS = 4000  # longer "answers" are prose or attacks; the clean-up regexes stay cheap
 
 

@@ -54,7 +54,7 @@ def _is_expr(e: Any) -> bool:
     return isinstance(e, sympy.Expr)
 
 
-def _num(e: Any, subs: dict | None = None) -> Any:
+def numeric_value(e: Any, subs: dict | None = None) -> Any:
     """A 30-digit value of `e` as an mpmath number (no exponent range limit: `1/2006!` is not
     0), None when it is not a finite number."""
     import mpmath
@@ -114,7 +114,7 @@ def _same_value(a: Any, b: Any, exact: bool) -> bool | None:
     """Whether two closed-form numbers are equal (None when undefined)."""
     if exact:
         return _is_zero(a - b)
-    x, y = _num(a), _num(b)
+    x, y = numeric_value(a), numeric_value(b)
     if x is None or y is None:
         return None
     return _close(x, y)
