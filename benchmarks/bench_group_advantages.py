@@ -75,7 +75,7 @@ def _methods(layout: str, scale: str) -> dict[str, tuple[Callable[[torch.Tensor,
     grouping = (lambda ids: {"group_size": G}) if layout == "contiguous" else (lambda ids: {"group_ids": ids})
     methods = {
         "torch_reference": (lambda r, ids: group_advantages_reference(r, scale=scale, **grouping(ids)), True),
-        "verl_loop": (lambda r, ids, np_ids=None: verl_style_loop(r, ids.numpy(), scale == "group"), True),
+        "verl_loop": (lambda r, ids: verl_style_loop(r, ids.numpy(), scale == "group"), True),
     }
     if layout == "contiguous":
         methods["trl_view_mean_std"] = (lambda r, ids: trl_style(r, G, scale == "group"), True)
