@@ -11,7 +11,9 @@ from safetensors.torch import load_file
 from harmo_fast.cli import train as train_cli
 from harmo_fast.data.synth import write_synth
 from harmo_fast.trainer.checkpoint import checkpoint_dirs
+from harmo_fast.trainer.config import ModelConfig
 from harmo_fast.trainer.metrics import read_metrics
+from harmo_fast.trainer.policy import load_policy
 from harmo_fast.trainer.run import train
 from trainer_fakes import LetterRewards, tiny_config
 
@@ -65,11 +67,19 @@ def test_keep_last_k_and_no_temporary_directories(tmp_path, data_dir):
     assert {p.name for p in ckpt.iterdir()} == {"weights.safetensors", "optim.pt", "state.json", "config.yaml"}
     blob = torch.load(ckpt / "optim.pt", weights_only=True)
     assert {"optimizer", "scheduler", "torch_rng"} <= set(blob)
+    # a checkpoint directory is a model path for `harmo eval` / model.name
+    policy = load_policy(ModelConfig(name=str(ckpt)), "cpu")
+    saved = load_file(str(ckpt / "weights.safetensors"))
+    assert all(torch.equal(v, saved[k]) for k, v in policy.model.state_dict().items() if k in saved)
 
 
-def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+def test_resume_without_checkpoint_and_bad_data_are_clear_errors(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     train_cli.register(parser.add_subparsers())
     (tmp_path / "config.yaml").write_text("trainer:\n  steps: 1\n")
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        train_cli.run(parser.parse_args(["train", "--resume", str(tmp_path)]))
+    assert train_cli.run(parser.parse_args(["train", "--resume", str(tmp_path)])) == 2
+    assert "no checkpoint" in capsys.readouterr().out
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "q1", "prompt": "p", "answer": "1", "task_type": "numeric", "images": ["gone.png"]}\n')
+    assert train_cli.run(parser.parse_args(["train", f"data.train={bad}", "data.test=null", "--out", str(tmp_path / "run")])) == 2
+    assert "bad.jsonl:1 (id 'q1'): image not found" in capsys.readouterr().out

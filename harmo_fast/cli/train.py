@@ -22,6 +22,7 @@ def split_args(args: list[str]) -> tuple[str | None, list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from harmo_fast.data.jsonl import DataError
     from harmo_fast.trainer.config import ConfigError, load_config
     from harmo_fast.trainer.run import train
 
@@ -38,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"harmo train: {exc}")
         return 2
-    result = train(cfg, args.resume or args.out, resume=args.resume is not None)
+    try:
+        result = train(cfg, args.resume or args.out, resume=args.resume is not None)
+    except (DataError, FileNotFoundError) as exc:
+        print(f"harmo train: {exc}")
+        return 2
     print(f"run directory: {result.out_dir}")
     return 130 if result.interrupted else 0
