@@ -59,7 +59,6 @@ class RolloutConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
-    batch_size: int | None = None  # prompts per generate() call; None = all at once
 
 
 @dataclass
