@@ -75,6 +75,7 @@ class AlgorithmConfig:
     beta: float = 0.0
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"
     ratio_level: Literal["token", "sequence"] = "token"
+    # SPEC section 2 names; seq_mean_token_sum_norm (Dr. GRPO) normalizes by rollout.max_new_tokens
     loss_agg: Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm"] = "token_mean"
     num_iterations: int = 1  # PPO epochs over each generation batch
     num_minibatches: int = 1  # optimizer steps per epoch

@@ -11,7 +11,7 @@ PLOTS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
     "rewards.png": ("Rewards (batch mean)", "reward", [("reward/total_mean", "total"), ("reward/hybrid_mean", "hybrid"), ("reward/length_mean", "length"), ("reward/format_mean", "format")]),
     "accuracy.png": ("Training accuracy", "accuracy", [("accuracy", "all"), ("accuracy/*", ""), ("format_compliance", "format compliance")]),
     "response_length.png": ("Response length (tokens)", "tokens", [("length/mean", "mean"), ("length/min", "min"), ("length/max", "max")]),
-    "kl.png": ("KL to the reference / old policy", "KL", [("kl", "kl")]),
+    "kl.png": ("KL to the frozen reference (0 when beta = 0: no reference)", "KL", [("kl", "kl")]),
 }
 
 
