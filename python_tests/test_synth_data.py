@@ -58,7 +58,7 @@ def test_records_follow_the_data_format(synth):
     for r in train + test:
         assert r["task_type"] in TASK_TYPES
         assert isinstance(r["prompt"], str) and isinstance(r["answer"], str) and r["answer"]
-        assert "<answer>" in r["prompt"]  # the format instruction
+        assert "<answer>" not in r["prompt"]  # no format instruction unless asked for
         (rel,) = r["images"]
         assert not Path(rel).is_absolute()
         with Image.open(out / rel) as img:
@@ -122,8 +122,10 @@ def test_same_seed_same_files_other_seed_other_files(tmp_path):
 
 
 def test_mix_and_bad_arguments(tmp_path):
-    paths = write_synth(tmp_path, n_train=12, n_test=0, seed=0, mix={"numeric": 1.0})
-    assert {r["task_type"] for r in _rows(paths["train"])} == {"numeric"}
+    paths = write_synth(tmp_path, n_train=12, n_test=0, seed=0, mix={"numeric": 1.0}, instruction=True)
+    rows = _rows(paths["train"])
+    assert {r["task_type"] for r in rows} == {"numeric"}
+    assert all(r["prompt"].endswith("give the final answer inside <answer> </answer>.") for r in rows)
     assert paths["test"].read_text() == ""
     with pytest.raises(ValueError, match="mix"):
         write_synth(tmp_path, mix={"poems": 1.0})

@@ -203,12 +203,15 @@ def rationale_for(prompt: str, answer: str, choices: list[str] | None = None) ->
     return None
 
 
-def make_sample(rng: random.Random, family: str, image_size: int = 56) -> dict[str, Any]:
-    """One sample of a question family: the PIL image and the record fields (without id/images)."""
+def make_sample(rng: random.Random, family: str, image_size: int = 56, instruction: bool = False) -> dict[str, Any]:
+    """One sample of a question family: the PIL image and the record fields (without id/images).
+    instruction: append the answer-format instruction to the prompt (for pretrained models; the
+    tiny policy learns the format in the warm-up, and a shorter prompt trains faster)."""
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
     sample = FAMILIES[family](rng, image_size)
-    sample["prompt"] += INSTRUCTION
+    if instruction:
+        sample["prompt"] += INSTRUCTION
     return sample
 
 
@@ -219,6 +222,7 @@ def write_synth(
     seed: int = 0,
     image_size: int = 56,
     mix: dict[str, float] | None = None,
+    instruction: bool = False,
 ) -> dict[str, Path]:
     """Write `train.jsonl`, `test.jsonl` and `images/*.png` under out_dir; returns their paths
     ({"train", "test", "images"}). Image paths in the JSONL are relative to out_dir."""
@@ -240,7 +244,7 @@ def write_synth(
         with open(paths[split], "w") as f:
             for i in range(n):
                 family = rng.choices(names, probs)[0]
-                sample = make_sample(rng, family, image_size)
+                sample = make_sample(rng, family, image_size, instruction)
                 sid = f"{split}-{i:05d}"
                 sample.pop("image").save(images / f"{sid}.png")
                 record = {"id": sid, "prompt": sample.pop("prompt"), "images": [f"images/{sid}.png"], **sample}
