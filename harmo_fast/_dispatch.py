@@ -64,7 +64,8 @@ def resolve_backend(backend: str, device: torch.device, op: str) -> str:
         raise ValueError(f"{op}: backend must be one of 'auto', {', '.join(map(repr, BACKENDS))}; got {backend!r}")
     status = dict(_status())
     if backend == "auto":
-        order = ("cuda", "triton", "torch") if device.type == "cuda" else ("cpu", "torch")
+        # Meta tensors (shape propagation) only make sense through the reference.
+        order = {"cuda": ("cuda", "triton", "torch"), "meta": ("torch",)}.get(device.type, ("cpu", "torch"))
         return next(b for b in order if status[b].startswith("available"))
     if not status[backend].startswith("available"):
         raise RuntimeError(f"{op}: backend {backend!r} is unavailable: {status[backend]}")
