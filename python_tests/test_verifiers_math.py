@@ -148,6 +148,9 @@ def test_gold_written_as_a_solution_counts_by_its_last_box():
 def test_unparseable_gold_is_not_confident():
     v = verify(r"\boxed{5}", r"\frac{1}{", "math")
     assert v.reason == "parse_fail" and not v.confident and v.score == 0.0
+    # An inequality whose side is not an expression (found by fuzzing) is an unreadable gold.
+    v = verify(r"\boxed{(1,2)}", r"0\leA<0", "math")
+    assert v.reason == "parse_fail" and not v.confident
     # A parseable gold with garbage in the answer is a parse failure of the answer.
     v = verify(r"\boxed{\frac{1}{}}", "5", "math")
     assert not v.correct

@@ -30,6 +30,9 @@ def as_set(n: Node) -> Any:
             return sympy.FiniteSet(to_sympy(n[1]))
     except SympyParseError as exc:
         raise ValueError(str(exc)) from None
+    except (TypeError, NotImplementedError, AttributeError) as exc:
+        # sympy refuses the pieces (e.g. an endpoint that parsed to a relation, not a number)
+        raise ValueError(f"not a set of reals: {type(exc).__name__}") from None
     raise ValueError(f"not a set of reals: {kind}")
 
 
@@ -45,6 +48,8 @@ def _relation_set(n: Node) -> Any:
     from harmo_fast.rewards.verifiers.math_sympy import to_sympy
 
     exprs = [to_sympy(_scalar(e)) for e in n[1]]
+    if not all(isinstance(e, sympy.Expr) for e in exprs):
+        raise ValueError("an inequality side is not an expression")
     ops = n[2]
     if any(op in ("=", "!=") for op in ops):
         raise ValueError("not an inequality")
