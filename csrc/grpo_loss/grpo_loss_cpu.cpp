@@ -2,6 +2,10 @@
 // AND writes the per-token gradient coefficient dLoss_b/dlogp (before the row's aggregation
 // weight), then an O(N) serial finish (loss, metrics, per-row weights). The backward is a scale
 // of the coefficients by grad_output * alpha_b, in place.
+// FP exception flags are never read here; without this GCC may not if-convert (and so not
+// vectorise) a loop whose selects guard arithmetic that could raise one.
+#pragma GCC optimize("no-trapping-math")
+
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -14,18 +18,134 @@
 namespace harmo {
 namespace {
 
-// Masks arrive as bool/uint8, int32, int64 or a float type; all read as a float weight.
-HARMO_HD float mask_weight(uint8_t v) { return static_cast<float>(v); }
-HARMO_HD float mask_weight(int32_t v) { return static_cast<float>(v); }
-HARMO_HD float mask_weight(int64_t v) { return static_cast<float>(v); }
+// A row is processed in chunks: typed loads into fp32 scratch arrays, one fp32 math loop, a
+// typed store of the coefficients. The math loop then has no dtype or layout variants (it is
+// instantiated per KL estimator and ratio level only) and vectorises; the chunk stays in L1.
+constexpr int64_t kChunk = 256;
+
+template <class T>
+void load_chunk(const T* src, float* dst, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) dst[i] = load_at(src, i);
+}
+
 template <class M>
-HARMO_HD float mask_weight(M v) { return to_float(v); }
+void load_mask_chunk(const M* src, float* dst, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) dst[i] = mask_at(src, i);
+}
+
+void fill_chunk(float v, float* dst, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) dst[i] = v;
+}
+
+template <class T>
+void store_chunk(const float* src, T* dst, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) store_at(dst, i, src[i]);
+}
+
+struct Chunk {
+  // inputs
+  float lp[kChunk], old[kChunk], ref[kChunk], m[kChunk], adv[kChunk], w[kChunk];
+  // per-token outputs: the gradient coefficient and the masked, weighted terms of the row sums
+  float g[kChunk], loss[kChunk], kl[kChunk], clip_low[kChunk], clip_high[kChunk], ratio[kChunk], dl_dr[kChunk];
+};
+
+// Row sums, in the kRow* slot order.
+struct Sums {
+  float v[kRowSlots] = {};
+};
+
+HARMO_HD bool finite(float x) { return x - x == 0.0f; }
+
+float sum_chunk(const float* x, int64_t n) {
+  float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += x[i];
+  return s;
+}
+
+float count_nonfinite(const float* x, int64_t n) {
+  float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += finite(x[i]) ? 0.0f : 1.0f;
+  return s;
+}
+
+// The per-token math of one chunk. The map loop has no reductions and reads/writes through
+// restrict pointers (GCC vectorises it reliably that way); the sums are taken afterwards over the
+// L1-resident per-token arrays. Masked tokens see a zero log-ratio and KL argument, so every
+// per-token value there is finite and m * value is exactly 0. Adds to the row sums, leaves
+// m * dL/dlogp (token level) or m * dL/dlogp|r (sequence level) in c.g, returns sum m * dL/dr.
+template <int KL, bool BIAS, bool BETA, bool SEQ>
+void token_map(int64_t n, float seq_r, const GrpoParams p, const float* __restrict lp, const float* __restrict old,
+               const float* __restrict ref, const float* __restrict mask, const float* __restrict adv,
+               const float* __restrict w, float* __restrict g, float* __restrict loss, float* __restrict kl,
+               float* __restrict clip_low, float* __restrict clip_high, float* __restrict ratio,
+               float* __restrict dl_dr) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const float m = mask[i];
+    const bool on = m != 0.0f;
+    const float x = lp[i];
+    const float x_old = x - old[i];  // loaded unconditionally: masked loads do not vectorise
+    const float x_ref = ref[i] - x;
+    const float r = SEQ ? seq_r : exp_f32(on ? x_old : 0.0f);
+    const float d = (KL >= 0 && on) ? x_ref : 0.0f;
+    const GrpoToken t = grpo_token_fixed<KL, BIAS, BETA>(r, adv[i], w[i], d, p);
+    loss[i] = m * t.loss;
+    kl[i] = m * t.kl;
+    clip_low[i] = m * t.clip_low;
+    clip_high[i] = m * t.clip_high;
+    ratio[i] = m * r;
+    dl_dr[i] = m * t.dl_dr;
+    g[i] = m * (SEQ ? t.dl_dlogp : mul_or_zero(t.dl_dr, r) + t.dl_dlogp);
+  }
+}
+
+template <int KL, bool BIAS, bool BETA, bool SEQ>
+float chunk_math(Chunk& c, int64_t n, float seq_r, const GrpoParams p, Sums& s) {
+  token_map<KL, BIAS, BETA, SEQ>(n, seq_r, p, c.lp, c.old, c.ref, c.m, c.adv, c.w, c.g, c.loss, c.kl, c.clip_low, c.clip_high,
+                     c.ratio, c.dl_dr);
+  s.v[kRowLoss] += sum_chunk(c.loss, n);
+  s.v[kRowCount] += sum_chunk(c.m, n);
+  s.v[kRowKl] += KL >= 0 ? sum_chunk(c.kl, n) : 0.0f;
+  s.v[kRowClipLow] += sum_chunk(c.clip_low, n);
+  s.v[kRowClipHigh] += sum_chunk(c.clip_high, n);
+  s.v[kRowRatio] += sum_chunk(c.ratio, n);
+  return sum_chunk(c.dl_dr, n);
+}
+
+using ChunkMath = float (*)(Chunk&, int64_t, float, const GrpoParams, Sums&);
+
+template <int KL, bool BIAS, bool BETA>
+ChunkMath pick_level(bool sequence) {
+  return sequence ? &chunk_math<KL, BIAS, BETA, true> : &chunk_math<KL, BIAS, BETA, false>;
+}
+
+template <int KL>
+ChunkMath pick_flags(bool bias, bool beta, bool sequence) {
+  if (bias) return beta ? pick_level<KL, true, true>(sequence) : pick_level<KL, true, false>(sequence);
+  return beta ? pick_level<KL, false, true>(sequence) : pick_level<KL, false, false>(sequence);
+}
+
+ChunkMath pick_chunk_math(const GrpoParams& p, bool sequence) {
+  if (!p.has_ref) return pick_level<-1, false, false>(sequence);
+  const bool beta = p.beta > 0.0f;
+  switch (p.kl.estimator) {
+    case static_cast<int>(KlEstimator::k1): return pick_flags<0>(p.bias_corrected, beta, sequence);
+    case static_cast<int>(KlEstimator::k2): return pick_flags<1>(p.bias_corrected, beta, sequence);
+    default: return pick_flags<2>(p.bias_corrected, beta, sequence);
+  }
+}
 
 struct RowArgs {
   int64_t N, T;
   const void* logp;
   const void* old;
-  const void* ref;
+  const void* ref;  // nullptr: no reference
   const void* mask;
   const float* adv;
   bool adv_per_token;
@@ -34,9 +154,8 @@ struct RowArgs {
   void* coef;  // nullptr: no gradient wanted
   bool sequence;
   GrpoParams params;
+  ChunkMath math;
 };
-
-HARMO_HD bool finite(float x) { return x - x == 0.0f; }
 
 // One row; writes kRowSlots partial sums to `slots`.
 template <class TL, class TM>
@@ -44,70 +163,60 @@ void grpo_row(const RowArgs& a, int64_t b, float* slots) {
   const int64_t T = a.T;
   const TL* lp = static_cast<const TL*>(a.logp) + b * T;
   const TL* od = static_cast<const TL*>(a.old) + b * T;
-  const TL* rf = a.ref ? static_cast<const TL*>(a.ref) + b * T : lp;
+  const TL* rf = a.ref ? static_cast<const TL*>(a.ref) + b * T : nullptr;
   const TM* mk = static_cast<const TM*>(a.mask) + b * T;
   const float* adv = a.adv + (a.adv_per_token ? b * T : b);
-  const int64_t adv_step = a.adv_per_token ? 1 : 0;
   const float* w = a.w ? a.w + (a.w_per_token ? b * T : b) : nullptr;
-  const int64_t w_step = a.w_per_token ? 1 : 0;
   TL* coef = a.coef ? static_cast<TL*>(a.coef) + b * T : nullptr;
-  const GrpoParams& p = a.params;
 
-  float bad_adv = 0.0f, bad_w = 0.0f;
-  float cnt = 0.0f, seq_r = 1.0f;
+  float seq_r = 1.0f;
   if (a.sequence) {  // GSPO: the row's masked mean log-ratio first
-    float lsum = 0.0f;
+    float lsum = 0.0f, cnt = 0.0f;
 #pragma omp simd reduction(+ : lsum, cnt)
     for (int64_t t = 0; t < T; ++t) {
-      const float m = mask_weight(mk[t]);
-      lsum += m != 0.0f ? m * (to_float(lp[t]) - to_float(od[t])) : 0.0f;
+      const float m = mask_at(mk, t);
+      lsum += m != 0.0f ? m * (load_at(lp, t) - load_at(od, t)) : 0.0f;
       cnt += m;
     }
     seq_r = exp_f32(lsum / (cnt > 1.0f ? cnt : 1.0f));
-    cnt = 0.0f;
   }
 
-  float loss = 0.0f, kl = 0.0f, clo = 0.0f, chi = 0.0f, rat = 0.0f, g_seq = 0.0f;
-#pragma omp simd reduction(+ : loss, kl, clo, chi, rat, g_seq, cnt, bad_adv, bad_w)
-  for (int64_t t = 0; t < T; ++t) {
-    const float m = mask_weight(mk[t]);
-    const bool on = m != 0.0f;
-    const float x = to_float(lp[t]);
-    const float A = adv[t * adv_step];
-    const float wt = w ? w[t * w_step] : 1.0f;
-    bad_adv += finite(A) ? 0.0f : 1.0f;
-    bad_w += finite(wt) ? 0.0f : 1.0f;
-    const float r = a.sequence ? seq_r : exp_f32(on ? x - to_float(od[t]) : 0.0f);
-    const float d = on ? to_float(rf[t]) - x : 0.0f;
-    const GrpoToken k = grpo_token(r, A, wt, d, p);
-    loss += on ? m * k.loss : 0.0f;
-    kl += on ? m * k.kl : 0.0f;
-    clo += on ? m * k.clip_low : 0.0f;
-    chi += on ? m * k.clip_high : 0.0f;
-    rat += on ? m * r : 0.0f;
-    cnt += m;
-    g_seq += on ? m * k.dl_dr : 0.0f;
-    if (coef) {
-      const float g = a.sequence ? k.dl_dlogp : mul_or_zero(k.dl_dr, r) + k.dl_dlogp;
-      coef[t] = from_float<TL>(on ? m * g : 0.0f);
+  Chunk c;
+  Sums s;
+  s.v[kRowBadAdv] = a.adv_per_token || finite(adv[0]) ? 0.0f : 1.0f;
+  s.v[kRowBadWeight] = !w || a.w_per_token || finite(w[0]) ? 0.0f : 1.0f;
+  float g_r = 0.0f;
+  for (int64_t t0 = 0; t0 < T; t0 += kChunk) {
+    const int64_t n = T - t0 < kChunk ? T - t0 : kChunk;
+    load_chunk(lp + t0, c.lp, n);
+    if (!a.sequence) load_chunk(od + t0, c.old, n);
+    if (rf) load_chunk(rf + t0, c.ref, n);
+    load_mask_chunk(mk + t0, c.m, n);
+    if (a.adv_per_token) {
+      load_chunk(adv + t0, c.adv, n);
+      s.v[kRowBadAdv] += count_nonfinite(c.adv, n);
+    } else {
+      fill_chunk(adv[0], c.adv, n);
     }
+    if (w && a.w_per_token) {
+      load_chunk(w + t0, c.w, n);
+      s.v[kRowBadWeight] += count_nonfinite(c.w, n);
+    } else {
+      fill_chunk(w ? w[0] : 1.0f, c.w, n);
+    }
+    g_r += a.math(c, n, seq_r, a.params, s);
+    if (coef) store_chunk(c.g, coef + t0, n);
   }
   if (a.sequence && coef) {  // every masked token moves the shared ratio
-    const float c = mul_or_zero(g_seq, seq_r) / (cnt > 1.0f ? cnt : 1.0f);
+    const float cnt = s.v[kRowCount];
+    const float k = mul_or_zero(g_r, seq_r) / (cnt > 1.0f ? cnt : 1.0f);
 #pragma omp simd
     for (int64_t t = 0; t < T; ++t) {
-      const float m = mask_weight(mk[t]);
-      coef[t] = from_float<TL>(m != 0.0f ? to_float(coef[t]) + m * c : 0.0f);
+      const float m = mask_at(mk, t);
+      store_at(coef, t, m != 0.0f ? load_at(coef, t) + m * k : 0.0f);
     }
   }
-  slots[kRowLoss] = loss;
-  slots[kRowCount] = cnt;
-  slots[kRowKl] = kl;
-  slots[kRowClipLow] = clo;
-  slots[kRowClipHigh] = chi;
-  slots[kRowRatio] = rat;
-  slots[kRowBadAdv] = bad_adv;
-  slots[kRowBadWeight] = bad_w;
+  for (int k = 0; k < kRowSlots; ++k) slots[k] = s.v[k];
 }
 
 template <class TL, class TM>
@@ -132,7 +241,8 @@ void grpo_rows_mask(int mask_code, const RowArgs& a, float* slots) {
 // Returns the bad-input flags: 1 = a non-finite advantage, 2 = a non-finite importance weight.
 int grpo_loss_fwd(int64_t N, int64_t T, std::uintptr_t logp, std::uintptr_t old, std::uintptr_t ref,
                   std::uintptr_t mask, int mask_code, std::uintptr_t adv, bool adv_per_token,
-                  std::uintptr_t w, bool w_per_token, std::uintptr_t coef, std::uintptr_t out,
+                  std::uintptr_t w, bool w_per_token, std::uintptr_t coef, std::uintptr_t out_loss,
+                  std::uintptr_t out_stats,
                   std::uintptr_t row_scale, int dtype, float clip_lo, float clip_hi, float delta,
                   float beta, int kl_estimator, bool bias_corrected, bool sequence, float agg_base,
                   bool agg_per_row_count, bool agg_total_count) {
@@ -149,7 +259,9 @@ int grpo_loss_fwd(int64_t N, int64_t T, std::uintptr_t logp, std::uintptr_t old,
             w_per_token,
             coef ? as_ptr<void>(coef) : nullptr,
             sequence,
-            GrpoParams{clip_lo, clip_hi, delta, beta, ref != 0, bias_corrected, KlParams{kl_estimator, inf, inf}}};
+            GrpoParams{clip_lo, clip_hi, delta, beta, ref != 0, bias_corrected, KlParams{kl_estimator, inf, inf}},
+            nullptr};
+  a.math = pick_chunk_math(a.params, sequence);
   std::vector<float> slots(static_cast<size_t>(N) * kRowSlots);
   if (N > 0 && T > 0) {
     HARMO_DISPATCH_FLOATING(dtype, scalar_t, [&] { grpo_rows_mask<scalar_t>(mask_code, a, slots.data()); });
@@ -175,9 +287,9 @@ int grpo_loss_fwd(int64_t N, int64_t T, std::uintptr_t logp, std::uintptr_t old,
     sums[kOutRatio] += s[kRowRatio];
   }
   const double denom = total > 1.0 ? total : 1.0;
-  float* o = as_ptr<float>(out);
-  o[kOutLoss] = static_cast<float>(sums[kOutLoss]);
-  for (int k = kOutKl; k < kOutSlots; ++k) o[k] = static_cast<float>(sums[k] / denom);
+  *as_ptr<float>(out_loss) = static_cast<float>(sums[kOutLoss]);
+  float* stats = as_ptr<float>(out_stats);
+  for (int k = kOutKl; k < kOutSlots; ++k) stats[k - kOutKl] = static_cast<float>(sums[k] / denom);
   return flags;
 }
 
@@ -188,7 +300,7 @@ void scale_rows(TL* coef, const float* row_scale, float g, int64_t N, int64_t T)
     const float s = g * row_scale[b];
     TL* row = coef + b * T;
 #pragma omp simd
-    for (int64_t t = 0; t < T; ++t) row[t] = from_float<TL>(to_float(row[t]) * s);
+    for (int64_t t = 0; t < T; ++t) store_at(row, t, load_at(row, t) * s);
   }
 }
 
@@ -207,7 +319,7 @@ void grpo_loss_bwd(std::uintptr_t coef, std::uintptr_t row_scale, std::uintptr_t
 HARMO_BIND(grpo_loss) {
   namespace py = pybind11;
   m.def("grpo_loss_fwd", &harmo::grpo_loss_fwd, py::call_guard<py::gil_scoped_release>(),
-        "Fused GRPO loss forward: per-row partials, loss/metrics into out[5], alpha_b into row_scale, "
+        "Fused GRPO loss forward: loss into out_loss, the 4 metrics into out_stats, alpha_b into row_scale, "
         "per-token gradient coefficients into coef (0 = skip); returns bad-input flags");
   m.def("grpo_loss_bwd", &harmo::grpo_loss_bwd, py::call_guard<py::gil_scoped_release>(),
         "Scale the stored coefficients by grad_output * row_scale in place");

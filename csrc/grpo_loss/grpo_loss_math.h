@@ -36,40 +36,73 @@ struct GrpoToken {
   float clip_high;  // 1 when r > 1+eps_high and A > 0
 };
 
+// Masks arrive as bool/uint8, int32, int64 or a float type; all are read as a float weight.
+HARMO_HD float mask_at(const uint8_t* p, int64_t i) { return static_cast<float>(p[i]); }
+HARMO_HD float mask_at(const int32_t* p, int64_t i) { return static_cast<float>(p[i]); }
+HARMO_HD float mask_at(const int64_t* p, int64_t i) { return static_cast<float>(p[i]); }
+template <class M>
+HARMO_HD float mask_at(const M* p, int64_t i) { return load_at(p, i); }
+
 // a * b, but 0 when a == 0: a clipped token (zero derivative) with an overflowed ratio r = inf
 // has a zero gradient, not 0 * inf = NaN.
 HARMO_HD float mul_or_zero(float a, float b) { return a == 0.0f ? 0.0f : a * b; }
 
-// d = ref_logp - logp (ignored without a reference).
-HARMO_HD GrpoToken grpo_token(float r, float adv, float w, float d, const GrpoParams& p) {
+// d = ref_logp - logp. KL is the estimator code fixed at compile time, or -1 for "no reference";
+// BIAS = p.bias_corrected and BETA = (p.beta > 0) are fixed too (the CPU loops instantiate each
+// combination: a select on a loop-invariant bool keeps GCC from vectorising). grpo_token() below
+// picks the instantiation at run time.
+template <int KL, bool BIAS, bool BETA>
+HARMO_HD GrpoToken grpo_token_fixed(float r, float adv, float w, float d, const GrpoParams& p) {
   const float r1 = r > p.delta ? p.delta : r;
-  const float r2 = clamp_nan(r, p.clip_lo, p.clip_hi);
+  // Two single selects (clamp_nan's nested one does not vectorise here); NaN stays NaN.
+  const float r_lo = r < p.clip_lo ? p.clip_lo : r;
+  const float r2 = r_lo > p.clip_hi ? p.clip_hi : r_lo;
   const float a = r1 * adv;
   const float b = r2 * adv;
-  const float lo = (a != a || a <= b) ? a : b;  // min() that keeps NaN, like torch.min
+  const float lo = a != a ? a : (a <= b ? a : b);  // min() that keeps NaN, like torch.min
   // Whichever branch min() picks passes dr/dr of its own clamp. On a tie (r inside the clip
   // range) both branches have slope 1, so the token gets the full gradient, never half.
-  const bool slope_a = !(r > p.delta);
-  const bool slope_b = !(r < p.clip_lo || r > p.clip_hi);
-  const bool pass = a <= b ? slope_a : slope_b;
+  // (Selects on floats, not bools: GCC vectorises those.)
+  const float slope_a = r > p.delta ? 0.0f : 1.0f;
+  const float slope_b = (r >= p.clip_lo ? 1.0f : 0.0f) * (r <= p.clip_hi ? 1.0f : 0.0f);
+  const float slope = a <= b ? slope_a : slope_b;
+  const float neg_aw = -adv * w;
   GrpoToken t;
   t.loss = -lo * w;
-  t.dl_dr = pass ? -adv * w : 0.0f;
+  t.dl_dr = slope != 0.0f ? neg_aw : 0.0f;
   t.dl_dlogp = 0.0f;
   t.kl = 0.0f;
-  t.clip_low = (r < p.clip_lo && adv < 0.0f) ? 1.0f : 0.0f;
-  t.clip_high = (r > p.clip_hi && adv > 0.0f) ? 1.0f : 0.0f;
-  if (p.has_ref) {
-    const KlTerm k = kl_term(d, p.kl);
-    t.kl = p.bias_corrected ? k.value * r : k.value;
-    if (p.beta > 0.0f) {
+  t.clip_low = (r < p.clip_lo ? 1.0f : 0.0f) * (adv < 0.0f ? 1.0f : 0.0f);
+  t.clip_high = (r > p.clip_hi ? 1.0f : 0.0f) * (adv > 0.0f ? 1.0f : 0.0f);
+  if (KL >= 0) {
+    const KlTerm k = kl_term_fixed<(KL >= 0 ? KL : 0)>(d, p.kl.clamp_d, p.kl.clamp_v);
+    t.kl = BIAS ? k.value * r : k.value;
+    if (BETA) {  // beta == 0 with a reference: the KL is only a metric
       t.loss += p.beta * t.kl;
       // (kl * r)' = kl' r + kl r': the value part rides on dL/dr, the rest is direct.
-      t.dl_dr += p.bias_corrected ? p.beta * k.value : 0.0f;
-      t.dl_dlogp = p.beta * (p.bias_corrected ? mul_or_zero(k.dlogp, r) : k.dlogp);
+      if (BIAS) t.dl_dr += p.beta * k.value;
+      t.dl_dlogp = p.beta * (BIAS ? mul_or_zero(k.dlogp, r) : k.dlogp);
     }
   }
   return t;
+}
+
+template <int KL>
+HARMO_HD GrpoToken grpo_token_kl(float r, float adv, float w, float d, const GrpoParams& p) {
+  const bool beta = p.beta > 0.0f;
+  if (p.bias_corrected) {
+    return beta ? grpo_token_fixed<KL, true, true>(r, adv, w, d, p) : grpo_token_fixed<KL, true, false>(r, adv, w, d, p);
+  }
+  return beta ? grpo_token_fixed<KL, false, true>(r, adv, w, d, p) : grpo_token_fixed<KL, false, false>(r, adv, w, d, p);
+}
+
+HARMO_HD GrpoToken grpo_token(float r, float adv, float w, float d, const GrpoParams& p) {
+  if (!p.has_ref) return grpo_token_fixed<-1, false, false>(r, adv, w, d, p);
+  switch (p.kl.estimator) {
+    case static_cast<int>(KlEstimator::k1): return grpo_token_kl<0>(r, adv, w, d, p);
+    case static_cast<int>(KlEstimator::k2): return grpo_token_kl<1>(r, adv, w, d, p);
+    default: return grpo_token_kl<2>(r, adv, w, d, p);
+  }
 }
 
 // Aggregation of the masked token losses as a per-row weight alpha_b (loss = sum_b alpha_b S_b,

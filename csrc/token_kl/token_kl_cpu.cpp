@@ -10,36 +10,50 @@
 namespace harmo {
 namespace {
 
-template <class TL, class TR>
-void kl_forward(const TL* logp, const TR* ref, float* out, int64_t n, const KlParams& p) {
+// Parameters by value and the estimator as a template argument: the loops then vectorise.
+template <int EST, class TL, class TR>
+void kl_forward(const TL* logp, const TR* ref, float* out, int64_t n, float cd, float cv) {
 #pragma omp parallel for simd schedule(static) if (n > 32768)
-  for (int64_t i = 0; i < n; ++i) out[i] = kl_term(to_float(ref[i]) - to_float(logp[i]), p).value;
+  for (int64_t i = 0; i < n; ++i) out[i] = kl_term_fixed<EST>(load_at(ref, i) - load_at(logp, i), cd, cv).value;
 }
 
-template <class TL, class TR>
-void kl_backward(const float* grad_out, const TL* logp, const TR* ref, TL* grad, int64_t n, const KlParams& p) {
+template <int EST, class TL, class TR>
+void kl_backward(const float* grad_out, const TL* logp, const TR* ref, TL* grad, int64_t n, float cd, float cv) {
 #pragma omp parallel for simd schedule(static) if (n > 32768)
   for (int64_t i = 0; i < n; ++i)
-    grad[i] = from_float<TL>(grad_out[i] * kl_term(to_float(ref[i]) - to_float(logp[i]), p).dlogp);
+    store_at(grad, i, grad_out[i] * kl_term_fixed<EST>(load_at(ref, i) - load_at(logp, i), cd, cv).dlogp);
 }
+
+// Runs BODY with EST bound to the estimator code as a compile-time constant.
+#define HARMO_DISPATCH_KL(code, EST, ...)                                       \
+  [&] {                                                                         \
+    switch (code) {                                                             \
+      case 0: { constexpr int EST = 0; return __VA_ARGS__(); }                  \
+      case 1: { constexpr int EST = 1; return __VA_ARGS__(); }                  \
+      case 2: { constexpr int EST = 2; return __VA_ARGS__(); }                  \
+      default: throw std::invalid_argument("token_kl: unknown estimator code"); \
+    }                                                                           \
+  }()
 
 void token_kl_fwd(std::uintptr_t logp, int logp_dtype, std::uintptr_t ref, int ref_dtype, std::uintptr_t out,
                   int64_t n, int estimator, float clamp_d, float clamp_v) {
-  const KlParams p{estimator, clamp_d, clamp_v};
   HARMO_DISPATCH_FLOATING(logp_dtype, tl, [&] {
     HARMO_DISPATCH_FLOATING(ref_dtype, tr, [&] {
-      kl_forward(as_ptr<const tl>(logp), as_ptr<const tr>(ref), as_ptr<float>(out), n, p);
+      HARMO_DISPATCH_KL(estimator, est, [&] {
+        kl_forward<est>(as_ptr<const tl>(logp), as_ptr<const tr>(ref), as_ptr<float>(out), n, clamp_d, clamp_v);
+      });
     });
   });
 }
 
 void token_kl_bwd(std::uintptr_t grad_out, std::uintptr_t logp, int logp_dtype, std::uintptr_t ref, int ref_dtype,
                   std::uintptr_t grad, int64_t n, int estimator, float clamp_d, float clamp_v) {
-  const KlParams p{estimator, clamp_d, clamp_v};
   HARMO_DISPATCH_FLOATING(logp_dtype, tl, [&] {
     HARMO_DISPATCH_FLOATING(ref_dtype, tr, [&] {
-      kl_backward(as_ptr<const float>(grad_out), as_ptr<const tl>(logp), as_ptr<const tr>(ref), as_ptr<tl>(grad), n,
-                  p);
+      HARMO_DISPATCH_KL(estimator, est, [&] {
+        kl_backward<est>(as_ptr<const float>(grad_out), as_ptr<const tl>(logp), as_ptr<const tr>(ref),
+                         as_ptr<tl>(grad), n, clamp_d, clamp_v);
+      });
     });
   });
 }

@@ -18,15 +18,20 @@ enum class KlEstimator : int { k1 = 0, k2 = 1, k3 = 2 };
 // NaN-propagating clamp with torch.clamp's semantics (fminf/fmaxf would swallow a NaN).
 HARMO_HD float clamp_nan(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
 
-// exp(x) in fp32. On the host, libm's expf is an opaque call that blocks vectorisation, so this
-// is Cephes' expf (about 1 ulp) written without branches: x = k ln2 + f, exp(x) = 2^k exp(f),
-// with 2^k split into two factors so that results down to the subnormal range stay exact-ish.
+// exp(x) in fp32. On the host, libm's expf is an opaque call (and floorf does not vectorise
+// without -ffast-math), so this is Cephes' expf (about 1 ulp) written without branches:
+// x = k ln2 + f with k rounded by the 1.5 * 2^23 shifter trick, exp(x) = 2^k exp(f), 2^k split
+// into two factors so that results down to the subnormal range come out right. A NaN x stays
+// NaN through clamp_nan and the polynomial.
 HARMO_HD float exp_f32(float x) {
 #ifdef __CUDA_ARCH__
   return expf(x);
 #else
+  const float shifter = 12582912.0f;
   const float xc = clamp_nan(x, -104.0f, 89.0f);
-  const float k = std::floor(xc * 1.44269504088896341f + 0.5f);
+  const float shifted = xc * 1.44269504088896341f + shifter;
+  const float k = shifted - shifter;
+  const int32_t ki = static_cast<int32_t>(float_to_bits(shifted) - float_to_bits(shifter));
   const float f = (xc - k * 0.693359375f) + k * 2.12194440e-4f;
   const float z = f * f;
   float p = 1.9875691500e-4f;
@@ -36,15 +41,42 @@ HARMO_HD float exp_f32(float x) {
   p = p * f + 1.6666665459e-1f;
   p = p * f + 5.0000001201e-1f;
   p = p * z + f + 1.0f;
-  const int32_t ki = static_cast<int32_t>(k);
   const int32_t k1 = ki >> 1;
   const int32_t k2 = ki - k1;
   const float s1 = bits_to_float(static_cast<uint32_t>(k1 + 127) << 23);
   const float s2 = bits_to_float(static_cast<uint32_t>(k2 + 127) << 23);
-  const float y = p * s1 * s2;
-  return x != x ? x : y;
+  return p * s1 * s2;
 #endif
 }
+
+// Element loads/stores for vectorised loops. dtypes.h's fp16/bf16 conversions branch on special
+// values and pass 2-byte structs by value, both of which keep GCC from vectorising the loop around
+// them; these read and write the raw 16-bit words with selects. Same results, NaN kept as NaN.
+HARMO_HD float half_bits_to_float(uint32_t h) {
+  // Scale the shifted exponent/mantissa by 2^112: exact for normals and subnormals alike.
+  float mag = bits_to_float((h & 0x7fffu) << 13) * 5.192296858534828e33f;
+  mag = (h & 0x7c00u) == 0x7c00u ? bits_to_float(0x7f800000u | ((h & 0x3ffu) << 13)) : mag;
+  return bits_to_float(float_to_bits(mag) | ((h & 0x8000u) << 16));
+}
+
+HARMO_HD uint16_t float_to_bf16_bits(float x) {
+  const uint32_t u = float_to_bits(x);
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;  // round to nearest even
+  const uint32_t quiet = (u >> 16) | 0x40u;
+  return static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded);
+}
+
+HARMO_HD float load_at(const float* p, int64_t i) { return p[i]; }
+HARMO_HD float load_at(const bf16_t* p, int64_t i) {
+  return bits_to_float(static_cast<uint32_t>(reinterpret_cast<const uint16_t*>(p)[i]) << 16);
+}
+HARMO_HD float load_at(const f16_t* p, int64_t i) {
+  return half_bits_to_float(reinterpret_cast<const uint16_t*>(p)[i]);
+}
+
+HARMO_HD void store_at(float* p, int64_t i, float x) { p[i] = x; }
+HARMO_HD void store_at(bf16_t* p, int64_t i, float x) { reinterpret_cast<uint16_t*>(p)[i] = float_to_bf16_bits(x); }
+HARMO_HD void store_at(f16_t* p, int64_t i, float x) { p[i] = from_float<f16_t>(x); }  // rare dtype: scalar is fine
 
 struct KlParams {
   int estimator;  // KlEstimator
@@ -57,18 +89,34 @@ struct KlTerm {
   float dlogp;  // its derivative w.r.t. logp
 };
 
+// The estimator fixed at compile time (the CPU loops instantiate one per estimator so they stay
+// free of per-token selects); kl_term() below picks it at run time.
+template <int EST>
+HARMO_HD KlTerm kl_term_fixed(float d, float clamp_d, float clamp_v) {
+  const float dc = clamp_nan(d, -clamp_d, clamp_d);
+  float v, g;  // g = d(value)/d(logp) = -d(value)/d(d): k1 -> 1, k2 -> -d, k3 -> 1 - exp(d)
+  if (EST == static_cast<int>(KlEstimator::k1)) {
+    v = -dc;
+    g = 1.0f;
+  } else if (EST == static_cast<int>(KlEstimator::k2)) {
+    v = 0.5f * dc * dc;
+    g = -dc;
+  } else {
+    const float e = exp_f32(dc);
+    v = (e - dc) - 1.0f;
+    g = 1.0f - e;
+  }
+  g = (d < -clamp_d || d > clamp_d) ? 0.0f : g;  // written so that a NaN d keeps a NaN g
+  g = (v < -clamp_v || v > clamp_v) ? 0.0f : g;
+  return KlTerm{clamp_nan(v, -clamp_v, clamp_v), g};
+}
+
 HARMO_HD KlTerm kl_term(float d, const KlParams& p) {
-  const float dc = clamp_nan(d, -p.clamp_d, p.clamp_d);
-  const float e = exp_f32(dc);
-  const bool is_k1 = p.estimator == static_cast<int>(KlEstimator::k1);
-  const bool is_k2 = p.estimator == static_cast<int>(KlEstimator::k2);
-  // d(value)/d(logp) = -d(value)/d(d): k1 -> 1, k2 -> -d, k3 -> 1 - exp(d).
-  float v = is_k1 ? -dc : (is_k2 ? 0.5f * dc * dc : (e - dc) - 1.0f);
-  float g = is_k1 ? 1.0f : (is_k2 ? -dc : 1.0f - e);
-  g = (d < -p.clamp_d || d > p.clamp_d) ? 0.0f : g;  // written so that a NaN d keeps a NaN g
-  g = (v < -p.clamp_v || v > p.clamp_v) ? 0.0f : g;
-  v = clamp_nan(v, -p.clamp_v, p.clamp_v);
-  return KlTerm{v, g};
+  switch (p.estimator) {
+    case static_cast<int>(KlEstimator::k1): return kl_term_fixed<0>(d, p.clamp_d, p.clamp_v);
+    case static_cast<int>(KlEstimator::k2): return kl_term_fixed<1>(d, p.clamp_d, p.clamp_v);
+    default: return kl_term_fixed<2>(d, p.clamp_d, p.clamp_v);
+  }
 }
 
 }  // namespace harmo

@@ -1,0 +1,437 @@
+"""grpo_loss: the clipped GRPO policy loss with optional per-token KL, its aggregation and metrics
+(SPEC section 2), with a fused forward+backward.
+
+Per token (ratio r = exp(logp - old), or at ratio_level="sequence" the GSPO ratio
+exp(sum_t m (logp - old) / max(sum_t m, 1)) shared by the row):
+
+    L = -min(min(r, delta) * A, clamp(r, 1 - eps_low, 1 + eps_high) * A) * is_weights
+        + beta * kl(logp, ref_logp) * (r if kl_bias_corrected)
+
+kl_bias_corrected follows TRL's `use_bias_correction_kl` (and verl's meaning): the KL term is
+multiplied by the same ratio r as the policy term (token or sequence level), unclamped and NOT
+detached, so its gradient is beta * r * (logp - ref) for k3. Masked-out tokens (mask == 0) are
+inert: they contribute nothing to the loss, the metrics or the gradient, whatever values
+logp/old/ref hold there. Non-zero mask values weight their token (bool masks are 0/1).
+No log-ratio is clamped (TRL semantics): in fp32, r overflows to inf once logp - old > ~88;
+clipped tokens then still get an exact zero gradient, an A < 0 token without delta gets an
+infinite loss, as the formula says.
+
+The compiled backends make one pass over the token tensors that produces the row partial sums
+AND the per-token gradient coefficient; the backward only scales it by grad_output and the row's
+aggregation weight, in place. Extra memory: the gradient tensor itself plus O(N) floats.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from harmo_fast import _checks, _dispatch, _native
+from harmo_fast.ops._loss_agg import AggPlan, resolve_loss_agg
+from harmo_fast.ops.token_kl import resolve_kl_estimator
+
+OP = "grpo_loss"
+METRICS = ("kl_mean", "clip_low_frac", "clip_high_frac", "ratio_mean")
+RATIO_LEVELS = ("token", "sequence")
+MASK_DTYPES = (torch.bool, torch.uint8, torch.int32, torch.int64, *_checks.FLOAT_DTYPES)
+
+
+def grpo_loss_reference(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor | None,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    ref_logp: torch.Tensor | None = None,
+    is_weights: torch.Tensor | None = None,
+    *,
+    eps_low: float = 0.2,
+    eps_high: float | None = None,
+    delta: float | None = None,
+    beta: float = 0.0,
+    kl_estimator: str = "k3",
+    kl_bias_corrected: bool = False,
+    ratio_level: str = "token",
+    loss_agg: str = "token_mean",
+    normalizer: float | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The definition of correct: plain torch ops in fp32, differentiated by autograd."""
+    agg = resolve_loss_agg(OP, loss_agg, normalizer)
+    est = resolve_kl_estimator(OP, kl_estimator, "kl_estimator")
+    eps_high = eps_low if eps_high is None else eps_high
+    n, t = logp.shape
+    lp = logp.float()
+    old = lp.detach() if old_logp is None else old_logp.float()
+    m = mask.float()
+    on = m != 0
+    zero = lp.new_zeros(())
+    adv = advantages.float().reshape(n, -1)
+
+    diff = torch.where(on, lp - old, zero)
+    if ratio_level == "sequence":
+        log_ratio = (m * diff).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(min=1.0)
+    else:
+        log_ratio = diff
+    r = torch.exp(log_ratio)
+    r_capped = r if delta is None else r.clamp(max=delta)
+    r_clipped = r.clamp(1.0 - eps_low, 1.0 + eps_high)
+    per_token = -torch.min(r_capped * adv, r_clipped * adv)
+    if is_weights is not None:
+        per_token = per_token * is_weights.float().reshape(n, -1)
+    kl = None
+    if ref_logp is not None:
+        kl = est.value(torch.where(on, ref_logp.float() - lp, zero))
+        if kl_bias_corrected:
+            kl = kl * r
+        if beta > 0:
+            per_token = per_token + beta * kl
+    masked = torch.where(on, m * per_token, zero)
+    loss = agg.reference(masked, m, normalizer)
+
+    with torch.no_grad():
+        total = m.sum().clamp(min=1.0)
+
+        def masked_mean(x: torch.Tensor) -> torch.Tensor:
+            return torch.where(on, m * x, zero).sum() / total
+
+        metrics = {
+            "kl_mean": masked_mean(kl) if kl is not None else zero.detach().clone(),
+            "clip_low_frac": masked_mean(((r < 1.0 - eps_low) & (adv < 0)).float()),
+            "clip_high_frac": masked_mean(((r > 1.0 + eps_high) & (adv > 0)).float()),
+            "ratio_mean": masked_mean(r),
+        }
+    return loss, metrics
+
+
+# --- validation
+
+
+def _check_scalar(name: str, value: object, ok: bool, want: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok:
+        raise ValueError(f"{OP}: {name} must be {want}, got {value!r}")
+
+
+def _validate(logp, old_logp, advantages, mask, ref_logp, is_weights, eps_low, eps_high, delta, beta, normalizer,
+              ratio_level) -> torch.device:  # noqa: ANN001
+    _checks.check_tensor(OP, "logp", logp, ndim=2, dtypes=_checks.FLOAT_DTYPES)
+    shape = logp.shape
+    n = shape[0]
+    for name, t in (("old_logp", old_logp), ("ref_logp", ref_logp)):
+        if t is not None:
+            _checks.check_tensor(OP, name, t, dtypes=_checks.FLOAT_DTYPES)
+            _checks.check_shape(OP, name, t, shape)
+    _checks.check_tensor(OP, "mask", mask, dtypes=MASK_DTYPES)
+    _checks.check_shape(OP, "mask", mask, shape)
+    _checks.check_tensor(OP, "advantages", advantages, dtypes=_checks.FLOAT_DTYPES)
+    if tuple(advantages.shape) not in ((n,), tuple(shape)):
+        raise ValueError(f"{OP}: advantages must have shape ({n},) or {tuple(shape)}, got {tuple(advantages.shape)}")
+    if is_weights is not None:
+        _checks.check_tensor(OP, "is_weights", is_weights, dtypes=_checks.FLOAT_DTYPES)
+        if tuple(is_weights.shape) not in ((n,), (n, 1), tuple(shape)):
+            raise ValueError(
+                f"{OP}: is_weights must have shape ({n},), ({n}, 1) or {tuple(shape)}, got {tuple(is_weights.shape)}"
+            )
+    _check_scalar("eps_low", eps_low, eps_low > 0 and math.isfinite(eps_low), "a positive number")
+    if eps_high is not None:
+        _check_scalar("eps_high", eps_high, eps_high > 0 and math.isfinite(eps_high), "a positive number or None")
+    if delta is not None:
+        _check_scalar("delta", delta, delta > 1, "a number > 1 or None")
+    _check_scalar("beta", beta, beta >= 0 and math.isfinite(beta), "a finite number >= 0")
+    if normalizer is not None:
+        _check_scalar("normalizer", normalizer, normalizer > 0 and math.isfinite(normalizer), "a positive number or None")
+    if beta > 0 and ref_logp is None:
+        raise ValueError(f"{OP}: beta > 0 needs ref_logp (the reference model's per-token log-probs)")
+    if ratio_level not in RATIO_LEVELS:
+        raise ValueError(f"{OP}: unknown ratio_level {ratio_level!r}; expected one of {RATIO_LEVELS}")
+    return _checks.check_same_device(
+        OP, logp=logp, old_logp=old_logp, advantages=advantages, mask=mask, ref_logp=ref_logp, is_weights=is_weights
+    )
+
+
+def _check_finite_inputs(advantages: torch.Tensor, is_weights: torch.Tensor | None) -> None:
+    _checks.check_finite(OP, "advantages", advantages)
+    if is_weights is not None:
+        _checks.check_finite(OP, "is_weights", is_weights)
+
+
+def _raise_bad_flags(flags: int) -> None:
+    """The CPU kernel counts non-finite advantages (bit 1) and importance weights (bit 2) as it reads them."""
+    if flags & 1:
+        raise ValueError(f"{OP}: advantages contains NaN or inf")
+    if flags & 2:
+        raise ValueError(f"{OP}: is_weights contains NaN or inf")
+
+
+# --- per-backend launchers
+# forward(logp, old, adv, mask, ref, w, cfg, need_grad) -> (loss, stats (4,), coef or None, row_scale (N,))
+# backward_(coef, row_scale, grad_loss): coef *= grad_loss * row_scale[:, None], in place.
+# The token tensors arrive contiguous and of one dtype, adv/w fp32 of shape (N,) or (N,T).
+# cfg = (clip_lo, clip_hi, delta, beta, kl_code, bias_corrected, sequence, plan.base,
+#        plan.per_row_count, plan.total_count).
+
+
+def _mask_code(mask: torch.Tensor) -> int:
+    return 6 if mask.dtype == torch.uint8 else _native.dtype_code(mask)
+
+
+def _cpu_forward(logp, old, adv, mask, ref, w, cfg, need_grad):  # noqa: ANN001, ANN202
+    n, t = logp.shape
+    coef = torch.empty((n, t), dtype=logp.dtype) if need_grad else None
+    loss = torch.empty((), dtype=torch.float32)
+    stats = torch.empty(4, dtype=torch.float32)
+    row_scale = torch.empty(n, dtype=torch.float32)
+    flags = _native.cpu_module().grpo_loss_fwd(
+        n, t, logp.data_ptr(), old.data_ptr(), 0 if ref is None else ref.data_ptr(), mask.data_ptr(), _mask_code(mask),
+        adv.data_ptr(), adv.dim() == 2, 0 if w is None else w.data_ptr(), w is not None and w.dim() == 2,
+        0 if coef is None else coef.data_ptr(), loss.data_ptr(), stats.data_ptr(), row_scale.data_ptr(),
+        _native.dtype_code(logp), *cfg,
+    )
+    if flags:
+        _raise_bad_flags(flags)
+    return loss, stats, coef, row_scale
+
+
+def _cpu_backward_(coef: torch.Tensor, row_scale: torch.Tensor, grad_loss: torch.Tensor) -> None:
+    n, t = coef.shape
+    g = grad_loss.float()
+    _native.cpu_module().grpo_loss_bwd(coef.data_ptr(), row_scale.data_ptr(), g.data_ptr(), n, t, _native.dtype_code(coef))
+
+
+def _cuda_forward(logp, old, adv, mask, ref, w, cfg, need_grad):  # noqa: ANN001, ANN202
+    _check_finite_inputs(adv, w)
+    n, t = logp.shape
+    dev = logp.device
+    coef = torch.empty((n, t), dtype=logp.dtype, device=dev) if need_grad else None
+    loss = torch.empty((), dtype=torch.float32, device=dev)
+    stats = torch.empty(4, dtype=torch.float32, device=dev)
+    row_scale = torch.empty(n, dtype=torch.float32, device=dev)
+    partials = torch.empty((n, 8), dtype=torch.float32, device=dev)
+    _native.cuda_module().grpo_loss_fwd(
+        n, t, logp.data_ptr(), old.data_ptr(), 0 if ref is None else ref.data_ptr(), mask.data_ptr(), _mask_code(mask),
+        adv.data_ptr(), adv.dim() == 2, 0 if w is None else w.data_ptr(), w is not None and w.dim() == 2,
+        0 if coef is None else coef.data_ptr(), loss.data_ptr(), stats.data_ptr(), row_scale.data_ptr(),
+        partials.data_ptr(), _native.dtype_code(logp), *cfg, _native.stream_of(logp),
+    )
+    return loss, stats, coef, row_scale
+
+
+def _cuda_backward_(coef: torch.Tensor, row_scale: torch.Tensor, grad_loss: torch.Tensor) -> None:
+    n, t = coef.shape
+    g = grad_loss.float()
+    _native.cuda_module().grpo_loss_bwd(
+        coef.data_ptr(), row_scale.data_ptr(), g.data_ptr(), n, t, _native.dtype_code(coef), _native.stream_of(coef)
+    )
+
+
+def _finish_partials(partials: torch.Tensor, plan: AggPlan) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, stats, row_scale) from per-row partial sums [loss, count, kl, clip_lo, clip_hi, ratio]."""
+    p = partials.double()
+    count = p[:, 1]
+    total = count.sum().clamp(min=1.0)
+    div = torch.full_like(count, plan.base)
+    if plan.per_row_count:
+        div = div * count.clamp(min=1.0)
+    if plan.total_count:
+        div = div * total
+    alpha = (1.0 / div).float()
+    loss = (alpha.double() * p[:, 0]).sum().float()
+    stats = (p[:, 2:6].sum(0) / total).float()
+    return loss, stats, alpha
+
+
+def _triton_forward(logp, old, adv, mask, ref, w, cfg, need_grad):  # noqa: ANN001, ANN202
+    from harmo_fast.triton_kernels import grpo_loss as tk
+
+    _check_finite_inputs(adv, w)
+    partials, coef = tk.forward(logp, old, adv, mask, ref, w, cfg, need_grad)
+    loss, stats, row_scale = _finish_partials(partials, AggPlan(*cfg[7:]))
+    return loss, stats, coef, row_scale
+
+
+def _triton_backward_(coef: torch.Tensor, row_scale: torch.Tensor, grad_loss: torch.Tensor) -> None:
+    from harmo_fast.triton_kernels import grpo_loss as tk
+
+    tk.scale_rows_(coef, row_scale, grad_loss.float())
+
+
+_LAUNCHERS = {
+    "cpu": (_cpu_forward, _cpu_backward_),
+    "cuda": (_cuda_forward, _cuda_backward_),
+    "triton": (_triton_forward, _triton_backward_),
+}
+
+
+class _GrpoLossFunction(torch.autograd.Function):
+    """Eager path: the forward kernel leaves the gradient coefficients in a buffer; the backward
+    scales that buffer in place and hands it to autograd as logp's gradient."""
+
+    @staticmethod
+    def forward(ctx, logp, old, adv, mask, ref, w, backend, cfg):  # noqa: ANN001, ANN205
+        loss, stats, coef, row_scale = _LAUNCHERS[backend][0](logp, old, adv, mask, ref, w, cfg, True)
+        ctx.backend, ctx.coef, ctx.row_scale = backend, coef, row_scale
+        ctx.mark_non_differentiable(stats)
+        return loss, stats
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_loss, grad_stats):  # noqa: ANN001, ANN205, ARG004
+        coef = ctx.coef
+        if coef is None:
+            raise RuntimeError(
+                f"{OP}: the fused gradient buffer was consumed by an earlier backward; recompute the loss to "
+                "differentiate it again (or use backend='torch')"
+            )
+        ctx.coef = None
+        _LAUNCHERS[ctx.backend][1](coef, ctx.row_scale, grad_loss)
+        return coef, None, None, None, None, None, None, None
+
+
+# --- torch.library custom ops, so torch.compile can trace a step that calls grpo_loss
+
+
+@torch.library.custom_op("harmo_fast::grpo_loss", mutates_args=())
+def _grpo_loss_op(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    ref_logp: torch.Tensor | None,
+    is_weights: torch.Tensor | None,
+    clip_lo: float,
+    clip_hi: float,
+    delta: float,
+    beta: float,
+    kl_code: int,
+    bias_corrected: bool,
+    sequence: bool,
+    agg_base: float,
+    agg_per_row_count: bool,
+    agg_total_count: bool,
+    backend: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    cfg = (clip_lo, clip_hi, delta, beta, kl_code, bias_corrected, sequence, agg_base, agg_per_row_count, agg_total_count)
+    loss, stats, coef, row_scale = _LAUNCHERS[backend][0](logp, old_logp, advantages, mask, ref_logp, is_weights, cfg, True)
+    return loss, stats, coef, row_scale
+
+
+@_grpo_loss_op.register_fake
+def _grpo_loss_fake(logp, old_logp, advantages, mask, ref_logp, is_weights, *args):  # noqa: ANN001, ANN002, ANN202, ARG001
+    n = logp.shape[0]
+    f32 = torch.float32
+    return (
+        logp.new_empty((), dtype=f32),
+        logp.new_empty(4, dtype=f32),
+        torch.empty_like(logp, memory_format=torch.contiguous_format),
+        logp.new_empty(n, dtype=f32),
+    )
+
+
+@torch.library.custom_op("harmo_fast::grpo_loss_backward", mutates_args=())
+def _grpo_loss_backward_op(coef: torch.Tensor, row_scale: torch.Tensor, grad_loss: torch.Tensor, backend: str) -> torch.Tensor:
+    out = coef.clone()  # the compiled graph may still hold coef: scale a copy
+    _LAUNCHERS[backend][1](out, row_scale, grad_loss)
+    return out
+
+
+@_grpo_loss_backward_op.register_fake
+def _grpo_loss_backward_fake(coef, row_scale, grad_loss, backend):  # noqa: ANN001, ANN202, ARG001
+    return torch.empty_like(coef)
+
+
+def _op_setup(ctx, inputs, output) -> None:  # noqa: ANN001
+    ctx.backend = inputs[-1]
+    ctx.save_for_backward(output[2], output[3])
+
+
+def _op_backward(ctx, grad_loss, grad_stats, grad_coef, grad_row_scale):  # noqa: ANN001, ANN202, ARG001
+    coef, row_scale = ctx.saved_tensors
+    return (_grpo_loss_backward_op(coef, row_scale, grad_loss, ctx.backend),) + (None,) * 16
+
+
+_grpo_loss_op.register_autograd(_op_backward, setup_context=_op_setup)
+
+
+def _kernel_inputs(logp, old_logp, advantages, mask, ref_logp, is_weights):  # noqa: ANN001, ANN202
+    """Contiguous token tensors of one dtype (the widest given), fp32 advantages/weights; copies
+    nothing when the inputs already are so (the usual case)."""
+    dtype = logp.dtype
+    for t in (old_logp, ref_logp):
+        if t is not None and t.dtype != dtype:
+            dtype = torch.promote_types(dtype, t.dtype)
+    lp = logp if logp.dtype == dtype else logp.to(dtype)
+    old = lp.detach() if old_logp is None else old_logp.to(dtype)
+    ref = None if ref_logp is None else ref_logp.to(dtype).contiguous()
+    n = logp.shape[0]
+    w = None
+    if is_weights is not None:
+        w = is_weights.float().contiguous()
+        if w.dim() == 2 and w.shape[1] == 1 and logp.shape[1] != 1:
+            w = w.reshape(n)
+    return lp.contiguous(), old.contiguous(), advantages.float().contiguous(), mask.contiguous(), ref, w
+
+
+def grpo_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor | None,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    ref_logp: torch.Tensor | None = None,
+    is_weights: torch.Tensor | None = None,
+    *,
+    eps_low: float = 0.2,
+    eps_high: float | None = None,
+    delta: float | None = None,
+    beta: float = 0.0,
+    kl_estimator: str = "k3",
+    kl_bias_corrected: bool = False,
+    ratio_level: str = "token",
+    loss_agg: str = "token_mean",
+    normalizer: float | None = None,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clipped GRPO loss of logp (N,T) (see the module docstring for the formula).
+
+    old_logp (N,T) or None (on-policy: old = logp.detach()); advantages (N,) or (N,T); mask (N,T)
+    bool/int/float; ref_logp (N,T) for the KL (needed when beta > 0; gives kl_mean whenever
+    given); is_weights (N,), (N,1) or (N,T). loss_agg: token_mean ("token-mean", "bnpo", "dapo"
+    with normalizer), seq_mean_token_mean ("grpo", "seq-mean-token-mean"), seq_mean_token_sum
+    ("seq-mean-token-sum"), seq_mean_token_sum_norm ("dr_grpo", "seq-mean-token-sum-norm";
+    normalizer defaults to T). Returns (loss: 0-dim fp32, differentiable w.r.t. logp;
+    metrics: {kl_mean, clip_low_frac, clip_high_frac, ratio_mean}, 0-dim fp32, detached).
+    """
+    device = _validate(
+        logp, old_logp, advantages, mask, ref_logp, is_weights, eps_low, eps_high, delta, beta, normalizer, ratio_level
+    )
+    agg = resolve_loss_agg(OP, loss_agg, normalizer)
+    est = resolve_kl_estimator(OP, kl_estimator, "kl_estimator")
+    backend = _dispatch.resolve_backend(backend, device, OP)
+    compiling = torch.compiler.is_compiling()
+    if backend == "torch":
+        if not compiling:
+            _check_finite_inputs(advantages, is_weights)
+        return grpo_loss_reference(
+            logp, old_logp, advantages, mask, ref_logp, is_weights, eps_low=eps_low, eps_high=eps_high, delta=delta,
+            beta=beta, kl_estimator=kl_estimator, kl_bias_corrected=kl_bias_corrected, ratio_level=ratio_level,
+            loss_agg=loss_agg, normalizer=normalizer,
+        )
+    plan = agg.plan(logp.shape[0], logp.shape[1], normalizer)
+    cfg = (
+        1.0 - eps_low,
+        1.0 + (eps_low if eps_high is None else eps_high),
+        math.inf if delta is None else float(delta),
+        float(beta),
+        est.code,
+        bool(kl_bias_corrected),
+        ratio_level == "sequence",
+        plan.base,
+        plan.per_row_count,
+        plan.total_count,
+    )
+    lp, old, adv, m, ref, w = _kernel_inputs(logp, old_logp, advantages, mask, ref_logp, is_weights)
+    if compiling:
+        loss, stats, _, _ = _grpo_loss_op(lp, old, adv, m, ref, w, *cfg, backend)
+    elif logp.requires_grad and torch.is_grad_enabled():
+        loss, stats = _GrpoLossFunction.apply(lp, old, adv, m, ref, w, backend, cfg)
+    else:
+        loss, stats, _, _ = _LAUNCHERS[backend][0](lp, old, adv, m, ref, w, cfg, False)
+    kl, clip_low, clip_high, ratio = stats.unbind(0)
+    return loss, {"kl_mean": kl, "clip_low_frac": clip_low, "clip_high_frac": clip_high, "ratio_mean": ratio}
