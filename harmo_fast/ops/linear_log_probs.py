@@ -27,7 +27,9 @@ OP = "linear_log_probs"
 
 # Budget for one chunk of logits in the parameters' dtype. Half-precision chunks hold twice the
 # rows, which halves the number of fp32 weight-gradient accumulations (each a pass over V x H).
-CHUNK_BYTES = 64 << 20
+CHUNK_BYTES = 32 << 20
+# Vocabulary rows per half-precision partial weight-gradient product (see _backward_op).
+PARTIAL_ROWS = 4096
 
 
 def linear_log_probs_reference(
@@ -139,9 +141,11 @@ def _backward_op(
     # fp32 accumulators; for fp32 parameters they are the gradients themselves.
     grad_weight = torch.zeros(vocab, size, dtype=torch.float32, device=hidden.device) if need_weight else hidden.new_empty(0)
     grad_bias = torch.zeros(vocab, dtype=torch.float32, device=hidden.device) if need_bias else hidden.new_empty(0)
-    # Half-precision partial products of a chunk (BLAS accumulates each in fp32 internally) are
-    # summed across chunks in the fp32 accumulator.
-    partial = weight.new_empty(vocab, size) if need_weight and weight.dtype != torch.float32 else None
+    # Half-precision partial products (BLAS accumulates each in fp32 internally) are summed into
+    # the fp32 accumulator PARTIAL_ROWS vocabulary rows at a time, so the partial stays small.
+    partial = (
+        weight.new_empty(min(PARTIAL_ROWS, vocab), size) if need_weight and weight.dtype != torch.float32 else None
+    )
     buf = hidden.new_empty(min(chunk_size, n), vocab)
     for s, e in _chunks(n, chunk_size):
         h = h2[s:e]
@@ -156,9 +160,11 @@ def _backward_op(
             if partial is None:
                 grad_weight.addmm_(z.t(), h)
             else:
-                grad_weight.add_(torch.mm(z.t(), h, out=partial))
+                for vs, ve in _chunks(vocab, partial.shape[0]):
+                    grad_weight[vs:ve].add_(torch.mm(z[:, vs:ve].t(), h, out=partial[: ve - vs]))
         if need_bias:
             grad_bias.add_(z.sum(0, dtype=torch.float32))
+    del buf, partial  # freed before the casts below allocate the parameter-dtype gradients
     if need_hidden:
         grad_hidden = grad_hidden.view(hidden.shape)
     if need_weight:
@@ -216,7 +222,7 @@ def linear_log_probs(
     hidden (..., H), weight (V, H) and bias (V,) share one float dtype (fp32/bf16/fp16); index (...)
     int64 or int32 in [0, V). Differentiable w.r.t. hidden, weight and bias, through the log-probs
     and (with return_entropy) the entropy. chunk_size = tokens per chunk (None: as many as fit a
-    64 MiB chunk of logits). The torch backend is the unchunked reference.
+    32 MiB chunk of logits). The torch backend is the unchunked reference.
     """
     device = _check_arguments(hidden, weight, index, bias, temperature, chunk_size)
     resolved = sls.resolve_backend(backend, device, OP)

@@ -297,7 +297,9 @@ def selective_log_softmax(
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Log-probability of token `index` under softmax(logits / temperature), fp32, shape of index.
 
-    logits (..., V) fp32/bf16/fp16 of any strides; index (...) int64 or int32 in [0, V).
+    logits (..., V) fp32/bf16/fp16 of any strides: read in place when the last dimension is
+    contiguous and the leading ones collapse to at most two strided dimensions (e.g. TRL's
+    logits[:, :-1]), copied otherwise. index (...) int64 or int32 in [0, V) (IndexError otherwise).
     With return_entropy, also returns the softmax entropy per position (differentiable too).
 
     inplace_backward=True (fused backends): the backward writes d(logits) into the logits buffer
