@@ -54,17 +54,19 @@ def grpo_loss_reference(
     loss_agg: str = "token_mean",
     normalizer: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The definition of correct: plain torch ops in fp32, differentiated by autograd."""
+    """The definition of correct: plain torch ops in fp32 (float64 stays float64, for gradcheck),
+    differentiated by autograd."""
     agg = resolve_loss_agg(OP, loss_agg, normalizer)
     est = resolve_kl_estimator(OP, kl_estimator, "kl_estimator")
     eps_high = eps_low if eps_high is None else eps_high
     n, t = logp.shape
-    lp = logp.float()
-    old = lp.detach() if old_logp is None else old_logp.float()
-    m = mask.float()
+    acc = torch.float64 if logp.dtype == torch.float64 else torch.float32
+    lp = logp.to(acc)
+    old = lp.detach() if old_logp is None else old_logp.to(acc)
+    m = mask.to(acc)
     on = m != 0
     zero = lp.new_zeros(())
-    adv = advantages.float().reshape(n, -1)
+    adv = advantages.to(acc).reshape(n, -1)
 
     diff = torch.where(on, lp - old, zero)
     if ratio_level == "sequence":
@@ -76,10 +78,10 @@ def grpo_loss_reference(
     r_clipped = r.clamp(1.0 - eps_low, 1.0 + eps_high)
     per_token = -torch.min(r_capped * adv, r_clipped * adv)
     if is_weights is not None:
-        per_token = per_token * is_weights.float().reshape(n, -1)
+        per_token = per_token * is_weights.to(acc).reshape(n, -1)
     kl = None
     if ref_logp is not None:
-        kl = est.value(torch.where(on, ref_logp.float() - lp, zero))
+        kl = est.value(torch.where(on, ref_logp.to(acc) - lp, zero))
         if kl_bias_corrected:
             kl = kl * r
         if beta > 0:
@@ -95,8 +97,8 @@ def grpo_loss_reference(
 
         metrics = {
             "kl_mean": masked_mean(kl) if kl is not None else zero.detach().clone(),
-            "clip_low_frac": masked_mean(((r < 1.0 - eps_low) & (adv < 0)).float()),
-            "clip_high_frac": masked_mean(((r > 1.0 + eps_high) & (adv > 0)).float()),
+            "clip_low_frac": masked_mean(((r < 1.0 - eps_low) & (adv < 0)).to(acc)),
+            "clip_high_frac": masked_mean(((r > 1.0 + eps_high) & (adv > 0)).to(acc)),
             "ratio_mean": masked_mean(r),
         }
     return loss, metrics

@@ -52,8 +52,10 @@ def token_kl_reference(
     clamp_log_ratio: float | None = None,
     clamp_value: float | None = None,
 ) -> torch.Tensor:
-    """The definition of correct: plain torch, differentiable by autograd, fp32 math."""
-    d = ref_logp.float() - logp.float()
+    """The definition of correct: plain torch, differentiable by autograd, fp32 math (float64 stays
+    float64, for gradcheck)."""
+    acc = torch.float64 if logp.dtype == torch.float64 else torch.float32
+    d = ref_logp.to(acc) - logp.to(acc)
     if clamp_log_ratio is not None:
         d = d.clamp(-clamp_log_ratio, clamp_log_ratio)
     kl = resolve_kl_estimator(OP, estimator).value(d)
