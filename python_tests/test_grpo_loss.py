@@ -1,0 +1,375 @@
+"""grpo_loss: the reference against hand-computed SPEC values and gradcheck; every backend against
+the reference (loss, metrics, gradient) over aggregations, ratio levels, dual clip, importance
+weights, KL estimators, bias correction, dtypes and edge cases; torch.compile; argument errors."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import harmo_fast as hf
+from harmo_fast._dispatch import available_backends
+from harmo_fast.ops._loss_agg import AGGREGATIONS, ALIASES
+from harmo_fast.ops.grpo_loss import METRICS, grpo_loss_reference
+
+KERNEL_BACKENDS = [b for b in ("cpu", "triton", "cuda") if available_backends()[b].startswith("available")]
+TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.bfloat16: dict(rtol=1e-2, atol=1e-2), torch.float16: dict(rtol=1e-2, atol=1e-2)}
+
+
+def _device(backend: str) -> str:
+    return "cuda" if backend == "cuda" or (backend == "triton" and torch.cuda.is_available()) else "cpu"
+
+
+def _inputs(n: int, t: int, *, dtype=torch.float32, spread=0.3, adv_tok=False, w_shape=None, ref=True, device="cpu",
+            masked_rows=(1,)):
+    logp = (torch.randn(n, t) * 0.5 - 1.0).to(dtype)
+    old = (logp.float() + torch.randn(n, t) * spread).to(dtype)
+    ref_logp = (logp.float() + torch.randn(n, t) * 0.4).to(dtype) if ref else None
+    adv = torch.randn((n, t) if adv_tok else (n,))
+    mask = torch.rand(n, t) > 0.25
+    for r in masked_rows:
+        if r < n:
+            mask[r] = False
+    w = None if w_shape is None else torch.rand(w_shape) + 0.5
+    mv = lambda x: None if x is None else x.to(device)  # noqa: E731
+    return mv(logp).requires_grad_(), mv(old), mv(adv), mv(mask), mv(ref_logp), mv(w)
+
+
+def _compare(backend: str, args: tuple, dtype=torch.float32, **kw) -> None:
+    logp = args[0]
+    loss, metrics = hf.grpo_loss(*args, backend=backend, **kw)
+    want, want_metrics = grpo_loss_reference(*args, **kw)
+    assert loss.dtype == torch.float32 and loss.dim() == 0
+    assert set(metrics) == set(METRICS)
+    torch.testing.assert_close(loss, want, **TOL[dtype])
+    for k in METRICS:
+        assert metrics[k].dim() == 0 and not metrics[k].requires_grad and metrics[k].dtype == torch.float32
+        torch.testing.assert_close(metrics[k], want_metrics[k].float(), **TOL[dtype], msg=k)
+    (g,) = torch.autograd.grad(loss, logp)
+    (g_want,) = torch.autograd.grad(want, logp)
+    assert g.dtype == logp.dtype and torch.isfinite(g).all()
+    torch.testing.assert_close(g.float(), g_want.float(), **TOL[dtype])
+
+
+# --- the reference against the SPEC formula, by hand
+
+
+def test_reference_hand_example_positive_advantage() -> None:
+    logp = torch.zeros(1, 3, requires_grad=True)
+    old = torch.tensor([[0.0, math.log(1.5), math.log(0.5)]])  # r = 1, 2/3, 2
+    adv, mask = torch.ones(1), torch.ones(1, 3, dtype=torch.bool)
+    loss, m = grpo_loss_reference(logp, old, adv, mask)
+    # L = -min(r A, clamp(r, 0.8, 1.2) A) = -1, -2/3, -1.2 ; token_mean over 3 tokens
+    assert loss.item() == pytest.approx(-(1.0 + 2.0 / 3.0 + 1.2) / 3.0, rel=1e-6)
+    (g,) = torch.autograd.grad(loss, logp)
+    # unclipped tokens: -A r / 3 (the r = 1 tie gets the full gradient); the clipped one: 0
+    torch.testing.assert_close(g, torch.tensor([[-1.0 / 3.0, -2.0 / 9.0, 0.0]]))
+    assert m["clip_high_frac"].item() == pytest.approx(1.0 / 3.0)
+    assert m["clip_low_frac"].item() == 0.0
+    assert m["ratio_mean"].item() == pytest.approx((1.0 + 2.0 / 3.0 + 2.0) / 3.0, rel=1e-6)
+    assert m["kl_mean"].item() == 0.0
+
+
+def test_reference_hand_example_negative_advantage_dual_clip_and_kl() -> None:
+    logp = torch.zeros(1, 3, requires_grad=True)
+    old = torch.tensor([[0.0, math.log(1.5), math.log(0.5)]])  # r = 1, 2/3, 2
+    ref = torch.tensor([[math.log(2.0), 0.0, 0.0]])  # k3 = 1 - ln2 on token 0
+    adv, mask = -torch.ones(1), torch.ones(1, 3)
+    loss, m = grpo_loss_reference(logp, old, adv, mask, ref, delta=1.5, beta=0.1)
+    # token 0: -min(-1, -1) = 1 ; token 1: -min(-2/3, -0.8) = 0.8 (clipped) ;
+    # token 2: r' = min(2, 1.5): -min(-1.5, -1.2) = 1.5 (dual-clipped)
+    kl0 = 1.0 - math.log(2.0)
+    assert loss.item() == pytest.approx((1.0 + 0.8 + 1.5 + 0.1 * kl0) / 3.0, rel=1e-6)
+    (g,) = torch.autograd.grad(loss, logp)
+    # grad = (-A r [unclipped] + beta (1 - exp(ref - logp))) / 3
+    torch.testing.assert_close(g, torch.tensor([[(1.0 + 0.1 * (1.0 - 2.0)) / 3.0, 0.0, 0.0]]))
+    assert m["clip_low_frac"].item() == pytest.approx(1.0 / 3.0)
+    assert m["clip_high_frac"].item() == 0.0
+    assert m["kl_mean"].item() == pytest.approx(kl0 / 3.0, rel=1e-6)
+
+
+def test_reference_aggregations_by_hand() -> None:
+    per_tok = torch.tensor([[1.0, 2.0, 0.0], [3.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    lm = per_tok * mask
+    assert AGGREGATIONS["token_mean"].reference(lm, mask, None).item() == pytest.approx(6.0 / 3.0)
+    assert AGGREGATIONS["token_mean"].reference(lm, mask, 12.0).item() == pytest.approx(0.5)
+    assert AGGREGATIONS["seq_mean_token_mean"].reference(lm, mask, None).item() == pytest.approx((1.5 + 3.0) / 2)
+    assert AGGREGATIONS["seq_mean_token_sum"].reference(lm, mask, None).item() == pytest.approx(6.0 / 2)
+    assert AGGREGATIONS["seq_mean_token_sum_norm"].reference(lm, mask, None).item() == pytest.approx(6.0 / (2 * 3))
+    assert AGGREGATIONS["seq_mean_token_sum_norm"].reference(lm, mask, 4.0).item() == pytest.approx(6.0 / (2 * 4))
+
+
+def test_reference_sequence_ratio_by_hand() -> None:
+    logp = torch.zeros(1, 3, requires_grad=True)
+    old = torch.tensor([[0.0, -0.3, 5.0]])
+    mask = torch.tensor([[True, True, False]])  # masked token ignored in the row's mean
+    loss, m = grpo_loss_reference(logp, old, torch.ones(1), mask, ratio_level="sequence", eps_low=0.5)
+    s = math.exp(0.15)  # exp(mean(0, 0.3)), inside the clip range
+    assert loss.item() == pytest.approx(-s, rel=1e-6)
+    (g,) = torch.autograd.grad(loss, logp)
+    # d/dlogp_t of -mean_t(S) with dS/dlogp_t = S m_t / 2
+    torch.testing.assert_close(g, torch.tensor([[-s / 2, -s / 2, 0.0]]))
+    assert m["ratio_mean"].item() == pytest.approx(s, rel=1e-6)
+
+
+@pytest.mark.parametrize("level", ["token", "sequence"])
+@pytest.mark.parametrize("extra", [dict(), dict(delta=1.3, beta=0.2), dict(beta=0.1, kl_bias_corrected=True, kl_estimator="k2")])
+def test_reference_gradcheck(level: str, extra: dict) -> None:
+    n, t = 3, 5
+    logp = (torch.randn(n, t, dtype=torch.float64) * 0.3).requires_grad_()
+    old = logp.detach() + torch.randn(n, t, dtype=torch.float64) * 0.4
+    ref = logp.detach() + torch.randn(n, t, dtype=torch.float64) * 0.4
+    adv = torch.randn(n, dtype=torch.float64)
+    mask = torch.rand(n, t) > 0.3
+    w = torch.rand(n, t, dtype=torch.float64) + 0.5
+    f = lambda x: grpo_loss_reference(x, old, adv, mask, ref, w, ratio_level=level, **extra)[0]  # noqa: E731
+    assert torch.autograd.gradcheck(f, (logp,))
+
+
+def test_reference_bias_corrected_kl_gradient() -> None:
+    # token level: d/dlogp (beta * r * k3) = beta * r * (logp - ref) exactly (research notes, section 0)
+    logp = torch.tensor([[0.2, -0.4]], requires_grad=True)
+    old, ref = torch.tensor([[0.0, 0.1]]), torch.tensor([[0.5, -1.0]])
+    adv = torch.zeros(1)  # no policy gradient
+    loss, _ = grpo_loss_reference(logp, old, adv, torch.ones(1, 2), ref, beta=0.5, kl_bias_corrected=True,
+                                  loss_agg="seq_mean_token_sum")
+    (g,) = torch.autograd.grad(loss, logp)
+    r = torch.exp(logp.detach() - old)
+    torch.testing.assert_close(g, 0.5 * r * (logp.detach() - ref))
+
+
+# --- every backend against the reference
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@settings(max_examples=20, deadline=None)
+@given(
+    n=st.integers(1, 5),
+    t=st.integers(1, 40),
+    level=st.sampled_from(["token", "sequence"]),
+    agg=st.sampled_from(sorted(AGGREGATIONS)),
+    delta=st.sampled_from([None, 1.4, 3.0]),
+    beta=st.sampled_from([0.0, 0.04]),
+    est=st.sampled_from(["k1", "k2", "k3"]),
+    bias=st.booleans(),
+    adv_tok=st.booleans(),
+    w_kind=st.sampled_from([None, "n", "n1", "nt"]),
+    eps_high=st.sampled_from([None, 0.28]),
+    spread=st.sampled_from([0.05, 0.5, 3.0]),
+)
+def test_backend_matches_reference(backend, n, t, level, agg, delta, beta, est, bias, adv_tok, w_kind, eps_high, spread) -> None:
+    w_shape = {None: None, "n": (n,), "n1": (n, 1), "nt": (n, t)}[w_kind]
+    args = _inputs(n, t, spread=spread, adv_tok=adv_tok, w_shape=w_shape, device=_device(backend))
+    _compare(backend, args, ratio_level=level, loss_agg=agg, delta=delta, beta=beta, kl_estimator=est,
+             kl_bias_corrected=bias, eps_high=eps_high)
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize("name", sorted(ALIASES))
+def test_aliases_match_reference(backend: str, name: str) -> None:
+    args = _inputs(3, 9, device=_device(backend))
+    normalizer = 37.0 if name == "dapo" else None
+    _compare(backend, args, loss_agg=name, normalizer=normalizer, beta=0.1)
+    canonical, _ = grpo_loss_reference(*args, loss_agg=ALIASES[name], normalizer=normalizer, beta=0.1)
+    aliased, _ = grpo_loss_reference(*args, loss_agg=name, normalizer=normalizer, beta=0.1)
+    assert canonical.item() == aliased.item()
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize("agg", sorted(AGGREGATIONS))
+def test_explicit_normalizer(backend: str, agg: str) -> None:
+    args = _inputs(4, 6, device=_device(backend))
+    _compare(backend, args, loss_agg=agg, normalizer=11.0)
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("level", ["token", "sequence"])
+def test_half_precision_inputs(backend: str, dtype: torch.dtype, level: str) -> None:
+    args = _inputs(3, 33, dtype=dtype, device=_device(backend))
+    _compare(backend, args, dtype=dtype, ratio_level=level, beta=0.05)
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize("mask_dtype", [torch.bool, torch.uint8, torch.int32, torch.int64, torch.float32, torch.bfloat16])
+def test_mask_dtypes(backend: str, mask_dtype: torch.dtype) -> None:
+    logp, old, adv, mask, ref, w = _inputs(3, 10, device=_device(backend))
+    _compare(backend, (logp, old, adv, mask.to(mask_dtype), ref, w), beta=0.1, ratio_level="sequence")
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize("level", ["token", "sequence"])
+def test_on_policy_ties_get_full_gradient(backend: str, level: str) -> None:
+    # old_logp=None: r = 1 exactly, r*A == clamp(r)*A for every token (min() ties), full gradient -A/n.
+    dev = _device(backend)
+    logp = torch.randn(2, 4, device=dev, requires_grad=True)
+    adv = torch.tensor([1.5, -2.0], device=dev)
+    mask = torch.ones(2, 4, dtype=torch.bool, device=dev)
+    loss, m = hf.grpo_loss(logp, None, adv, mask, ratio_level=level, backend=backend)
+    (g,) = torch.autograd.grad(loss, logp)
+    torch.testing.assert_close(g, (-adv / 8.0)[:, None].expand(2, 4))
+    assert m["ratio_mean"].item() == 1.0 and m["clip_low_frac"].item() == 0.0
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize("level", ["token", "sequence"])
+def test_all_masked_rows_and_empty_batches(backend: str, level: str) -> None:
+    dev = _device(backend)
+    for n, t in ((3, 5), (0, 5), (4, 0)):
+        logp = torch.randn(n, t, device=dev, requires_grad=True)
+        mask = torch.zeros(n, t, dtype=torch.bool, device=dev)
+        for agg in AGGREGATIONS:
+            loss, m = hf.grpo_loss(logp, logp.detach() + 1.0, torch.ones(n, device=dev), mask, logp.detach(),
+                                   beta=0.1, loss_agg=agg, ratio_level=level, backend=backend)
+            (g,) = torch.autograd.grad(loss, logp)
+            assert loss.item() == 0.0 and all(v.item() == 0.0 for v in m.values())
+            assert g.shape == (n, t) and (g == 0).all()
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+def test_masked_positions_are_inert(backend: str) -> None:
+    # Garbage (inf/NaN) in logp/old/ref at masked positions changes nothing.
+    args = _inputs(3, 8, device=_device(backend))
+    logp, old, adv, mask, ref, w = args
+    dirty_old, dirty_ref = old.clone(), ref.clone()
+    dirty_old[~mask] = float("inf")
+    dirty_ref[~mask] = float("nan")
+    clean, _ = hf.grpo_loss(logp, old, adv, mask, ref, beta=0.1, backend=backend)
+    dirty, _ = hf.grpo_loss(logp, dirty_old, adv, mask, dirty_ref, beta=0.1, backend=backend)
+    torch.testing.assert_close(dirty, clean)
+    (g,) = torch.autograd.grad(dirty, logp)
+    assert torch.isfinite(g).all() and (g[~mask] == 0).all()
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize("level", ["token", "sequence"])
+@pytest.mark.parametrize("delta", [None, 2.0])
+def test_huge_log_ratios(backend: str, level: str, delta: float | None) -> None:
+    # |logp - old| ~ 50: r = e^{+-50} is finite in fp32; loss and gradient finite and as the reference.
+    dev = _device(backend)
+    logp = torch.zeros(2, 6, device=dev, requires_grad=True)
+    old = torch.tensor([[50.0, -50.0, 0.1, -49.0, 48.0, 0.0]] * 2, device=dev)
+    adv = torch.tensor([1.0, -1.0], device=dev)
+    mask = torch.ones(2, 6, dtype=torch.bool, device=dev)
+    ref = torch.full((2, 6), -0.5, device=dev)
+    kw = dict(ratio_level=level, delta=delta, beta=0.05)
+    loss, _ = hf.grpo_loss(logp, old, adv, mask, ref, backend=backend, **kw)
+    want, _ = grpo_loss_reference(logp, old, adv, mask, ref, **kw)
+    assert torch.isfinite(loss)
+    torch.testing.assert_close(loss, want, rtol=1e-5, atol=1e-5)
+    (g,) = torch.autograd.grad(loss, logp)
+    (g_want,) = torch.autograd.grad(want, logp)
+    assert torch.isfinite(g).all()
+    torch.testing.assert_close(g, g_want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+def test_ratios_far_outside_clip_range(backend: str) -> None:
+    args = _inputs(4, 16, spread=4.0, device=_device(backend))
+    _compare(backend, args, delta=3.0, beta=0.02)
+
+
+def test_kl_metric_without_beta_and_zero_without_ref() -> None:
+    logp, old, adv, mask, ref, _ = _inputs(3, 7)
+    _, with_ref = hf.grpo_loss(logp, old, adv, mask, ref, backend="cpu")
+    _, want = grpo_loss_reference(logp, old, adv, mask, ref)
+    assert with_ref["kl_mean"].item() > 0
+    torch.testing.assert_close(with_ref["kl_mean"], want["kl_mean"])
+    _, without = hf.grpo_loss(logp, old, adv, mask, backend="cpu")
+    assert without["kl_mean"].item() == 0.0
+
+
+def test_no_grad_path_and_auto_backend() -> None:
+    logp, old, adv, mask, ref, w = _inputs(3, 7)
+    want, want_m = grpo_loss_reference(logp, old, adv, mask, ref, w, beta=0.1)
+    with torch.no_grad():
+        loss, m = hf.grpo_loss(logp, old, adv, mask, ref, w, beta=0.1)
+    torch.testing.assert_close(loss, want.detach())
+    torch.testing.assert_close(m["ratio_mean"], want_m["ratio_mean"])
+
+
+def test_second_backward_through_fused_buffer_raises() -> None:
+    logp, old, adv, mask, _, _ = _inputs(2, 5)
+    loss, _ = hf.grpo_loss(logp, old, adv, mask, backend="cpu")
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="consumed"):
+        loss.backward()
+
+
+def test_torch_compile_fullgraph_step_matches_eager() -> None:
+    # The loss step is captured whole (fullgraph); its backward runs through the compiled graph's
+    # autograd (the custom op's registered backward).
+    logp0, old, adv, mask, ref, w = _inputs(4, 12)
+
+    def step(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, metrics = hf.grpo_loss(x * 1.0, old, adv, mask, ref, w, beta=0.05, loss_agg="grpo", backend="cpu")
+        return loss, metrics["clip_low_frac"]
+
+    from torch._dynamo.backends.debugging import aot_eager
+
+    seen: list[str] = []
+
+    def recording_aot_eager(gm, example_inputs):  # noqa: ANN001, ANN202
+        seen.extend(str(node.target) for node in gm.graph.nodes)
+        return aot_eager(gm, example_inputs)
+
+    compiled = torch.compile(step, fullgraph=True, backend=recording_aot_eager)
+    x1 = logp0.detach().clone().requires_grad_()
+    x2 = logp0.detach().clone().requires_grad_()
+    l1, c1 = step(x1)
+    l2, c2 = compiled(x2)
+    l1.backward()
+    l2.backward()
+    torch.testing.assert_close(l2, l1)
+    torch.testing.assert_close(c2, c1)
+    torch.testing.assert_close(x2.grad, x1.grad)
+    assert "harmo_fast.grpo_loss.default" in seen  # the fused kernel, not a traced-through reference
+
+
+# --- bad input
+
+
+def _good() -> dict:
+    logp, old, adv, mask, ref, w = _inputs(2, 3)
+    return dict(logp=logp, old_logp=old, advantages=adv, mask=mask, ref_logp=ref, is_weights=w)
+
+
+@pytest.mark.parametrize(
+    ("change", "exc", "match"),
+    [
+        (dict(logp=torch.zeros(6)), ValueError, "logp"),
+        (dict(logp=torch.zeros(2, 3, dtype=torch.int32)), TypeError, "logp"),
+        (dict(old_logp=torch.zeros(3, 2)), ValueError, "old_logp"),
+        (dict(ref_logp=torch.zeros(2, 4)), ValueError, "ref_logp"),
+        (dict(mask=torch.ones(2, 2, dtype=torch.bool)), ValueError, "mask"),
+        (dict(mask=torch.ones(2, 3, dtype=torch.complex64)), TypeError, "mask"),
+        (dict(advantages=torch.zeros(3)), ValueError, "advantages"),
+        (dict(advantages=torch.zeros(2, dtype=torch.int64)), TypeError, "advantages"),
+        (dict(advantages=torch.tensor([0.0, float("nan")])), ValueError, "advantages"),
+        (dict(advantages=torch.tensor([[0.0, 1, 2], [3, float("inf"), 5]])), ValueError, "advantages"),
+        (dict(is_weights=torch.ones(2, 2)), ValueError, "is_weights"),
+        (dict(is_weights=torch.tensor([1.0, float("nan")])), ValueError, "is_weights"),
+        (dict(old_logp=torch.zeros(2, 3, device="meta")), ValueError, "device"),
+        (dict(eps_low=0.0), ValueError, "eps_low"),
+        (dict(eps_high=-0.1), ValueError, "eps_high"),
+        (dict(delta=1.0), ValueError, "delta"),
+        (dict(beta=-0.1), ValueError, "beta"),
+        (dict(beta=0.1, ref_logp=None), ValueError, "ref_logp"),
+        (dict(normalizer=0.0), ValueError, "normalizer"),
+        (dict(loss_agg="mean"), ValueError, "loss_agg"),
+        (dict(loss_agg="dapo"), ValueError, "normalizer"),
+        (dict(kl_estimator="k9"), ValueError, "kl_estimator"),
+        (dict(ratio_level="sequence_token"), ValueError, "ratio_level"),
+        (dict(backend="gpu"), ValueError, "backend"),
+    ],
+)
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_bad_input(change: dict, exc: type, match: str, backend: str) -> None:
+    kw = _good() | change
+    kw.setdefault("backend", backend)
+    with pytest.raises(exc, match=match):
+        hf.grpo_loss(**kw)
