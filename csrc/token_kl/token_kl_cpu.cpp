@@ -1,6 +1,10 @@
 // CPU kernels of token_kl: one flat OpenMP pass each way. The forward writes the fp32 estimator;
 // the backward recomputes the local derivative from (logp, ref) while scaling grad_output, so
 // nothing but the inputs is kept between the two.
+// FP exception flags are never read here; without this GCC may refuse to if-convert (and so to
+// vectorise) selects that guard arithmetic.
+#pragma GCC optimize("no-trapping-math")
+
 #include <stdexcept>
 
 #include "common/dtypes.h"
@@ -10,18 +14,41 @@
 namespace harmo {
 namespace {
 
-// Parameters by value and the estimator as a template argument: the loops then vectorise.
+// Parameters by value and the estimator as a template argument, an OpenMP loop over blocks and a
+// plain simd loop inside each: in that shape GCC vectorises the body (exp included).
+constexpr int64_t kBlock = 4096;
+
 template <int EST, class TL, class TR>
-void kl_forward(const TL* logp, const TR* ref, float* out, int64_t n, float cd, float cv) {
-#pragma omp parallel for simd schedule(static) if (n > 32768)
+void kl_forward_block(const TL* logp, const TR* ref, float* out, int64_t n, float cd, float cv) {
+#pragma omp simd
   for (int64_t i = 0; i < n; ++i) out[i] = kl_term_fixed<EST>(load_at(ref, i) - load_at(logp, i), cd, cv).value;
 }
 
 template <int EST, class TL, class TR>
-void kl_backward(const float* grad_out, const TL* logp, const TR* ref, TL* grad, int64_t n, float cd, float cv) {
-#pragma omp parallel for simd schedule(static) if (n > 32768)
+void kl_backward_block(const float* grad_out, const TL* logp, const TR* ref, TL* grad, int64_t n, float cd, float cv) {
+#pragma omp simd
   for (int64_t i = 0; i < n; ++i)
     store_at(grad, i, grad_out[i] * kl_term_fixed<EST>(load_at(ref, i) - load_at(logp, i), cd, cv).dlogp);
+}
+
+template <int EST, class TL, class TR>
+void kl_forward(const TL* logp, const TR* ref, float* out, int64_t n, float cd, float cv) {
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (blocks > 8)
+  for (int64_t k = 0; k < blocks; ++k) {
+    const int64_t i0 = k * kBlock;
+    kl_forward_block<EST>(logp + i0, ref + i0, out + i0, n - i0 < kBlock ? n - i0 : kBlock, cd, cv);
+  }
+}
+
+template <int EST, class TL, class TR>
+void kl_backward(const float* grad_out, const TL* logp, const TR* ref, TL* grad, int64_t n, float cd, float cv) {
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (blocks > 8)
+  for (int64_t k = 0; k < blocks; ++k) {
+    const int64_t i0 = k * kBlock;
+    kl_backward_block<EST>(grad_out + i0, logp + i0, ref + i0, grad + i0, n - i0 < kBlock ? n - i0 : kBlock, cd, cv);
+  }
 }
 
 // Runs BODY with EST bound to the estimator code as a compile-time constant.
