@@ -91,9 +91,9 @@ def step_callable(impl: str, dtype: str, beta: float):  # noqa: ANN201
     fn = IMPLS[impl]
 
     def call() -> torch.Tensor:
-        x["logp"].grad = None
         fn(x).backward()
-        return x["logp"].grad
+        grad, x["logp"].grad = x["logp"].grad, None  # the caller owns it: nothing survives between calls
+        return grad
 
     return call
 
