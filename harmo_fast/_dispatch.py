@@ -59,20 +59,33 @@ def resolve_backend(backend: str, device: torch.device, op: str) -> str:
 
     'auto' means: compiled CUDA, then Triton for CUDA tensors; the compiled CPU core, then the
     torch reference for CPU tensors. An explicit backend that cannot serve `device` raises.
+    Memoised (backend availability is fixed per process; errors are not cached) and a constant
+    under torch.compile.
     """
     if backend not in BACKENDS and backend != "auto":
         raise ValueError(f"{op}: backend must be one of 'auto', {', '.join(map(repr, BACKENDS))}; got {backend!r}")
+    return _resolve_constant(backend, device.type, op)
+
+
+@torch.compiler.assume_constant_result
+def _resolve_constant(backend: str, device_type: str, op: str) -> str:
+    # Dynamo must not trace the status probing (it imports modules): the answer is a constant.
+    return _resolve_cached(backend, device_type, op)
+
+
+@functools.lru_cache(maxsize=None)
+def _resolve_cached(backend: str, device_type: str, op: str) -> str:
     status = dict(_status())
     if backend == "auto":
         # Meta tensors (shape propagation) only make sense through the reference.
-        order = {"cuda": ("cuda", "triton", "torch"), "meta": ("torch",)}.get(device.type, ("cpu", "torch"))
+        order = {"cuda": ("cuda", "triton", "torch"), "meta": ("torch",)}.get(device_type, ("cpu", "torch"))
         return next(b for b in order if status[b].startswith("available"))
     if not status[backend].startswith("available"):
         raise RuntimeError(f"{op}: backend {backend!r} is unavailable: {status[backend]}")
-    if backend == "cpu" and device.type != "cpu":
-        raise ValueError(f"{op}: backend 'cpu' needs CPU tensors, got tensors on {device}")
-    if backend == "cuda" and device.type != "cuda":
-        raise ValueError(f"{op}: backend 'cuda' needs CUDA tensors, got tensors on {device}")
-    if backend == "triton" and device.type != "cuda" and not triton_interpreting():
-        raise ValueError(f"{op}: backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1), got {device}")
+    if backend == "cpu" and device_type != "cpu":
+        raise ValueError(f"{op}: backend 'cpu' needs CPU tensors, got tensors on {device_type}")
+    if backend == "cuda" and device_type != "cuda":
+        raise ValueError(f"{op}: backend 'cuda' needs CUDA tensors, got tensors on {device_type}")
+    if backend == "triton" and device_type != "cuda" and not triton_interpreting():
+        raise ValueError(f"{op}: backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1), got {device_type}")
     return backend

@@ -8,7 +8,6 @@ the result is always detached).
 """
 from __future__ import annotations
 
-import functools
 import math
 from typing import Optional
 
@@ -148,19 +147,6 @@ def _group_advantages_fake(rewards, group_size, group_ids, scale, eps, unbiased,
 # --- the public op ---
 
 
-@torch.compiler.assume_constant_result
-def _resolve_traced(backend: str, device_type: str) -> str:
-    """resolve_backend as a constant under torch.compile (its probing imports modules, which
-    Dynamo refuses to trace)."""
-    return _dispatch.resolve_backend(backend, torch.device(device_type), OP)
-
-
-@functools.lru_cache(maxsize=64)
-def _resolve(backend: str, device: torch.device) -> str:
-    """resolve_backend, memoised for the eager path (backend availability is fixed per process)."""
-    return _dispatch.resolve_backend(backend, device, OP)
-
-
 def group_advantages(
     rewards: torch.Tensor,
     group_size: int | None = None,
@@ -178,7 +164,7 @@ def group_advantages(
     excluded from the statistics and get 0; all-equal groups get exactly 0. The result is detached.
     """
     device = _validate(rewards, group_size, group_ids, scale, eps)
+    backend = _dispatch.resolve_backend(backend, device, OP)
     if torch.compiler.is_compiling():
-        backend = _resolve_traced(backend, device.type)
         return _group_advantages_op(rewards.detach(), group_size, group_ids, scale, float(eps), bool(unbiased), backend)
-    return _run(rewards, group_size, group_ids, scale, float(eps), bool(unbiased), _resolve(backend, device))
+    return _run(rewards, group_size, group_ids, scale, float(eps), bool(unbiased), backend)

@@ -371,12 +371,6 @@ def _kernel_inputs(logp, old_logp, advantages, mask, ref_logp, is_weights):  # n
     return lp.contiguous(), old.contiguous(), advantages.float().contiguous(), mask.contiguous(), ref, w
 
 
-@torch.compiler.assume_constant_result
-def _resolve_backend(backend: str, device_type: str) -> str:
-    """resolve_backend, which torch.compile must not trace (it imports modules): a constant there."""
-    return _dispatch.resolve_backend(backend, torch.device(device_type), OP)
-
-
 def grpo_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor | None,
@@ -411,7 +405,7 @@ def grpo_loss(
     )
     agg = resolve_loss_agg(OP, loss_agg, normalizer)
     est = resolve_kl_estimator(OP, kl_estimator, "kl_estimator")
-    backend = _resolve_backend(backend, device.type)
+    backend = _dispatch.resolve_backend(backend, device, OP)
     compiling = torch.compiler.is_compiling()
     if backend == "torch":
         if not compiling:

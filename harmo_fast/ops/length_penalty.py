@@ -8,7 +8,6 @@ boundary d == tau the same way.
 """
 from __future__ import annotations
 
-import functools
 import math
 from typing import Callable, NamedTuple, Optional
 
@@ -159,19 +158,6 @@ def _length_penalty_fake(lengths, correct, group_size, group_ids, p_max, tau, sh
 # --- the public op ---
 
 
-@torch.compiler.assume_constant_result
-def _resolve_traced(backend: str, device_type: str) -> str:
-    """resolve_backend as a constant under torch.compile (its probing imports modules, which
-    Dynamo refuses to trace)."""
-    return _dispatch.resolve_backend(backend, torch.device(device_type), OP)
-
-
-@functools.lru_cache(maxsize=64)
-def _resolve(backend: str, device: torch.device) -> str:
-    """resolve_backend, memoised for the eager path (backend availability is fixed per process)."""
-    return _dispatch.resolve_backend(backend, device, OP)
-
-
 def length_penalty(
     lengths: torch.Tensor,
     correct: torch.Tensor,
@@ -188,7 +174,7 @@ def length_penalty(
     ragged). shape: "linear", "exp" or "step"; p_max >= 0, tau > 0.
     """
     device = _validate(lengths, correct, group_size, group_ids, p_max, tau, shape)
+    backend = _dispatch.resolve_backend(backend, device, OP)
     if torch.compiler.is_compiling():
-        backend = _resolve_traced(backend, device.type)
         return _length_penalty_op(lengths, correct, group_size, group_ids, float(p_max), float(tau), shape, backend)
-    return _run(lengths, correct, group_size, group_ids, float(p_max), float(tau), shape, _resolve(backend, device))
+    return _run(lengths, correct, group_size, group_ids, float(p_max), float(tau), shape, backend)

@@ -20,7 +20,7 @@ from typing import Optional
 
 import torch
 
-from harmo_fast import _checks
+from harmo_fast import _checks, _dispatch
 from harmo_fast.ops import selective_log_softmax as sls
 
 OP = "linear_log_probs"
@@ -225,7 +225,7 @@ def linear_log_probs(
     32 MiB chunk of logits). The torch backend is the unchunked reference.
     """
     device = _check_arguments(hidden, weight, index, bias, temperature, chunk_size)
-    resolved = sls.resolve_backend(backend, device, OP)
+    resolved = _dispatch.resolve_backend(backend, device, OP)
     if resolved == "torch":
         return linear_log_probs_reference(hidden, weight, index, bias, temperature, return_entropy)
     chunk = chunk_size if chunk_size is not None else default_chunk_size(weight.shape[0], weight.element_size())

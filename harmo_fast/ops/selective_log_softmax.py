@@ -57,17 +57,6 @@ def check_arguments(op: str, logits: torch.Tensor, index: torch.Tensor, temperat
     return _checks.check_same_device(op, logits=logits, index=index)
 
 
-@torch.compiler.assume_constant_result
-def _resolve_backend(backend: str, device_type: str, op: str) -> str:
-    return _dispatch.resolve_backend(backend, torch.device(device_type), op)
-
-
-def resolve_backend(backend: str, device: torch.device, op: str) -> str:
-    """_dispatch.resolve_backend, evaluated once and taken as a constant under torch.compile
-    (its status probing imports modules, which Dynamo refuses to trace)."""
-    return _resolve_backend(backend, device.type, op)
-
-
 # --------------------------------------------------------------------------------------------
 # Kernel launchers (shared with linear_log_probs, which runs them on chunks of logits)
 # --------------------------------------------------------------------------------------------
@@ -311,7 +300,7 @@ def selective_log_softmax(
     backends.
     """
     device = check_arguments(OP, logits, index, temperature)
-    resolved = resolve_backend(backend, device, OP)
+    resolved = _dispatch.resolve_backend(backend, device, OP)
     if resolved == "torch":
         return selective_log_softmax_reference(logits, index, temperature, return_entropy)
     if inplace_backward and logits.requires_grad and logits.is_leaf:

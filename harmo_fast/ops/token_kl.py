@@ -198,12 +198,6 @@ def _op_backward(ctx, grad):  # noqa: ANN001, ANN202
 _token_kl_op.register_autograd(_op_backward, setup_context=_op_setup)
 
 
-@torch.compiler.assume_constant_result
-def _resolve_backend(backend: str, device_type: str) -> str:
-    """resolve_backend, which torch.compile must not trace (it imports modules): a constant there."""
-    return _dispatch.resolve_backend(backend, torch.device(device_type), OP)
-
-
 def token_kl(
     logp: torch.Tensor,
     ref_logp: torch.Tensor,
@@ -218,7 +212,7 @@ def token_kl(
     est = resolve_kl_estimator(OP, estimator)
     cd = _check_clamp("clamp_log_ratio", clamp_log_ratio)
     cv = _check_clamp("clamp_value", clamp_value)
-    backend = _resolve_backend(backend, device.type)
+    backend = _dispatch.resolve_backend(backend, device, OP)
     if backend == "torch":
         return token_kl_reference(logp, ref_logp, estimator, clamp_log_ratio, clamp_value)
     if torch.compiler.is_compiling():
