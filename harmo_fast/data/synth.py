@@ -3,11 +3,16 @@ questions whose answers our rule verifiers check. Shapes sit one per 28-pixel ce
 token of the tiny policy each) and digits are large, so a small model can learn to see them in
 minutes. Five kinds of question:
 
-- counting: how many shapes (of one kind) are in the picture;
+- counting: how many shapes are in the picture;
 - numeric: read the rendered digit;
 - math: add or subtract the two rendered digits;
 - multiple_choice: the colour of a shape, or which side it is on, with lettered options;
-- yes_no: is there a shape of a given colour and kind.
+- yes_no: is there a shape of a given colour.
+
+The options of a multiple-choice question come in a fixed order (a colour always has the same
+letter), and no question binds two attributes of one shape: each answer is a plain function of
+per-cell visual features, which a 2-layer policy trained for minutes can learn (shuffled letters
+or colour-and-kind binding left its greedy answers at the per-question prior).
 
 Each record follows SPEC.md section 4 and adds `rationale`, a short template reasoning that the
 supervised warm-up uses as the `<think>` text. Everything is drawn from one seeded RNG, so a seed
@@ -74,13 +79,8 @@ def _counting(rng: random.Random, size: int) -> dict[str, Any]:
     kinds = [rng.choice(KINDS) for _ in range(n)]
     for kind, box in zip(kinds, _cells(rng, n, size)):
         _draw_shape(draw, kind, rng.choice(list(COLORS)), box)
-    if rng.random() < 0.5:
-        return {"image": img, "prompt": "how many shapes are there?", "answer": str(n), "task_type": "counting",
-                "rationale": f"i count {n} shapes"}
-    kind = rng.choice(KINDS)
-    k = kinds.count(kind)
-    return {"image": img, "prompt": f"how many {kind}s are there?", "answer": str(k), "task_type": "counting",
-            "rationale": f"i count {k} {kind}s"}
+    return {"image": img, "prompt": "how many shapes are there?", "answer": str(n), "task_type": "counting",
+            "rationale": f"i count {n} shapes"}
 
 
 def _digit_image(rng: random.Random, size: int, digits: list[int]) -> Image.Image:
@@ -125,7 +125,6 @@ def _mc_color(rng: random.Random, size: int) -> dict[str, Any]:
     x, y = rng.randint(1, size - side - 1), rng.randint(1, size - side - 1)
     _draw_shape(draw, kind, color, (x, y, x + side, y + side))
     choices = list(COLORS)
-    rng.shuffle(choices)
     letter = LETTERS[choices.index(color)]
     return {"image": img, "prompt": f"what color is the {kind}? {_options(choices)}", "answer": letter,
             "choices": choices, "task_type": "multiple_choice",
@@ -142,7 +141,6 @@ def _mc_side(rng: random.Random, size: int) -> dict[str, Any]:
         pair, side = ["left", "right"], "left" if cx < size / 2 else "right"
     else:
         pair, side = ["top", "bottom"], "top" if cy < size / 2 else "bottom"
-    rng.shuffle(pair)
     letter = LETTERS[pair.index(side)]
     return {"image": img, "prompt": f"where is the {kind}? {_options(pair)}", "answer": letter,
             "choices": pair, "task_type": "multiple_choice",
@@ -151,20 +149,19 @@ def _mc_side(rng: random.Random, size: int) -> dict[str, Any]:
 
 def _yes_no(rng: random.Random, size: int) -> dict[str, Any]:
     n = rng.randint(1, min(3, _max_shapes(size)))
-    shapes = [(rng.choice(KINDS), rng.choice(list(COLORS))) for _ in range(n)]
+    colors = [rng.choice(list(COLORS)) for _ in range(n)]
     img, draw = _canvas(size)
-    for (kind, color), box in zip(shapes, _cells(rng, n, size)):
-        _draw_shape(draw, kind, color, box)
-    # Half the questions ask about a shape that is there, half about one that is not.
+    for color, box in zip(colors, _cells(rng, n, size)):
+        _draw_shape(draw, rng.choice(KINDS), color, box)
+    # Half the questions ask about a colour that is there, half about one that is not.
     if rng.random() < 0.5:
-        kind, color = rng.choice(shapes)
+        color = rng.choice(colors)
     else:
-        absent = [(k, c) for k in KINDS for c in COLORS if (k, c) not in shapes]
-        kind, color = rng.choice(absent)
-    present = (kind, color) in shapes
-    return {"image": img, "prompt": f"is there a {color} {kind}?", "answer": "yes" if present else "no",
+        color = rng.choice([c for c in COLORS if c not in colors])
+    present = color in colors
+    return {"image": img, "prompt": f"is there a {color} shape?", "answer": "yes" if present else "no",
             "task_type": "yes_no",
-            "rationale": f"i see a {color} {kind}" if present else f"i see no {color} {kind}"}
+            "rationale": f"i see a {color} shape" if present else f"i see no {color} shape"}
 
 
 FAMILIES: dict[str, Callable[[random.Random, int], dict[str, Any]]] = {
@@ -182,11 +179,10 @@ _KIND = "(" + "|".join(KINDS) + ")"
 # reasoning names the digits in the image, which neither the prompt nor the answer holds.
 _REASONS: list[tuple[re.Pattern[str], Callable[..., str]]] = [
     (re.compile(r"^how many shapes are there\?"), lambda a, c, g: f"i count {a} shapes"),
-    (re.compile(rf"^how many {_KIND}s are there\?"), lambda a, c, g: f"i count {a} {g[0]}s"),
     (re.compile(r"^what number is shown\?"), lambda a, c, g: f"the number reads {a}"),
     (re.compile(rf"^what color is the {_KIND}\?"), lambda a, c, g: f"the {g[0]} is {c[LETTERS.index(a)]} which is option {a}"),
     (re.compile(rf"^where is the {_KIND}\?"), lambda a, c, g: f"the {g[0]} is on the {c[LETTERS.index(a)]} which is option {a}"),
-    (re.compile(rf"^is there a (\w+) {_KIND}\?"), lambda a, c, g: f"i see {'a' if a == 'yes' else 'no'} {g[0]} {g[1]}"),
+    (re.compile(r"^is there a (\w+) shape\?"), lambda a, c, g: f"i see {'a' if a == 'yes' else 'no'} {g[0]} shape"),
 ]
 
 
