@@ -23,10 +23,14 @@ def test_cpu_module_imports_with_the_ops() -> None:
     assert mod.max_threads() >= 1
 
 
-def test_openmp_follows_omp_num_threads() -> None:
+def test_openmp_follows_omp_num_threads(tmp_path) -> None:
     code = "from harmo_fast import _C; print(int(_C.has_openmp), _C.max_threads())"
-    env = {**os.environ, "OMP_NUM_THREADS": "3"}
-    has_openmp, threads = subprocess.check_output([sys.executable, "-c", code], env=env, text=True).split()
+    # The child must import the harmo_fast this process tests (installed or in-tree), not whatever
+    # the current directory happens to hold.
+    package_root = os.path.dirname(os.path.dirname(hf.__file__))
+    env = {**os.environ, "OMP_NUM_THREADS": "3", "PYTHONPATH": package_root}
+    out = subprocess.check_output([sys.executable, "-c", code], env=env, text=True, cwd=tmp_path)
+    has_openmp, threads = out.split()
     # Without OpenMP the module says so and runs one thread; with it, the runtime honours the variable.
     assert int(threads) == (3 if has_openmp == "1" else 1)
 
