@@ -2,9 +2,6 @@
 // AND writes the per-token gradient coefficient dLoss_b/dlogp (before the row's aggregation
 // weight), then an O(N) serial finish (loss, metrics, per-row weights). The backward is a scale
 // of the coefficients by grad_output * alpha_b, in place.
-// FP exception flags are never read here; without this GCC may not if-convert (and so not
-// vectorise) a loop whose selects guard arithmetic that could raise one.
-#pragma GCC optimize("no-trapping-math")
 
 #include <cmath>
 #include <limits>

@@ -1,9 +1,6 @@
 // CPU kernels of token_kl: one flat OpenMP pass each way. The forward writes the fp32 estimator;
 // the backward recomputes the local derivative from (logp, ref) while scaling grad_output, so
 // nothing but the inputs is kept between the two.
-// FP exception flags are never read here; without this GCC may refuse to if-convert (and so to
-// vectorise) selects that guard arithmetic.
-#pragma GCC optimize("no-trapping-math")
 
 #include <stdexcept>
 
