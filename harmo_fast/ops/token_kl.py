@@ -8,6 +8,7 @@ The output is float32 for every input dtype; the gradient has logp's dtype.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -83,42 +84,33 @@ def _validate(logp: object, ref_logp: object) -> torch.device:
 # --- per-backend launchers: forward(logp, ref, code, cd, cv) -> fp32 kl; backward(grad, logp, ref, code, cd, cv)
 
 
-def _cpu_forward(logp: torch.Tensor, ref: torch.Tensor, code: int, cd: float, cv: float) -> torch.Tensor:
+def _module_and_stream(backend: str, t: torch.Tensor) -> tuple[object, tuple]:
+    """The compiled module of `backend` and the trailing launch arguments (CUDA: the stream)."""
+    if backend == "cuda":
+        return _native.cuda_module(), (_native.stream_of(t),)
+    return _native.cpu_module(), ()
+
+
+def _native_forward(backend: str, logp: torch.Tensor, ref: torch.Tensor, code: int, cd: float, cv: float) -> torch.Tensor:
     logp, ref = logp.contiguous(), ref.contiguous()
     out = torch.empty(logp.shape, dtype=torch.float32, device=logp.device)
-    _native.cpu_module().token_kl_fwd(
+    module, stream = _module_and_stream(backend, logp)
+    module.token_kl_fwd(
         logp.data_ptr(), _native.dtype_code(logp), ref.data_ptr(), _native.dtype_code(ref), out.data_ptr(),
-        logp.numel(), code, cd, cv,
+        logp.numel(), code, cd, cv, *stream,
     )
     return out
 
 
-def _cpu_backward(grad: torch.Tensor, logp: torch.Tensor, ref: torch.Tensor, code: int, cd: float, cv: float) -> torch.Tensor:
+def _native_backward(
+    backend: str, grad: torch.Tensor, logp: torch.Tensor, ref: torch.Tensor, code: int, cd: float, cv: float
+) -> torch.Tensor:
     grad, logp, ref = grad.float().contiguous(), logp.contiguous(), ref.contiguous()
     out = torch.empty(logp.shape, dtype=logp.dtype, device=logp.device)
-    _native.cpu_module().token_kl_bwd(
+    module, stream = _module_and_stream(backend, logp)
+    module.token_kl_bwd(
         grad.data_ptr(), logp.data_ptr(), _native.dtype_code(logp), ref.data_ptr(), _native.dtype_code(ref),
-        out.data_ptr(), logp.numel(), code, cd, cv,
-    )
-    return out
-
-
-def _cuda_forward(logp: torch.Tensor, ref: torch.Tensor, code: int, cd: float, cv: float) -> torch.Tensor:
-    logp, ref = logp.contiguous(), ref.contiguous()
-    out = torch.empty(logp.shape, dtype=torch.float32, device=logp.device)
-    _native.cuda_module().token_kl_fwd(
-        logp.data_ptr(), _native.dtype_code(logp), ref.data_ptr(), _native.dtype_code(ref), out.data_ptr(),
-        logp.numel(), code, cd, cv, _native.stream_of(logp),
-    )
-    return out
-
-
-def _cuda_backward(grad: torch.Tensor, logp: torch.Tensor, ref: torch.Tensor, code: int, cd: float, cv: float) -> torch.Tensor:
-    grad, logp, ref = grad.float().contiguous(), logp.contiguous(), ref.contiguous()
-    out = torch.empty(logp.shape, dtype=logp.dtype, device=logp.device)
-    _native.cuda_module().token_kl_bwd(
-        grad.data_ptr(), logp.data_ptr(), _native.dtype_code(logp), ref.data_ptr(), _native.dtype_code(ref),
-        out.data_ptr(), logp.numel(), code, cd, cv, _native.stream_of(logp),
+        out.data_ptr(), logp.numel(), code, cd, cv, *stream,
     )
     return out
 
@@ -136,8 +128,8 @@ def _triton_backward(grad: torch.Tensor, logp: torch.Tensor, ref: torch.Tensor, 
 
 
 _LAUNCHERS = {
-    "cpu": (_cpu_forward, _cpu_backward),
-    "cuda": (_cuda_forward, _cuda_backward),
+    "cpu": (functools.partial(_native_forward, "cpu"), functools.partial(_native_backward, "cpu")),
+    "cuda": (functools.partial(_native_forward, "cuda"), functools.partial(_native_backward, "cuda")),
     "triton": (_triton_forward, _triton_backward),
 }
 
