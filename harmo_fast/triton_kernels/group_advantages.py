@@ -9,18 +9,10 @@ import triton
 import triton.language as tl
 
 from harmo_fast.ops._groups import GroupLayout
+from harmo_fast.triton_kernels._groups import group_rows
 
 MAX_BLOCK = 1024  # lanes per program; longer groups loop over chunks
 SCALE_BLOCK = 1024
-
-
-@triton.jit
-def _rows(order_ptr, k, mask, CONTIGUOUS: tl.constexpr):
-    """Row indices of positions k in the group order (identity for contiguous groups)."""
-    if CONTIGUOUS:
-        return k
-    else:
-        return tl.load(order_ptr + k, mask=mask, other=0)
 
 
 @triton.jit
@@ -39,17 +31,17 @@ def _group_kernel(r_ptr, out_ptr, order_ptr, offsets_ptr, summary_ptr, group_siz
     for start in range(begin, end, BLOCK):
         k = start + lanes
         inb = k < end
-        x = tl.load(r_ptr + _rows(order_ptr, k, inb, CONTIGUOUS), mask=inb, other=float("nan")).to(tl.float64)
+        x = tl.load(r_ptr + group_rows(order_ptr, k, inb, CONTIGUOUS), mask=inb, other=float("nan")).to(tl.float64)
         first = tl.minimum(first, tl.min(tl.where(x == x, k, end), axis=0))
     has = first < end
-    pivot = tl.load(r_ptr + _rows(order_ptr, first, has, CONTIGUOUS), mask=has, other=0.0).to(tl.float64)
+    pivot = tl.load(r_ptr + group_rows(order_ptr, first, has, CONTIGUOUS), mask=has, other=0.0).to(tl.float64)
 
     cnt = tl.zeros([BLOCK], dtype=tl.float64)
     acc = tl.zeros([BLOCK], dtype=tl.float64)
     for start in range(begin, end, BLOCK):
         k = start + lanes
         inb = k < end
-        x = tl.load(r_ptr + _rows(order_ptr, k, inb, CONTIGUOUS), mask=inb, other=float("nan")).to(tl.float64)
+        x = tl.load(r_ptr + group_rows(order_ptr, k, inb, CONTIGUOUS), mask=inb, other=float("nan")).to(tl.float64)
         present = x == x
         cnt += tl.where(present, 1.0, 0.0)
         acc += tl.where(present, x - pivot, 0.0)
@@ -62,7 +54,7 @@ def _group_kernel(r_ptr, out_ptr, order_ptr, offsets_ptr, summary_ptr, group_siz
         for start in range(begin, end, BLOCK):
             k = start + lanes
             inb = k < end
-            x = tl.load(r_ptr + _rows(order_ptr, k, inb, CONTIGUOUS), mask=inb, other=float("nan")).to(tl.float64)
+            x = tl.load(r_ptr + group_rows(order_ptr, k, inb, CONTIGUOUS), mask=inb, other=float("nan")).to(tl.float64)
             d = x - pivot - shift_mean
             sq += tl.where(x == x, d * d, 0.0)
         m2 = tl.sum(sq, axis=0)
@@ -79,7 +71,7 @@ def _group_kernel(r_ptr, out_ptr, order_ptr, offsets_ptr, summary_ptr, group_siz
     for start in range(begin, end, BLOCK):
         k = start + lanes
         inb = k < end
-        rows = _rows(order_ptr, k, inb, CONTIGUOUS)
+        rows = group_rows(order_ptr, k, inb, CONTIGUOUS)
         x = tl.load(r_ptr + rows, mask=inb, other=float("nan")).to(tl.float64)
         a = tl.where(x == x, (x - pivot - shift_mean) * inv, 0.0)
         tl.store(out_ptr + rows, a.to(tl.float32), mask=inb)

@@ -8,17 +8,10 @@ import triton
 import triton.language as tl
 
 from harmo_fast.ops._groups import GroupLayout
+from harmo_fast.triton_kernels._groups import group_rows
 
 MAX_BLOCK = 1024
 _NO_ANCHOR = 9223372036854775807
-
-
-@triton.jit
-def _rows(order_ptr, k, mask, CONTIGUOUS: tl.constexpr):
-    if CONTIGUOUS:
-        return k
-    else:
-        return tl.load(order_ptr + k, mask=mask, other=0)
 
 
 @triton.jit
@@ -38,7 +31,7 @@ def _length_penalty_kernel(len_ptr, correct_ptr, out_ptr, order_ptr, offsets_ptr
     for start in range(begin, end, BLOCK):
         k = start + lanes
         inb = k < end
-        rows = _rows(order_ptr, k, inb, CONTIGUOUS)
+        rows = group_rows(order_ptr, k, inb, CONTIGUOUS)
         length = tl.load(len_ptr + rows, mask=inb, other=0).to(tl.int64)
         ok = tl.load(correct_ptr + rows, mask=inb, other=0) != 0
         best = tl.minimum(best, tl.where(ok, length, no_anchor))
@@ -49,7 +42,7 @@ def _length_penalty_kernel(len_ptr, correct_ptr, out_ptr, order_ptr, offsets_ptr
     for start in range(begin, end, BLOCK):
         k = start + lanes
         inb = k < end
-        rows = _rows(order_ptr, k, inb, CONTIGUOUS)
+        rows = group_rows(order_ptr, k, inb, CONTIGUOUS)
         length = tl.load(len_ptr + rows, mask=inb, other=0).to(tl.int64)
         ok = tl.load(correct_ptr + rows, mask=inb, other=0) != 0
         penalised = (ok == 0) & has_anchor & (length < anchor)
