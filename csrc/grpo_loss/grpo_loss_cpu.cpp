@@ -19,6 +19,9 @@ namespace {
 // typed store of the coefficients. The math loop then has no dtype or layout variants (it is
 // instantiated per KL estimator and ratio level only) and vectorises; the chunk stays in L1.
 constexpr int64_t kChunk = 256;
+// Below this many tokens the OpenMP fork/join (and a spin-waiting barrier when another process
+// holds a core) costs more than the single pass it splits: N=64 x T=1024 runs serially.
+constexpr int64_t kParallelMinTokens = int64_t(1) << 18;
 
 template <class T>
 void load_chunk(const T* src, float* dst, int64_t n) {
@@ -218,7 +221,7 @@ void grpo_row(const RowArgs& a, int64_t b, float* slots) {
 
 template <class TL, class TM>
 void grpo_rows(const RowArgs& a, float* slots) {
-#pragma omp parallel for schedule(static) if (a.N * a.T > 16384)
+#pragma omp parallel for schedule(static) if (a.N * a.T > kParallelMinTokens)
   for (int64_t b = 0; b < a.N; ++b) grpo_row<TL, TM>(a, b, slots + b * kRowSlots);
 }
 
@@ -292,7 +295,7 @@ int grpo_loss_fwd(int64_t N, int64_t T, std::uintptr_t logp, std::uintptr_t old,
 
 template <class TL>
 void scale_rows(TL* coef, const float* row_scale, float g, int64_t N, int64_t T) {
-#pragma omp parallel for schedule(static) if (N * T > 65536)
+#pragma omp parallel for schedule(static) if (N * T > kParallelMinTokens)
   for (int64_t b = 0; b < N; ++b) {
     const float s = g * row_scale[b];
     TL* row = coef + b * T;
