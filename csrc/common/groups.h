@@ -24,4 +24,17 @@ inline GroupLayout make_group_layout(int64_t num_groups, int64_t size, std::uint
                      reinterpret_cast<const int64_t*>(offsets)};
 }
 
+// A GroupLayout whose form is fixed at compile time, so CPU loops over contiguous groups carry
+// no indirection and no runtime branch.
+template <bool kContiguous>
+struct Rows {
+  const GroupLayout& groups;
+  int64_t begin(int64_t g) const { return kContiguous ? g * groups.size : groups.offsets[g]; }
+  int64_t end(int64_t g) const { return kContiguous ? (g + 1) * groups.size : groups.offsets[g + 1]; }
+  int64_t row(int64_t k) const {
+    if constexpr (kContiguous) return k;
+    else return groups.order[k];
+  }
+};
+
 }  // namespace harmo

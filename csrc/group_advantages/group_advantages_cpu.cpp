@@ -22,18 +22,6 @@ struct Moments {
   double m2 = 0.0;          // sum of squared deviations from the mean
 };
 
-// Contiguous groups of a runtime size, or lists of rows (CSR) for arbitrary group ids.
-template <bool kContiguous>
-struct Rows {
-  const GroupLayout& groups;
-  int64_t begin(int64_t g) const { return kContiguous ? g * groups.size : groups.offsets[g]; }
-  int64_t end(int64_t g) const { return kContiguous ? (g + 1) * groups.size : groups.offsets[g + 1]; }
-  int64_t row(int64_t k) const {
-    if constexpr (kContiguous) return k;
-    else return groups.order[k];
-  }
-};
-
 template <class T, class R>
 Moments group_moments(const T* rewards, const R& rows, int64_t g, bool need_m2) {
   const int64_t begin = rows.begin(g), end = rows.end(g);

@@ -24,19 +24,6 @@ void check_nonnegative(const L* lengths, int64_t n) {
     throw std::invalid_argument("length_penalty: lengths must be >= 0, got " + std::to_string(static_cast<int64_t>(smallest)));
 }
 
-// Contiguous groups, or lists of rows (CSR), resolved at compile time so the contiguous loops
-// have no indirection.
-template <bool kContiguous>
-struct Rows {
-  const GroupLayout& groups;
-  int64_t begin(int64_t g) const { return kContiguous ? g * groups.size : groups.offsets[g]; }
-  int64_t end(int64_t g) const { return kContiguous ? (g + 1) * groups.size : groups.offsets[g + 1]; }
-  int64_t row(int64_t k) const {
-    if constexpr (kContiguous) return k;
-    else return groups.order[k];
-  }
-};
-
 // The shape is a template argument so the per-row loop carries no switch and vectorises (the
 // per-row divide is kept: it decides d == tau exactly like the reference).
 template <Shape kShape, class L, class R>
