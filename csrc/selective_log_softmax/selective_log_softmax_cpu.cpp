@@ -58,12 +58,7 @@ void forward_rows(const T* logits, int64_t rows, int64_t vocab, RowLayout layout
       }
       st.s += s;
     }
-    const int64_t y = index[r];
-    const float lse = stats_lse(st);
-    lse_out[r] = lse;
-    // Out-of-range targets were rejected in Python; a NaN here (never a wild read) is the backstop.
-    logp[r] = (y >= 0 && y < vocab) ? to_float(row[y]) * inv_tau - lse : NAN;
-    if (entropy) entropy[r] = stats_entropy(st);
+    write_row_results(st, row, r, index[r], vocab, inv_tau, lse_out, logp, entropy);
   }
 }
 

@@ -60,14 +60,7 @@ __global__ void forward_kernel(const T* __restrict__ logits, int64_t rows, int64
     Stats st = stats_empty();
     for (int64_t v = threadIdx.x; v < vocab; v += kThreads) st = stats_push(st, to_float(row[v]) * inv_tau);
     st = block_merge(st);
-    if (threadIdx.x == 0) {
-      const int64_t y = index[r];
-      const float lse = stats_lse(st);
-      lse_out[r] = lse;
-      // Out-of-range targets are rejected in Python; NaN (never a wild read) is the backstop.
-      logp[r] = (y >= 0 && y < vocab) ? to_float(row[y]) * inv_tau - lse : NAN;
-      if (entropy) entropy[r] = stats_entropy(st);
-    }
+    if (threadIdx.x == 0) write_row_results(st, row, r, index[r], vocab, inv_tau, lse_out, logp, entropy);
   }
 }
 

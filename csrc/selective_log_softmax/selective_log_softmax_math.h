@@ -112,6 +112,18 @@ HARMO_HD float stats_lse(Stats a) { return a.m + log_fast(a.s); }
 // H = lse - E_p[x] = log s - t / s  (both relative to the max, so no large-number cancellation).
 HARMO_HD float stats_entropy(Stats a) { return log_fast(a.s) - a.t / a.s; }
 
+// Writes row r's logsumexp, the log-prob of its target y and (when asked) its entropy from the
+// row's merged statistics. Out-of-range targets are rejected in Python; NaN (never a wild read)
+// is the backstop.
+template <class T>
+HARMO_HD void write_row_results(Stats st, const T* row, int64_t r, int64_t y, int64_t vocab, float inv_tau,
+                                float* lse_out, float* logp, float* entropy) {
+  const float lse = stats_lse(st);
+  lse_out[r] = lse;
+  logp[r] = (y >= 0 && y < vocab) ? to_float(row[y]) * inv_tau - lse : NAN;
+  if (entropy) entropy[r] = stats_entropy(st);
+}
+
 // Per-row constants of the backward: dz_v = target * 1[v=y] - p_v * (k0 + k1 * x_v),
 // with p_v = exp(x_v - lse). Derived from the formula at the top with a = g/tau, b = h/tau:
 // dz_v = a 1[v=y] - p_v (a - b (lse - H) + b x_v).
