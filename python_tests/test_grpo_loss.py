@@ -247,6 +247,29 @@ def test_masked_positions_are_inert(backend: str) -> None:
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 @pytest.mark.parametrize("level", ["token", "sequence"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_long_padded_rows(backend: str, level: str, dtype: torch.dtype) -> None:
+    # Right-padded responses as trainers batch them: rows end anywhere around the CPU kernel's
+    # 128-token chunks (whose all-padding chunks it skips), with garbage in the padding.
+    lengths = [0, 1, 127, 128, 129, 300, 700]
+    n, t = len(lengths), 700
+    logp, old, adv, _, ref, _ = _inputs(n, t, dtype=dtype, adv_tok=True, device=_device(backend))
+    mask = (torch.arange(t)[None, :] < torch.tensor(lengths)[:, None]).to(logp.device)
+    dirty_old = old.clone()
+    dirty_old[~mask] = float("nan")
+    for agg in ("token_mean", "seq_mean_token_mean"):
+        _compare(backend, (logp, old, adv, mask, ref, None), dtype, ratio_level=level, beta=0.05, loss_agg=agg)
+        loss, _ = hf.grpo_loss(logp, dirty_old, adv, mask, ref, beta=0.05, ratio_level=level, loss_agg=agg, backend=backend)
+        (g,) = torch.autograd.grad(loss, logp)
+        assert torch.isfinite(loss) and (g[~mask] == 0).all() and torch.isfinite(g).all()
+    bad_adv = adv.clone()
+    bad_adv[0, -1] = float("nan")  # in the padding of an all-padding row: still an error
+    with pytest.raises(ValueError, match="advantages"):
+        hf.grpo_loss(logp, old, bad_adv, mask, ref, beta=0.05, ratio_level=level, backend=backend)
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize("level", ["token", "sequence"])
 @pytest.mark.parametrize("delta", [None, 2.0])
 def test_huge_log_ratios(backend: str, level: str, delta: float | None) -> None:
     # |logp - old| ~ 50: r = e^{+-50} is finite in fp32; loss and gradient finite and as the reference.

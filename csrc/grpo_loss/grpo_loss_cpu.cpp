@@ -18,22 +18,33 @@ namespace {
 // A row is processed in chunks: typed loads into fp32 scratch arrays, one fp32 math loop, a
 // typed store of the coefficients. The math loop then has no dtype or layout variants (it is
 // instantiated per KL estimator and ratio level only) and vectorises; the chunk stays in L1.
-constexpr int64_t kChunk = 256;
-// Below this many tokens the OpenMP fork/join (and a spin-waiting barrier when another process
-// holds a core) costs more than the single pass it splits: N=64 x T=1024 runs serially.
-constexpr int64_t kParallelMinTokens = int64_t(1) << 18;
+// Chunks whose mask is all zero (padding) are not computed: their coefficients are set to 0.
+constexpr int64_t kChunk = 128;
+// Below this many tokens the OpenMP fork/join costs more than the pass it splits (torch's
+// intra-op grain size is the same 32768 elements).
+constexpr int64_t kParallelMinTokens = int64_t(1) << 15;
 
+// fp32 view of n elements: the source itself when it is fp32, else a converted copy in dst.
 template <class T>
-void load_chunk(const T* src, float* dst, int64_t n) {
+const float* as_f32(const T* src, float* dst, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) dst[i] = load_at(src, i);
+  return dst;
 }
+const float* as_f32(const float* src, float*, int64_t) { return src; }
 
 template <class M>
-void load_mask_chunk(const M* src, float* dst, int64_t n) {
+const float* mask_as_f32(const M* src, float* dst, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) dst[i] = mask_at(src, i);
+  return dst;
 }
+const float* mask_as_f32(const float* src, float*, int64_t) { return src; }
+
+// Where a chunk's coefficients are computed: straight into an fp32 output, else into scratch.
+template <class T>
+float* coef_target(T*, float* scratch) { return scratch; }
+float* coef_target(float* out, float*) { return out; }
 
 void fill_chunk(float v, float* dst, int64_t n) {
 #pragma omp simd
@@ -45,12 +56,36 @@ void store_chunk(const float* src, T* dst, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) store_at(dst, i, src[i]);
 }
+void store_chunk(const float*, float*, int64_t) {}  // computed in place (coef_target)
 
+bool all_zero(const float* x, int64_t n) {
+  float nonzero = 0.0f;
+#pragma omp simd reduction(+ : nonzero)
+  for (int64_t i = 0; i < n; ++i) nonzero += x[i] != 0.0f ? 1.0f : 0.0f;
+  return nonzero == 0.0f;
+}
+
+template <class T>
+void store_zeros(T* dst, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) store_at(dst, i, 0.0f);
+}
+
+// Scratch for one chunk: fp32 copies of the inputs that are not fp32 already, and the per-token
+// gradient coefficients.
 struct Chunk {
-  // inputs
-  float lp[kChunk], old[kChunk], ref[kChunk], m[kChunk], adv[kChunk], w[kChunk];
-  // per-token outputs: the gradient coefficient and the masked, weighted terms of the row sums
-  float g[kChunk], loss[kChunk], kl[kChunk], clip_low[kChunk], clip_high[kChunk], ratio[kChunk], dl_dr[kChunk];
+  float lp[kChunk], old[kChunk], ref[kChunk], m[kChunk], adv[kChunk], w[kChunk], g[kChunk];
+};
+
+// Pointers to one chunk's fp32 inputs: straight into the caller's tensors when they are fp32,
+// else into the Chunk's copies.
+struct ChunkIn {
+  const float* lp;
+  const float* old;
+  const float* ref;
+  const float* m;
+  const float* adv;
+  const float* w;
 };
 
 // Row sums, in the kRow* slot order.
@@ -60,13 +95,6 @@ struct Sums {
 
 HARMO_HD bool finite(float x) { return x - x == 0.0f; }
 
-float sum_chunk(const float* x, int64_t n) {
-  float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += x[i];
-  return s;
-}
-
 float count_nonfinite(const float* x, int64_t n) {
   float s = 0.0f;
 #pragma omp simd reduction(+ : s)
@@ -74,51 +102,48 @@ float count_nonfinite(const float* x, int64_t n) {
   return s;
 }
 
-// The per-token math of one chunk. The map loop has no reductions and reads/writes through
-// restrict pointers (GCC vectorises it reliably that way); the sums are taken afterwards over the
-// L1-resident per-token arrays. Masked tokens see a zero log-ratio and KL argument, so every
-// per-token value there is finite and m * value is exactly 0. Adds to the row sums, leaves
-// m * dL/dlogp (token level) or m * dL/dlogp|r (sequence level) in c.g, returns sum m * dL/dr.
+// The per-token math of one chunk, with the row sums reduced in registers. Masked tokens see a
+// zero log-ratio and KL argument, so every per-token value there is finite and m * value is
+// exactly 0. Adds to the row sums, leaves m * dL/dlogp (token level) or m * dL/dlogp|r (sequence
+// level) in g, returns sum m * dL/dr.
 template <int KL, bool BIAS, bool BETA, bool SEQ>
-void token_map(int64_t n, float seq_r, const GrpoParams p, const float* __restrict lp, const float* __restrict old,
-               const float* __restrict ref, const float* __restrict mask, const float* __restrict adv,
-               const float* __restrict w, float* __restrict g, float* __restrict loss, float* __restrict kl,
-               float* __restrict clip_low, float* __restrict clip_high, float* __restrict ratio,
-               float* __restrict dl_dr) {
-#pragma omp simd
+float chunk_math(const ChunkIn& in, float* __restrict g, int64_t n, float seq_r, const GrpoParams p, Sums& s) {
+  const float* __restrict lp = in.lp;
+  const float* __restrict old = in.old;
+  const float* __restrict ref = in.ref;
+  const float* __restrict mask = in.m;
+  const float* __restrict adv = in.adv;
+  const float* __restrict w = in.w;
+  float s_loss = 0.0f, s_cnt = 0.0f, s_kl = 0.0f, s_lo = 0.0f, s_hi = 0.0f, s_r = 0.0f, s_dr = 0.0f;
+#pragma omp simd reduction(+ : s_loss, s_cnt, s_kl, s_lo, s_hi, s_r, s_dr)
   for (int64_t i = 0; i < n; ++i) {
     const float m = mask[i];
     const bool on = m != 0.0f;
     const float x = lp[i];
-    const float x_old = x - old[i];  // loaded unconditionally: masked loads do not vectorise
-    const float x_ref = ref[i] - x;
+    const float x_old = SEQ ? 0.0f : x - old[i];  // loaded unconditionally: masked loads do not vectorise
+    const float x_ref = KL >= 0 ? ref[i] - x : 0.0f;
     const float r = SEQ ? seq_r : exp_f32(on ? x_old : 0.0f);
     const float d = (KL >= 0 && on) ? x_ref : 0.0f;
     const GrpoToken t = grpo_token_fixed<KL, BIAS, BETA>(r, adv[i], w[i], d, p);
-    loss[i] = m * t.loss;
-    kl[i] = m * t.kl;
-    clip_low[i] = m * t.clip_low;
-    clip_high[i] = m * t.clip_high;
-    ratio[i] = m * r;
-    dl_dr[i] = m * t.dl_dr;
+    s_loss += m * t.loss;
+    s_cnt += m;
+    if (KL >= 0) s_kl += m * t.kl;
+    s_lo += m * t.clip_low;
+    s_hi += m * t.clip_high;
+    s_r += m * r;
+    s_dr += m * t.dl_dr;
     g[i] = m * (SEQ ? t.dl_dlogp : mul_or_zero(t.dl_dr, r) + t.dl_dlogp);
   }
+  s.v[kRowLoss] += s_loss;
+  s.v[kRowCount] += s_cnt;
+  s.v[kRowKl] += s_kl;
+  s.v[kRowClipLow] += s_lo;
+  s.v[kRowClipHigh] += s_hi;
+  s.v[kRowRatio] += s_r;
+  return s_dr;
 }
 
-template <int KL, bool BIAS, bool BETA, bool SEQ>
-float chunk_math(Chunk& c, int64_t n, float seq_r, const GrpoParams p, Sums& s) {
-  token_map<KL, BIAS, BETA, SEQ>(n, seq_r, p, c.lp, c.old, c.ref, c.m, c.adv, c.w, c.g, c.loss, c.kl, c.clip_low, c.clip_high,
-                     c.ratio, c.dl_dr);
-  s.v[kRowLoss] += sum_chunk(c.loss, n);
-  s.v[kRowCount] += sum_chunk(c.m, n);
-  s.v[kRowKl] += KL >= 0 ? sum_chunk(c.kl, n) : 0.0f;
-  s.v[kRowClipLow] += sum_chunk(c.clip_low, n);
-  s.v[kRowClipHigh] += sum_chunk(c.clip_high, n);
-  s.v[kRowRatio] += sum_chunk(c.ratio, n);
-  return sum_chunk(c.dl_dr, n);
-}
-
-using ChunkMath = float (*)(Chunk&, int64_t, float, const GrpoParams, Sums&);
+using ChunkMath = float (*)(const ChunkIn&, float*, int64_t, float, const GrpoParams, Sums&);
 
 template <int KL, bool BIAS, bool BETA>
 ChunkMath pick_level(bool sequence) {
@@ -185,27 +210,25 @@ void grpo_row(const RowArgs& a, int64_t b, float* slots) {
   Sums s;
   s.v[kRowBadAdv] = a.adv_per_token || finite(adv[0]) ? 0.0f : 1.0f;
   s.v[kRowBadWeight] = !w || a.w_per_token || finite(w[0]) ? 0.0f : 1.0f;
+  if (!a.adv_per_token) fill_chunk(adv[0], c.adv, kChunk);
+  if (!w || !a.w_per_token) fill_chunk(w ? w[0] : 1.0f, c.w, kChunk);
   float g_r = 0.0f;
   for (int64_t t0 = 0; t0 < T; t0 += kChunk) {
     const int64_t n = T - t0 < kChunk ? T - t0 : kChunk;
-    load_chunk(lp + t0, c.lp, n);
-    if (!a.sequence) load_chunk(od + t0, c.old, n);
-    if (rf) load_chunk(rf + t0, c.ref, n);
-    load_mask_chunk(mk + t0, c.m, n);
-    if (a.adv_per_token) {
-      load_chunk(adv + t0, c.adv, n);
-      s.v[kRowBadAdv] += count_nonfinite(c.adv, n);
-    } else {
-      fill_chunk(adv[0], c.adv, n);
+    const float* m = mask_as_f32(mk + t0, c.m, n);
+    const float* adv_t = a.adv_per_token ? adv + t0 : c.adv;
+    const float* w_t = w && a.w_per_token ? w + t0 : c.w;
+    if (a.adv_per_token) s.v[kRowBadAdv] += count_nonfinite(adv_t, n);
+    if (w && a.w_per_token) s.v[kRowBadWeight] += count_nonfinite(w_t, n);
+    if (all_zero(m, n)) {  // padding: every term of the chunk is exactly 0
+      if (coef) store_zeros(coef + t0, n);
+      continue;
     }
-    if (w && a.w_per_token) {
-      load_chunk(w + t0, c.w, n);
-      s.v[kRowBadWeight] += count_nonfinite(c.w, n);
-    } else {
-      fill_chunk(w ? w[0] : 1.0f, c.w, n);
-    }
-    g_r += a.math(c, n, seq_r, a.params, s);
-    if (coef) store_chunk(c.g, coef + t0, n);
+    ChunkIn in{as_f32(lp + t0, c.lp, n), a.sequence ? nullptr : as_f32(od + t0, c.old, n),
+               rf ? as_f32(rf + t0, c.ref, n) : nullptr, m, adv_t, w_t};
+    float* g = coef ? coef_target(coef + t0, c.g) : c.g;
+    g_r += a.math(in, g, n, seq_r, a.params, s);
+    if (coef) store_chunk(g, coef + t0, n);
   }
   if (a.sequence && coef) {  // every masked token moves the shared ratio
     const float cnt = s.v[kRowCount];
