@@ -181,16 +181,25 @@ def test_torch_compile_fullgraph_matches_eager():
     torch.testing.assert_close(results[0], results[1])
 
 
-@pytest.mark.parametrize("backend", FUSED[:1])
-def test_half_weight_gradient_in_vocabulary_slices(backend, monkeypatch):
-    """bf16 weight gradients are accumulated PARTIAL_ROWS vocabulary rows at a time: several
-    slices, the last one partial."""
+@pytest.mark.parametrize("backend", FUSED)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("chunk_size", [4, None])
+def test_backward_tiles_split_tokens_and_vocabulary(backend, dtype, chunk_size, monkeypatch):
+    """Backward tiles of 16 vocabulary columns: 3 blocks, the last partial, each a window in which
+    most rows' targets lie outside; chunk_size=4 also splits the 9 tokens (4, 4, 1), which sums the
+    weight gradient over token chunks, None keeps them in one tile (written straight)."""
     from harmo_fast.ops import linear_log_probs as module
 
-    monkeypatch.setattr(module, "PARTIAL_ROWS", 16)
-    hidden, weight, bias, index = _problem((9,), 16, 45, torch.bfloat16)
+    rows = 4 if chunk_size else 9
+    monkeypatch.setattr(module, "CHUNK_BYTES", 16 * rows * dtype.itemsize)
+    assert module.backward_tile(9, 45, dtype.itemsize, chunk_size or module.TILE_ROWS) == (rows, 16)
+    hidden, weight, bias, index = _problem((9,), 16, 45, dtype)
     g, gh = torch.randn(9), torch.randn(9)
-    _, _, grads = _run(backend, hidden, weight, bias, index, 1.0, g, gh, chunk_size=4)
-    _, _, grads_r = _run("torch", hidden, weight, bias, index, 1.0, g, gh)
+    lp, ent, grads = _run(backend, hidden, weight, bias, index, 0.7, g, gh, chunk_size=chunk_size)
+    lp_r, ent_r, grads_r = _run("torch", hidden, weight, bias, index, 0.7, g, gh)
+    rel = TOL[dtype] if dtype == torch.float32 else 3e-2
+    _close(lp, lp_r, rel, "logp")
+    _close(ent, ent_r, rel, "entropy")
     for name, got, want in zip(("hidden", "weight", "bias"), grads, grads_r):
-        _close(got, want, 3e-2, f"grad {name}")
+        assert got.dtype == want.dtype
+        _close(got, want, rel, f"grad {name}")

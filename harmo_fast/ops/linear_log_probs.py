@@ -3,16 +3,16 @@ and the LM head, without ever holding the (N, V) logits.
 
     logits = hidden @ weight.T + bias;  logp = logits[y]/tau - logsumexp(logits/tau)
 
-The fused backends walk the tokens in chunks: each chunk's (C, V) logits are produced by one
-matmul into a reused buffer and reduced by the selective_log_softmax kernels to one fp32 per row
-(the logsumexp). The backward recomputes each chunk's logits, turns them into d(logits) in place
-with the same kernels, and feeds them to two matmuls: d(hidden) for the chunk and d(weight)
-accumulated across chunks in fp32 (cast to the parameter dtype at the end). Peak extra memory is
-one chunk of logits plus the gradients themselves: it does not grow with N x V.
-
-The vocabulary is not split: a single full row of V logits per token is what keeps the matmuls
-large enough to run at BLAS speed, and the chunk's row count shrinks as V grows (see
-`default_chunk_size`), so the chunk stays within its memory budget for any V.
+The fused backends never hold more than one chunk of logits. The forward walks the tokens in
+chunks of full rows: each chunk's (C, V) logits come from one matmul into a reused buffer and are
+reduced by the selective_log_softmax kernels to one fp32 logsumexp (and log-prob, entropy) per
+row. With the logsumexp saved, the backward needs no full rows: it recomputes (tokens x
+vocabulary-block) tiles of logits, turns each into d(logits) in place with the same kernels, and
+feeds it to two matmuls. Looping vocabulary blocks outside token chunks makes each block's
+d(weight) one matmul over all the tile's tokens, written straight into the gradient (BLAS
+accumulates in fp32; several token chunks are summed in fp32 and cast at the end), while
+d(hidden) accumulates across blocks in fp32. Peak extra memory is one tile plus the gradients
+themselves: it does not grow with N x V.
 """
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ from harmo_fast.ops import selective_log_softmax as sls
 
 OP = "linear_log_probs"
 
-# Budget for one chunk of logits in the parameters' dtype. Half-precision chunks hold twice the
-# rows, which halves the number of fp32 weight-gradient accumulations (each a pass over V x H).
+# Budget for one chunk (forward) or tile (backward) of logits in the parameters' dtype.
 CHUNK_BYTES = 32 << 20
-# Vocabulary rows per half-precision partial weight-gradient product (see _backward_op).
-PARTIAL_ROWS = 4096
+# Tokens per backward tile when chunk_size is not given: each vocabulary block's weight gradient
+# is one matmul over this many tokens (see _backward_op).
+TILE_ROWS = 4096
 
 
 def linear_log_probs_reference(
@@ -94,9 +94,10 @@ def _rows(t: torch.Tensor | None, start: int, end: int) -> torch.Tensor | None:
 @torch.library.custom_op("harmo_fast::linear_log_probs", mutates_args=())
 def _forward_op(
     hidden: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], index: torch.Tensor,
-    temperature: float, return_entropy: bool, chunk_size: int, backend: str,
+    temperature: float, return_entropy: bool, chunk_size: int, tile_rows: int, backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(logp, entropy or an empty tensor, lse), each fp32 of index's shape."""
+    """(logp, entropy or an empty tensor, lse), each fp32 of index's shape. tile_rows is the
+    backward's (see _backward_op)."""
     vocab, size = weight.shape
     _checks.check_index_range(OP, "index", index, vocab)
     h2 = hidden.reshape(-1, size)
@@ -117,65 +118,88 @@ def _forward_op(
 
 
 @_forward_op.register_fake
-def _(hidden, weight, bias, index, temperature, return_entropy, chunk_size, backend):
+def _(hidden, weight, bias, index, temperature, return_entropy, chunk_size, tile_rows, backend):
     out = hidden.new_empty(index.shape, dtype=torch.float32)
     entropy = hidden.new_empty(index.shape if return_entropy else (0,), dtype=torch.float32)
     return out, entropy, torch.empty_like(out)
+
+
+def backward_tile(n: int, vocab: int, element_size: int, tile_rows: int) -> tuple[int, int]:
+    """(token rows, vocabulary columns) of one backward tile: up to tile_rows tokens, and as many
+    vocabulary columns as keep the tile within CHUNK_BYTES (at least 1)."""
+    rows = max(1, min(n, tile_rows))
+    return rows, max(1, min(vocab, CHUNK_BYTES // (element_size * rows)))
 
 
 @torch.library.custom_op("harmo_fast::linear_log_probs_backward", mutates_args=())
 def _backward_op(
     grad_logp: Optional[torch.Tensor], grad_entropy: Optional[torch.Tensor], hidden: torch.Tensor,
     weight: torch.Tensor, bias: Optional[torch.Tensor], index: torch.Tensor, lse: torch.Tensor,
-    entropy: Optional[torch.Tensor], temperature: float, chunk_size: int, backend: str,
+    entropy: Optional[torch.Tensor], temperature: float, tile_rows: int, backend: str,
     need_hidden: bool, need_weight: bool, need_bias: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(d hidden, d weight, d bias); a gradient that is not needed comes back as an empty tensor."""
+    """(d hidden, d weight, d bias); a gradient that is not needed comes back as an empty tensor.
+
+    Tiled over (vocabulary block, token chunk): with the forward's logsumexp saved, a tile's
+    d(logits) needs only that tile's logits, so each vocabulary block's weight gradient is one
+    matmul over (up to tile_rows) tokens written straight into its rows, and hidden's gradient is
+    accumulated across the blocks in fp32."""
     vocab, size = weight.shape
     h2 = hidden.reshape(-1, size)
-    idx = index.reshape(-1)
+    idx = index.reshape(-1).to(torch.int64)
     n = h2.shape[0]
+    f32, dev = torch.float32, hidden.device
+    half = weight.dtype != f32
     flat = lambda t: None if t is None else t.reshape(-1)  # noqa: E731
     g_logp, g_ent, lse1, ent1 = flat(grad_logp), flat(grad_entropy), flat(lse), flat(entropy)
-    grad_hidden = h2.new_empty(h2.shape) if need_hidden else hidden.new_empty(0)
-    # fp32 accumulators; for fp32 parameters they are the gradients themselves.
-    grad_weight = torch.zeros(vocab, size, dtype=torch.float32, device=hidden.device) if need_weight else hidden.new_empty(0)
-    grad_bias = torch.zeros(vocab, dtype=torch.float32, device=hidden.device) if need_bias else hidden.new_empty(0)
-    # Half-precision partial products (BLAS accumulates each in fp32 internally) are summed into
-    # the fp32 accumulator PARTIAL_ROWS vocabulary rows at a time, so the partial stays small.
-    partial = (
-        weight.new_empty(min(PARTIAL_ROWS, vocab), size) if need_weight and weight.dtype != torch.float32 else None
-    )
-    buf = hidden.new_empty(min(chunk_size, n), vocab)
-    for s, e in _chunks(n, chunk_size):
-        h = h2[s:e]
-        z = _chunk_logits(h, weight, bias, buf[: e - s])
-        sls.backward_rows(
-            _rows(g_logp, s, e), _rows(g_ent, s, e), z, idx[s:e], lse1[s:e], _rows(ent1, s, e), temperature, backend,
-            out=z,
-        )
-        if need_hidden:
-            torch.mm(z, weight, out=grad_hidden[s:e])
-        if need_weight:
-            if partial is None:
-                grad_weight.addmm_(z.t(), h)
-            else:
-                for vs, ve in _chunks(vocab, partial.shape[0]):
-                    grad_weight[vs:ve].add_(torch.mm(z[:, vs:ve].t(), h, out=partial[: ve - vs]))
-        if need_bias:
-            grad_bias.add_(z.sum(0, dtype=torch.float32))
-    del buf, partial  # freed before the casts below allocate the parameter-dtype gradients
+    grad_hidden = torch.zeros(n, size, dtype=f32, device=dev) if need_hidden else hidden.new_empty(0)
+    grad_weight = weight.new_empty(weight.shape) if need_weight else hidden.new_empty(0)
+    grad_bias = torch.zeros(vocab, dtype=f32, device=dev) if need_bias else hidden.new_empty(0)
+    rows, cols = backward_tile(n, vocab, weight.element_size(), tile_rows)
+    buf = hidden.new_empty(rows, cols)
+    # Half-precision products (BLAS accumulates each in fp32 internally) are summed in fp32.
+    partial_h = hidden.new_empty(rows, size) if need_hidden and half else None
+    acc_w = torch.empty(cols, size, dtype=f32, device=dev) if need_weight and half and rows < n else None
+    partial_w = weight.new_empty(cols, size) if acc_w is not None else None
+    for vs, ve in _chunks(vocab, cols):
+        w_b = weight[vs:ve]
+        b_b = _rows(bias, vs, ve)
+        idx_b = idx - vs  # outside [0, ve - vs): no target term in this block
+        for s, e in _chunks(n, rows):
+            h = h2[s:e]
+            z = _chunk_logits(h, w_b, b_b, buf[: e - s, : ve - vs])
+            sls.backward_rows(
+                _rows(g_logp, s, e), _rows(g_ent, s, e), z, idx_b[s:e], lse1[s:e], _rows(ent1, s, e), temperature,
+                backend, out=z,
+            )
+            if need_hidden:
+                if half:
+                    grad_hidden[s:e].add_(torch.mm(z, w_b, out=partial_h[: e - s]))
+                else:
+                    grad_hidden[s:e].addmm_(z, w_b)
+            if need_weight:
+                if acc_w is None:  # fp32, or a single token chunk: straight into the gradient
+                    if s == 0:
+                        torch.mm(z.t(), h, out=grad_weight[vs:ve])
+                    else:
+                        grad_weight[vs:ve].addmm_(z.t(), h)
+                else:
+                    product = torch.mm(z.t(), h, out=partial_w[: ve - vs])
+                    acc_w[: ve - vs].copy_(product) if s == 0 else acc_w[: ve - vs].add_(product)
+            if need_bias:
+                grad_bias[vs:ve].add_(z.sum(0, dtype=f32))
+        if acc_w is not None:
+            grad_weight[vs:ve].copy_(acc_w[: ve - vs])
+    del buf, partial_h, acc_w, partial_w  # freed before the casts below allocate
     if need_hidden:
-        grad_hidden = grad_hidden.view(hidden.shape)
-    if need_weight:
-        grad_weight = grad_weight.to(weight.dtype)
+        grad_hidden = grad_hidden.to(hidden.dtype).view(hidden.shape)
     if need_bias:
         grad_bias = grad_bias.to(bias.dtype)
     return grad_hidden, grad_weight, grad_bias
 
 
 @_backward_op.register_fake
-def _(grad_logp, grad_entropy, hidden, weight, bias, index, lse, entropy, temperature, chunk_size, backend,
+def _(grad_logp, grad_entropy, hidden, weight, bias, index, lse, entropy, temperature, tile_rows, backend,
       need_hidden, need_weight, need_bias):
     return (
         torch.empty_like(hidden) if need_hidden else hidden.new_empty(0),
@@ -185,10 +209,10 @@ def _(grad_logp, grad_entropy, hidden, weight, bias, index, lse, entropy, temper
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    hidden, weight, bias, index, temperature, return_entropy, chunk_size, backend = inputs
+    hidden, weight, bias, index, temperature, return_entropy, _, tile_rows, backend = inputs
     _, entropy, lse = output
     ctx.save_for_backward(hidden, weight, bias, index, lse, entropy if return_entropy else None)
-    ctx.temperature, ctx.return_entropy, ctx.chunk_size, ctx.backend = temperature, return_entropy, chunk_size, backend
+    ctx.temperature, ctx.return_entropy, ctx.tile_rows, ctx.backend = temperature, return_entropy, tile_rows, backend
 
 
 def _backward(ctx, grad_logp, grad_entropy, grad_lse):
@@ -196,12 +220,12 @@ def _backward(ctx, grad_logp, grad_entropy, grad_lse):
     need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
     need_bias = need_bias and bias is not None
     if not (need_hidden or need_weight or need_bias):
-        return (None,) * 8
+        return (None,) * 9
     gh, gw, gb = torch.ops.harmo_fast.linear_log_probs_backward(
         grad_logp, grad_entropy if ctx.return_entropy else None, hidden, weight, bias, index, lse, entropy,
-        ctx.temperature, ctx.chunk_size, ctx.backend, need_hidden, need_weight, need_bias,
+        ctx.temperature, ctx.tile_rows, ctx.backend, need_hidden, need_weight, need_bias,
     )
-    return (gh if need_hidden else None, gw if need_weight else None, gb if need_bias else None) + (None,) * 5
+    return (gh if need_hidden else None, gw if need_weight else None, gb if need_bias else None) + (None,) * 6
 
 
 _forward_op.register_autograd(_backward, setup_context=_setup_context)
@@ -221,15 +245,17 @@ def linear_log_probs(
 
     hidden (..., H), weight (V, H) and bias (V,) share one float dtype (fp32/bf16/fp16); index (...)
     int64 or int32 in [0, V). Differentiable w.r.t. hidden, weight and bias, through the log-probs
-    and (with return_entropy) the entropy. chunk_size = tokens per chunk (None: as many as fit a
-    32 MiB chunk of logits). The torch backend is the unchunked reference.
+    and (with return_entropy) the entropy. chunk_size = tokens per chunk (None: the forward takes as
+    many as fit a 32 MiB chunk of logits, the backward TILE_ROWS per tile of at most 32 MiB). The
+    torch backend is the unchunked reference.
     """
     device = _check_arguments(hidden, weight, index, bias, temperature, chunk_size)
     resolved = _dispatch.resolve_backend(backend, device, OP)
     if resolved == "torch":
         return linear_log_probs_reference(hidden, weight, index, bias, temperature, return_entropy)
     chunk = chunk_size if chunk_size is not None else default_chunk_size(weight.shape[0], weight.element_size())
+    tile_rows = chunk_size if chunk_size is not None else TILE_ROWS
     logp, entropy, _ = torch.ops.harmo_fast.linear_log_probs(
-        hidden, weight, bias, index, float(temperature), bool(return_entropy), int(chunk), resolved
+        hidden, weight, bias, index, float(temperature), bool(return_entropy), int(chunk), int(tile_rows), resolved
     )
     return (logp, entropy) if return_entropy else logp

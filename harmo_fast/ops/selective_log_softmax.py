@@ -180,7 +180,11 @@ def backward_rows(
     lse: torch.Tensor, entropy: torch.Tensor | None, temperature: float, backend: str, out: torch.Tensor | None,
 ) -> torch.Tensor:
     """Run a fused backward kernel; the gradient goes into `out` (may be `logits` itself, which
-    must then be kernel-readable as is) or a new tensor when out is None. Returns it."""
+    must then be kernel-readable as is) or a new tensor when out is None. Returns it.
+
+    `logits` may be a window of columns of the full rows whose `lse`/`entropy` are given: an
+    `index` outside [0, window width) then adds no target term (linear_log_probs' vocabulary
+    tiles rely on this)."""
     logits_k, layout = kernel_input(logits)
     if out is None:
         out = torch.empty_like(logits_k)
