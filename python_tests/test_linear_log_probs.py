@@ -127,10 +127,10 @@ def test_never_allocates_the_full_logits(backend):
 
 
 def test_default_chunk_size_bounds_the_chunk():
-    assert default_chunk_size(32768, 4) == 256
-    assert default_chunk_size(32768, 2) == 512
+    assert default_chunk_size(32768, 4) == 128
+    assert default_chunk_size(32768, 2) == 256
     assert default_chunk_size(1 << 30, 4) == 1
-    assert default_chunk_size(151_936, 2) * 151_936 * 2 <= 32 << 20
+    assert default_chunk_size(151_936, 2) * 151_936 * 2 <= 16 << 20
 
 
 @pytest.mark.parametrize("backend", ["torch", *FUSED])

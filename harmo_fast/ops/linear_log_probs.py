@@ -26,7 +26,7 @@ from harmo_fast.ops import selective_log_softmax as sls
 OP = "linear_log_probs"
 
 # Budget for one chunk (forward) or tile (backward) of logits in the parameters' dtype.
-CHUNK_BYTES = 32 << 20
+CHUNK_BYTES = 16 << 20
 # Tokens per backward tile when chunk_size is not given: each vocabulary block's weight gradient
 # is one matmul over this many tokens (see _backward_op).
 TILE_ROWS = 4096
@@ -246,7 +246,7 @@ def linear_log_probs(
     hidden (..., H), weight (V, H) and bias (V,) share one float dtype (fp32/bf16/fp16); index (...)
     int64 or int32 in [0, V). Differentiable w.r.t. hidden, weight and bias, through the log-probs
     and (with return_entropy) the entropy. chunk_size = tokens per chunk (None: the forward takes as
-    many as fit a 32 MiB chunk of logits, the backward TILE_ROWS per tile of at most 32 MiB). The
+    many as fit a 16 MiB chunk of logits, the backward TILE_ROWS per tile of at most 16 MiB). The
     torch backend is the unchunked reference.
     """
     device = _check_arguments(hidden, weight, index, bias, temperature, chunk_size)
