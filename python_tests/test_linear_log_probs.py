@@ -9,7 +9,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import harmo_fast as hf
 from harmo_fast import _dispatch
-from harmo_fast.ops.linear_log_probs import default_chunk_size
+from harmo_fast.ops.linear_log_probs import tile_shape
 from harmo_fast.ops.linear_log_probs import linear_log_probs_reference as reference
 from harmo_fast.ops.selective_log_softmax import selective_log_softmax_reference
 
@@ -126,11 +126,14 @@ def test_never_allocates_the_full_logits(backend):
     assert mode.largest >= n * vocab  # the check above can fail: the reference does hold (N, V)
 
 
-def test_default_chunk_size_bounds_the_chunk():
-    assert default_chunk_size(32768, 4) == 128
-    assert default_chunk_size(32768, 2) == 256
-    assert default_chunk_size(1 << 30, 4) == 1
-    assert default_chunk_size(151_936, 2) * 151_936 * 2 <= 16 << 20
+def test_tile_shape_bounds_the_tile():
+    assert tile_shape(4096, 32768, 4, 4096) == (4096, 1024)
+    assert tile_shape(4096, 32768, 2, 4096) == (4096, 2048)
+    assert tile_shape(100, 50, 4, 4096) == (100, 50)  # small problems: one tile
+    assert tile_shape(10, 1 << 30, 4, 4096) == (10, (16 << 20) // 40)
+    assert tile_shape(1 << 30, 8, 4, 1 << 30) == (1 << 30, 1)
+    rows, cols = tile_shape(65536, 151_936, 2, 4096)
+    assert rows * cols * 2 <= 16 << 20
 
 
 @pytest.mark.parametrize("backend", ["torch", *FUSED])
@@ -184,16 +187,19 @@ def test_torch_compile_fullgraph_matches_eager():
 @pytest.mark.parametrize("backend", FUSED)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("chunk_size", [4, None])
-def test_backward_tiles_split_tokens_and_vocabulary(backend, dtype, chunk_size, monkeypatch):
-    """Backward tiles of 16 vocabulary columns: 3 blocks, the last partial, each a window in which
-    most rows' targets lie outside; chunk_size=4 also splits the 9 tokens (4, 4, 1), which sums the
-    weight gradient over token chunks, None keeps them in one tile (written straight)."""
+def test_tiles_split_tokens_and_vocabulary(backend, dtype, chunk_size, monkeypatch):
+    """Tiles of 16 vocabulary columns: 3 blocks, the last partial, each a window in which most
+    rows' targets lie outside (forward: merged online; one block's logits all -inf through the
+    bias). chunk_size=4 also splits the 9 tokens (4, 4, 1), which sums the weight gradient over
+    token chunks; None keeps them in one tile (written straight)."""
     from harmo_fast.ops import linear_log_probs as module
 
     rows = 4 if chunk_size else 9
     monkeypatch.setattr(module, "CHUNK_BYTES", 16 * rows * dtype.itemsize)
-    assert module.backward_tile(9, 45, dtype.itemsize, chunk_size or module.TILE_ROWS) == (rows, 16)
+    assert module.tile_shape(9, 45, dtype.itemsize, chunk_size or module.TILE_ROWS) == (rows, 16)
     hidden, weight, bias, index = _problem((9,), 16, 45, dtype)
+    bias[16:32] = float("-inf")
+    index = torch.where((index >= 16) & (index < 32), index - 16, index)
     g, gh = torch.randn(9), torch.randn(9)
     lp, ent, grads = _run(backend, hidden, weight, bias, index, 0.7, g, gh, chunk_size=chunk_size)
     lp_r, ent_r, grads_r = _run("torch", hidden, weight, bias, index, 0.7, g, gh)

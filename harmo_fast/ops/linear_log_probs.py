@@ -3,13 +3,13 @@ and the LM head, without ever holding the (N, V) logits.
 
     logits = hidden @ weight.T + bias;  logp = logits[y]/tau - logsumexp(logits/tau)
 
-The fused backends never hold more than one chunk of logits. The forward walks the tokens in
-chunks of full rows: each chunk's (C, V) logits come from one matmul into a reused buffer and are
-reduced by the selective_log_softmax kernels to one fp32 logsumexp (and log-prob, entropy) per
-row. With the logsumexp saved, the backward needs no full rows: it recomputes (tokens x
-vocabulary-block) tiles of logits, turns each into d(logits) in place with the same kernels, and
+The fused backends never hold more than one tile of logits: up to TILE_ROWS tokens by as many
+vocabulary entries as fit CHUNK_BYTES, each produced by one matmul into a reused buffer. The
+forward reduces each tile with the selective_log_softmax kernels and merges the vocabulary blocks
+of a row online (logsumexp, the target's logit, the entropy). With the logsumexp saved, the
+backward recomputes the same tiles, turns each into d(logits) in place with the same kernels and
 feeds it to two matmuls. Looping vocabulary blocks outside token chunks makes each block's
-d(weight) one matmul over all the tile's tokens, written straight into the gradient (BLAS
+d(weight) one matmul over the tile's tokens, written straight into the gradient (BLAS
 accumulates in fp32; several token chunks are summed in fp32 and cast at the end), while
 d(hidden) accumulates across blocks in fp32. Peak extra memory is one tile plus the gradients
 themselves: it does not grow with N x V.
@@ -25,10 +25,10 @@ from harmo_fast.ops import selective_log_softmax as sls
 
 OP = "linear_log_probs"
 
-# Budget for one chunk (forward) or tile (backward) of logits in the parameters' dtype.
+# Budget for one tile of logits in the parameters' dtype.
 CHUNK_BYTES = 16 << 20
-# Tokens per backward tile when chunk_size is not given: each vocabulary block's weight gradient
-# is one matmul over this many tokens (see _backward_op).
+# Tokens per tile when chunk_size is not given: in the backward each vocabulary block's weight
+# gradient is one matmul over this many tokens (see _backward_op).
 TILE_ROWS = 4096
 
 
@@ -42,9 +42,11 @@ def linear_log_probs_reference(
     return sls.selective_log_softmax_reference(logits, index, temperature, return_entropy)
 
 
-def default_chunk_size(vocab: int, element_size: int) -> int:
-    """Rows per chunk so one chunk of logits fits CHUNK_BYTES (at least 1)."""
-    return max(1, CHUNK_BYTES // (element_size * vocab))
+def tile_shape(n: int, vocab: int, element_size: int, tile_rows: int) -> tuple[int, int]:
+    """(token rows, vocabulary columns) of one tile of logits: up to tile_rows tokens, and as many
+    vocabulary columns as keep the tile within CHUNK_BYTES (at least 1)."""
+    rows = max(1, min(n, tile_rows))
+    return rows, max(1, min(vocab, CHUNK_BYTES // (element_size * rows)))
 
 
 def _check_arguments(hidden, weight, index, bias, temperature, chunk_size) -> torch.device:
@@ -91,25 +93,54 @@ def _rows(t: torch.Tensor | None, start: int, end: int) -> torch.Tensor | None:
 # --------------------------------------------------------------------------------------------
 # Custom ops and autograd
 # --------------------------------------------------------------------------------------------
+def _forward_rows(
+    h: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, cols: int, buf: torch.Tensor,
+    temperature: float, return_entropy: bool, backend: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(logp, lse, entropy or None) of the rows h, one vocabulary block of `cols` columns at a time,
+    merged online: lse by logaddexp, the target's logit from the block that holds it, and the
+    entropy through sum_j p_j x_j = sum_b exp(lse_b - lse) (lse_b - entropy_b)."""
+    vocab = weight.shape[0]
+    if cols >= vocab:
+        z = _chunk_logits(h, weight, bias, buf[: h.shape[0], :vocab])
+        return sls.forward_rows(z, y, temperature, return_entropy, backend)
+    lse = target = px = None
+    for vs, ve in _chunks(vocab, cols):
+        z = _chunk_logits(h, weight[vs:ve], _rows(bias, vs, ve), buf[: h.shape[0], : ve - vs])
+        inside = (y >= vs) & (y < ve)
+        lp_b, lse_b, ent_b = sls.forward_rows(z, torch.where(inside, y - vs, 0), temperature, return_entropy, backend)
+        x_b = lp_b + lse_b  # the target's logit / temperature, where the block holds it
+        px_b = lse_b - ent_b if return_entropy else None  # sum_j p_j x_j within the block
+        if lse is None:
+            lse, target, px = lse_b, x_b, px_b
+            continue
+        target = torch.where(inside, x_b, target)
+        new = torch.logaddexp(lse, lse_b)
+        if return_entropy:  # where(): a block of -inf logits has weight 0, whatever its entropy
+            keep, add = torch.exp(lse - new), torch.exp(lse_b - new)
+            px = torch.where(keep > 0, px * keep, 0.0) + torch.where(add > 0, px_b * add, 0.0)
+        lse = new
+    return target - lse, lse, (lse - px) if return_entropy else None
+
+
 @torch.library.custom_op("harmo_fast::linear_log_probs", mutates_args=())
 def _forward_op(
     hidden: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], index: torch.Tensor,
-    temperature: float, return_entropy: bool, chunk_size: int, tile_rows: int, backend: str,
+    temperature: float, return_entropy: bool, tile_rows: int, backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(logp, entropy or an empty tensor, lse), each fp32 of index's shape. tile_rows is the
-    backward's (see _backward_op)."""
+    """(logp, entropy or an empty tensor, lse), each fp32 of index's shape."""
     vocab, size = weight.shape
     _checks.check_index_range(OP, "index", index, vocab)
     h2 = hidden.reshape(-1, size)
-    idx = index.reshape(-1)
+    idx = index.reshape(-1).to(torch.int64)
     n = h2.shape[0]
     logp = torch.empty(n, dtype=torch.float32, device=hidden.device)
     lse = torch.empty_like(logp)
     entropy = torch.empty_like(logp) if return_entropy else logp.new_empty(0)
-    buf = hidden.new_empty(min(chunk_size, n), vocab)
-    for s, e in _chunks(n, chunk_size):
-        z = _chunk_logits(h2[s:e], weight, bias, buf[: e - s])
-        lp, l, ent = sls.forward_rows(z, idx[s:e], temperature, return_entropy, backend)
+    rows, cols = tile_shape(n, vocab, weight.element_size(), tile_rows)
+    buf = hidden.new_empty(rows, cols)
+    for s, e in _chunks(n, rows):
+        lp, l, ent = _forward_rows(h2[s:e], idx[s:e], weight, bias, cols, buf, temperature, return_entropy, backend)
         logp[s:e], lse[s:e] = lp, l
         if ent is not None:
             entropy[s:e] = ent
@@ -118,17 +149,10 @@ def _forward_op(
 
 
 @_forward_op.register_fake
-def _(hidden, weight, bias, index, temperature, return_entropy, chunk_size, tile_rows, backend):
+def _(hidden, weight, bias, index, temperature, return_entropy, tile_rows, backend):
     out = hidden.new_empty(index.shape, dtype=torch.float32)
     entropy = hidden.new_empty(index.shape if return_entropy else (0,), dtype=torch.float32)
     return out, entropy, torch.empty_like(out)
-
-
-def backward_tile(n: int, vocab: int, element_size: int, tile_rows: int) -> tuple[int, int]:
-    """(token rows, vocabulary columns) of one backward tile: up to tile_rows tokens, and as many
-    vocabulary columns as keep the tile within CHUNK_BYTES (at least 1)."""
-    rows = max(1, min(n, tile_rows))
-    return rows, max(1, min(vocab, CHUNK_BYTES // (element_size * rows)))
 
 
 @torch.library.custom_op("harmo_fast::linear_log_probs_backward", mutates_args=())
@@ -155,7 +179,7 @@ def _backward_op(
     grad_hidden = torch.zeros(n, size, dtype=f32, device=dev) if need_hidden else hidden.new_empty(0)
     grad_weight = weight.new_empty(weight.shape) if need_weight else hidden.new_empty(0)
     grad_bias = torch.zeros(vocab, dtype=f32, device=dev) if need_bias else hidden.new_empty(0)
-    rows, cols = backward_tile(n, vocab, weight.element_size(), tile_rows)
+    rows, cols = tile_shape(n, vocab, weight.element_size(), tile_rows)
     buf = hidden.new_empty(rows, cols)
     # Half-precision products (BLAS accumulates each in fp32 internally) are summed in fp32.
     partial_h = hidden.new_empty(rows, size) if need_hidden and half else None
@@ -209,7 +233,7 @@ def _(grad_logp, grad_entropy, hidden, weight, bias, index, lse, entropy, temper
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    hidden, weight, bias, index, temperature, return_entropy, _, tile_rows, backend = inputs
+    hidden, weight, bias, index, temperature, return_entropy, tile_rows, backend = inputs
     _, entropy, lse = output
     ctx.save_for_backward(hidden, weight, bias, index, lse, entropy if return_entropy else None)
     ctx.temperature, ctx.return_entropy, ctx.tile_rows, ctx.backend = temperature, return_entropy, tile_rows, backend
@@ -220,12 +244,12 @@ def _backward(ctx, grad_logp, grad_entropy, grad_lse):
     need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
     need_bias = need_bias and bias is not None
     if not (need_hidden or need_weight or need_bias):
-        return (None,) * 9
+        return (None,) * 8
     gh, gw, gb = torch.ops.harmo_fast.linear_log_probs_backward(
         grad_logp, grad_entropy if ctx.return_entropy else None, hidden, weight, bias, index, lse, entropy,
         ctx.temperature, ctx.tile_rows, ctx.backend, need_hidden, need_weight, need_bias,
     )
-    return (gh if need_hidden else None, gw if need_weight else None, gb if need_bias else None) + (None,) * 6
+    return (gh if need_hidden else None, gw if need_weight else None, gb if need_bias else None) + (None,) * 5
 
 
 _forward_op.register_autograd(_backward, setup_context=_setup_context)
@@ -245,17 +269,16 @@ def linear_log_probs(
 
     hidden (..., H), weight (V, H) and bias (V,) share one float dtype (fp32/bf16/fp16); index (...)
     int64 or int32 in [0, V). Differentiable w.r.t. hidden, weight and bias, through the log-probs
-    and (with return_entropy) the entropy. chunk_size = tokens per chunk (None: the forward takes as
-    many as fit a 16 MiB chunk of logits, the backward TILE_ROWS per tile of at most 16 MiB). The
-    torch backend is the unchunked reference.
+    and (with return_entropy) the entropy. chunk_size = tokens per tile of logits (None:
+    TILE_ROWS); a tile spans as many vocabulary entries as fit 16 MiB. The torch backend is the
+    unchunked reference.
     """
     device = _check_arguments(hidden, weight, index, bias, temperature, chunk_size)
     resolved = _dispatch.resolve_backend(backend, device, OP)
     if resolved == "torch":
         return linear_log_probs_reference(hidden, weight, index, bias, temperature, return_entropy)
-    chunk = chunk_size if chunk_size is not None else default_chunk_size(weight.shape[0], weight.element_size())
     tile_rows = chunk_size if chunk_size is not None else TILE_ROWS
     logp, entropy, _ = torch.ops.harmo_fast.linear_log_probs(
-        hidden, weight, bias, index, float(temperature), bool(return_entropy), int(chunk), int(tile_rows), resolved
+        hidden, weight, bias, index, float(temperature), bool(return_entropy), int(tile_rows), resolved
     )
     return (logp, entropy) if return_entropy else logp
