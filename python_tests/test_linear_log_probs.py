@@ -187,6 +187,8 @@ def test_torch_compile_fullgraph_matches_eager():
 @pytest.mark.parametrize("backend", FUSED)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("chunk_size", [4, None])
+# The Triton interpreter evaluates log(0) for the -inf block in numpy, which warns.
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
 def test_tiles_split_tokens_and_vocabulary(backend, dtype, chunk_size, monkeypatch):
     """Tiles of 16 vocabulary columns: 3 blocks, the last partial, each a window in which most
     rows' targets lie outside (forward: merged online; one block's logits all -inf through the
