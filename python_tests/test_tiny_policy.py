@@ -116,3 +116,16 @@ def test_tiny_lm_generates_and_round_trips(tmp_path):
     assert tok2(text)["input_ids"] == tok(text)["input_ids"] and tok2.padding_side == "left"
     with torch.no_grad():
         assert torch.equal(model(**batch).logits, model2(**batch).logits)
+
+
+def test_freeze_vision_freezes_exactly_the_vision_tower():
+    from harmo_fast.trainer.config import ModelConfig
+    from harmo_fast.trainer.policy import load_policy
+
+    frozen = load_policy(ModelConfig(name="tiny-vlm", freeze_vision=True, builtin_overrides=SMALL)).model
+    trainable = {n for n, p in frozen.named_parameters() if p.requires_grad}
+    assert trainable and all("visual" not in n for n in trainable)
+    assert all(not p.requires_grad for p in frozen.model.visual.parameters())
+    assert all(p.requires_grad for p in load_policy(ModelConfig(name="tiny-vlm", builtin_overrides=SMALL)).model.parameters())
+    with pytest.raises(ValueError, match="model.freeze_vision"):
+        load_policy(ModelConfig(name="tiny-lm", freeze_vision=True, builtin_overrides=SMALL))

@@ -26,6 +26,8 @@ class ModelConfig:
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # parameter dtype
     bf16_autocast: bool = True  # bf16 autocast of fp32 weights, applied on CUDA only
     gradient_checkpointing: bool = True  # applied on CUDA only
+    # keep the vision tower's weights fixed in the warm-up and GRPO (the projector and LM still train)
+    freeze_vision: bool = False
     logprobs: Literal["auto", "linear", "logits"] = "auto"  # fused LM-head path or logits path
     attn_implementation: str | None = None
     trust_remote_code: bool = False

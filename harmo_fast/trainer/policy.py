@@ -20,6 +20,9 @@ BUILTIN_MODELS = {
     "tiny-lm": ("harmo_fast.trainer.tiny_policy", "build_tiny_lm", False),
 }
 
+# Attribute names of the vision encoder, on the model or its inner `.model`.
+VISION_TOWER_ATTRS = ("visual", "vision_tower", "vision_model")
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -93,11 +96,27 @@ def _load_any(cfg: ModelConfig, seed: int) -> tuple[Any, Any, bool]:
     return _load_hf(cfg)
 
 
+def vision_tower(model: Any) -> torch.nn.Module | None:
+    """The vision encoder of a vision-language model (Qwen-VL `visual`, LLaVA-style `vision_tower`), else None."""
+    for owner in (model, getattr(model, "model", None)):
+        for name in VISION_TOWER_ATTRS:
+            tower = getattr(owner, name, None)
+            if isinstance(tower, torch.nn.Module):
+                return tower
+    return None
+
+
 def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu", seed: int = 0) -> Policy:
-    """Load the trainable policy onto `device` (gradient checkpointing on CUDA when enabled)."""
+    """Load the trainable policy onto `device` (gradient checkpointing on CUDA when enabled; the
+    vision tower frozen when `cfg.freeze_vision`)."""
     device = torch.device(device)
     model, processor, is_vlm = _load_any(cfg, seed)
     model = model.to(device=device, dtype=DTYPES[cfg.dtype])
+    if cfg.freeze_vision:
+        tower = vision_tower(model)
+        if tower is None:
+            raise ValueError(f"model.freeze_vision: {cfg.name!r} has no vision tower (one of {', '.join(VISION_TOWER_ATTRS)})")
+        tower.requires_grad_(False)
     if device.type == "cuda" and cfg.gradient_checkpointing and getattr(model, "supports_gradient_checkpointing", False):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
