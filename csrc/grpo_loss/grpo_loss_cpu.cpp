@@ -4,7 +4,6 @@
 // of the coefficients by grad_output * alpha_b, in place.
 
 #include <cmath>
-#include <limits>
 #include <stdexcept>
 #include <vector>
 
@@ -159,7 +158,7 @@ ChunkMath pick_flags(bool bias, bool beta, bool sequence) {
 ChunkMath pick_chunk_math(const GrpoParams& p, bool sequence) {
   if (!p.has_ref) return pick_level<-1, false, false>(sequence);
   const bool beta = p.beta > 0.0f;
-  switch (p.kl.estimator) {
+  switch (p.kl_estimator) {
     case static_cast<int>(KlEstimator::k1): return pick_flags<0>(p.bias_corrected, beta, sequence);
     case static_cast<int>(KlEstimator::k2): return pick_flags<1>(p.bias_corrected, beta, sequence);
     default: return pick_flags<2>(p.bias_corrected, beta, sequence);
@@ -269,7 +268,6 @@ int grpo_loss_fwd(int64_t N, int64_t T, std::uintptr_t logp, std::uintptr_t old,
                   std::uintptr_t row_scale, int dtype, float clip_lo, float clip_hi, float delta,
                   float beta, int kl_estimator, bool bias_corrected, bool sequence, float agg_base,
                   bool agg_per_row_count, bool agg_total_count) {
-  const float inf = std::numeric_limits<float>::infinity();
   RowArgs a{N,
             T,
             as_ptr<const void>(logp),
@@ -282,7 +280,7 @@ int grpo_loss_fwd(int64_t N, int64_t T, std::uintptr_t logp, std::uintptr_t old,
             w_per_token,
             coef ? as_ptr<void>(coef) : nullptr,
             sequence,
-            GrpoParams{clip_lo, clip_hi, delta, beta, ref != 0, bias_corrected, KlParams{kl_estimator, inf, inf}},
+            GrpoParams{clip_lo, clip_hi, delta, beta, ref != 0, bias_corrected, kl_estimator},
             nullptr};
   a.math = pick_chunk_math(a.params, sequence);
   std::vector<float> slots(static_cast<size_t>(N) * kRowSlots);

@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -179,7 +178,6 @@ void forward(int64_t N, int64_t T, std::uintptr_t logp, std::uintptr_t old, std:
              std::uintptr_t partials, int dtype, float clip_lo, float clip_hi, float delta, float beta,
              int kl_estimator, bool bias_corrected, bool sequence, float agg_base, bool agg_per_row_count,
              bool agg_total_count, std::uintptr_t stream) {
-  const float inf = std::numeric_limits<float>::infinity();
   auto s = reinterpret_cast<cudaStream_t>(stream);
   RowArgs a{N,
             T,
@@ -194,7 +192,7 @@ void forward(int64_t N, int64_t T, std::uintptr_t logp, std::uintptr_t old, std:
             coef ? as_ptr<void>(coef) : nullptr,
             as_ptr<float>(partials),
             sequence,
-            GrpoParams{clip_lo, clip_hi, delta, beta, ref != 0, bias_corrected, KlParams{kl_estimator, inf, inf}}};
+            GrpoParams{clip_lo, clip_hi, delta, beta, ref != 0, bias_corrected, kl_estimator}};
   if (N > 0) {
     check(cudaMemsetAsync(as_ptr<void>(partials), 0, static_cast<size_t>(N) * kRowSlots * sizeof(float), s));
     if (T > 0) HARMO_DISPATCH_FLOATING(dtype, scalar_t, [&] { launch_rows<scalar_t>(mask_code, a, s); });

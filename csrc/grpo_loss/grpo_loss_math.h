@@ -24,7 +24,7 @@ struct GrpoParams {
   float beta;           // KL coefficient (the KL term is added only when beta > 0)
   bool has_ref;         // ref_logp given: the KL is computed (for the metric at least)
   bool bias_corrected;  // KL term multiplied by r (TRL use_bias_correction_kl: r not detached)
-  KlParams kl;
+  int kl_estimator;     // KlEstimator (the KL is not clamped)
 };
 
 struct GrpoToken {
@@ -75,7 +75,7 @@ HARMO_HD GrpoToken grpo_token_fixed(float r, float adv, float w, float d, const 
   t.clip_low = (r < p.clip_lo ? 1.0f : 0.0f) * (adv < 0.0f ? 1.0f : 0.0f);
   t.clip_high = (r > p.clip_hi ? 1.0f : 0.0f) * (adv > 0.0f ? 1.0f : 0.0f);
   if (KL >= 0) {
-    const KlTerm k = kl_term_fixed<(KL >= 0 ? KL : 0)>(d, p.kl.clamp_d, p.kl.clamp_v);
+    const KlTerm k = kl_term_fixed<(KL >= 0 ? KL : 0), false>(d, 0.0f, 0.0f);
     t.kl = BIAS ? k.value * r : k.value;
     if (BETA) {  // beta == 0 with a reference: the KL is only a metric
       t.loss += p.beta * t.kl;
@@ -98,7 +98,7 @@ HARMO_HD GrpoToken grpo_token_kl(float r, float adv, float w, float d, const Grp
 
 HARMO_HD GrpoToken grpo_token(float r, float adv, float w, float d, const GrpoParams& p) {
   if (!p.has_ref) return grpo_token_fixed<-1, false, false>(r, adv, w, d, p);
-  switch (p.kl.estimator) {
+  switch (p.kl_estimator) {
     case static_cast<int>(KlEstimator::k1): return grpo_token_kl<0>(r, adv, w, d, p);
     case static_cast<int>(KlEstimator::k2): return grpo_token_kl<1>(r, adv, w, d, p);
     default: return grpo_token_kl<2>(r, adv, w, d, p);
