@@ -23,22 +23,15 @@ constexpr int64_t kChunk = 128;
 // intra-op grain size is the same 32768 elements).
 constexpr int64_t kParallelMinTokens = int64_t(1) << 15;
 
-// fp32 view of n elements: the source itself when it is fp32, else a converted copy in dst.
+// fp32 view of n elements: the source itself when it is fp32, else a converted copy in dst
+// (mask_at reads every element type, the floating ones through load_at).
 template <class T>
 const float* as_f32(const T* src, float* dst, int64_t n) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) dst[i] = load_at(src, i);
-  return dst;
-}
-const float* as_f32(const float* src, float*, int64_t) { return src; }
-
-template <class M>
-const float* mask_as_f32(const M* src, float* dst, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) dst[i] = mask_at(src, i);
   return dst;
 }
-const float* mask_as_f32(const float* src, float*, int64_t) { return src; }
+const float* as_f32(const float* src, float*, int64_t) { return src; }
 
 // Where a chunk's coefficients are computed: straight into an fp32 output, else into scratch.
 template <class T>
@@ -214,7 +207,7 @@ void grpo_row(const RowArgs& a, int64_t b, float* slots) {
   float g_r = 0.0f;
   for (int64_t t0 = 0; t0 < T; t0 += kChunk) {
     const int64_t n = T - t0 < kChunk ? T - t0 : kChunk;
-    const float* m = mask_as_f32(mk + t0, c.m, n);
+    const float* m = as_f32(mk + t0, c.m, n);
     const float* adv_t = a.adv_per_token ? adv + t0 : c.adv;
     const float* w_t = w && a.w_per_token ? w + t0 : c.w;
     if (a.adv_per_token) s.v[kRowBadAdv] += count_nonfinite(adv_t, n);
