@@ -158,19 +158,7 @@ ChunkMath pick_chunk_math(const GrpoParams& p, bool sequence) {
   }
 }
 
-struct RowArgs {
-  int64_t N, T;
-  const void* logp;
-  const void* old;
-  const void* ref;  // nullptr: no reference
-  const void* mask;
-  const float* adv;
-  bool adv_per_token;
-  const float* w;  // nullptr: no importance weights
-  bool w_per_token;
-  void* coef;  // nullptr: no gradient wanted
-  bool sequence;
-  GrpoParams params;
+struct RowArgs : GrpoArgs {
   ChunkMath math;
 };
 
@@ -261,19 +249,8 @@ int grpo_loss_fwd(int64_t N, int64_t T, std::uintptr_t logp, std::uintptr_t old,
                   std::uintptr_t row_scale, int dtype, float clip_lo, float clip_hi, float delta,
                   float beta, int kl_estimator, bool bias_corrected, bool sequence, float agg_base,
                   bool agg_per_row_count, bool agg_total_count) {
-  RowArgs a{N,
-            T,
-            as_ptr<const void>(logp),
-            as_ptr<const void>(old),
-            ref ? as_ptr<const void>(ref) : nullptr,
-            as_ptr<const void>(mask),
-            as_ptr<const float>(adv),
-            adv_per_token,
-            w ? as_ptr<const float>(w) : nullptr,
-            w_per_token,
-            coef ? as_ptr<void>(coef) : nullptr,
-            sequence,
-            GrpoParams{clip_lo, clip_hi, delta, beta, ref != 0, bias_corrected, kl_estimator},
+  RowArgs a{grpo_args(N, T, logp, old, ref, mask, adv, adv_per_token, w, w_per_token, coef, sequence,
+                      GrpoParams{clip_lo, clip_hi, delta, beta, ref != 0, bias_corrected, kl_estimator}),
             nullptr};
   a.math = pick_chunk_math(a.params, sequence);
   std::vector<float> slots(static_cast<size_t>(N) * kRowSlots);

@@ -44,20 +44,8 @@ __device__ void block_sum(V (&v)[K]) {
   __syncthreads();
 }
 
-struct RowArgs {
-  int64_t N, T;
-  const void* logp;
-  const void* old;
-  const void* ref;
-  const void* mask;
-  const float* adv;
-  bool adv_per_token;
-  const float* w;
-  bool w_per_token;
-  void* coef;
+struct RowArgs : GrpoArgs {
   float* partials;  // (N, kRowSlots)
-  bool sequence;
-  GrpoParams params;
 };
 
 template <class TL, class TM>
@@ -179,20 +167,9 @@ void forward(int64_t N, int64_t T, std::uintptr_t logp, std::uintptr_t old, std:
              int kl_estimator, bool bias_corrected, bool sequence, float agg_base, bool agg_per_row_count,
              bool agg_total_count, std::uintptr_t stream) {
   auto s = reinterpret_cast<cudaStream_t>(stream);
-  RowArgs a{N,
-            T,
-            as_ptr<const void>(logp),
-            as_ptr<const void>(old),
-            ref ? as_ptr<const void>(ref) : nullptr,
-            as_ptr<const void>(mask),
-            as_ptr<const float>(adv),
-            adv_per_token,
-            w ? as_ptr<const float>(w) : nullptr,
-            w_per_token,
-            coef ? as_ptr<void>(coef) : nullptr,
-            as_ptr<float>(partials),
-            sequence,
-            GrpoParams{clip_lo, clip_hi, delta, beta, ref != 0, bias_corrected, kl_estimator}};
+  RowArgs a{grpo_args(N, T, logp, old, ref, mask, adv, adv_per_token, w, w_per_token, coef, sequence,
+                      GrpoParams{clip_lo, clip_hi, delta, beta, ref != 0, bias_corrected, kl_estimator}),
+            as_ptr<float>(partials)};
   if (N > 0) {
     check(cudaMemsetAsync(as_ptr<void>(partials), 0, static_cast<size_t>(N) * kRowSlots * sizeof(float), s));
     if (T > 0) HARMO_DISPATCH_FLOATING(dtype, scalar_t, [&] { launch_rows<scalar_t>(mask_code, a, s); });

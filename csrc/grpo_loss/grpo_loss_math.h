@@ -121,6 +121,42 @@ HARMO_HD float row_alpha(const AggPlan& plan, float row_count, float total_count
   return 1.0f / div;
 }
 
+// The tensors and settings of one grpo_loss call, as the CPU and CUDA kernels read them. Token
+// tensors are contiguous (N, T) of one dtype; adv and w are fp32 (N,) or (N, T).
+struct GrpoArgs {
+  int64_t N, T;
+  const void* logp;
+  const void* old;
+  const void* ref;  // nullptr: no reference
+  const void* mask;
+  const float* adv;
+  bool adv_per_token;
+  const float* w;  // nullptr: no importance weights
+  bool w_per_token;
+  void* coef;  // nullptr: no gradient wanted
+  bool sequence;
+  GrpoParams params;
+};
+
+// GrpoArgs from the addresses Python passes (0 = absent).
+inline GrpoArgs grpo_args(int64_t N, int64_t T, std::uintptr_t logp, std::uintptr_t old, std::uintptr_t ref,
+                          std::uintptr_t mask, std::uintptr_t adv, bool adv_per_token, std::uintptr_t w,
+                          bool w_per_token, std::uintptr_t coef, bool sequence, GrpoParams params) {
+  return GrpoArgs{N,
+                  T,
+                  reinterpret_cast<const void*>(logp),
+                  reinterpret_cast<const void*>(old),
+                  reinterpret_cast<const void*>(ref),
+                  reinterpret_cast<const void*>(mask),
+                  reinterpret_cast<const float*>(adv),
+                  adv_per_token,
+                  reinterpret_cast<const float*>(w),
+                  w_per_token,
+                  reinterpret_cast<void*>(coef),
+                  sequence,
+                  params};
+}
+
 // Per-row partial sums a row pass produces (float slots of one row).
 enum GrpoRowSlot : int {
   kRowLoss = 0,   // sum m L
