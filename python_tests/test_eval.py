@@ -12,7 +12,7 @@ from harmo_fast.data.jsonl import Sample
 from harmo_fast.data.synth import write_synth
 from harmo_fast.rewards import RewardPipeline
 from harmo_fast.rewards.config import ModelRMConfig, RewardConfig
-from harmo_fast.trainer.evaluate import evaluate, format_table
+from harmo_fast.trainer.evaluate import evaluate, format_table, paired_gain
 from harmo_fast.trainer.rollout import RolloutBatch, RolloutEngine
 from harmo_fast.trainer.tiny_policy import build_tiny_lm, build_tiny_vlm
 
@@ -58,6 +58,18 @@ def pipeline():
         yield p
 
 
+def test_paired_gain_over_the_shared_samples():
+    before = {"correct": {"a": False, "b": False, "c": True, "d": True, "x": False}}
+    after = {"correct": {"a": True, "b": False, "c": True, "d": False, "e": True}}
+    g = paired_gain(before, after)  # shared a..d: differences +1, 0, 0, -1
+    assert (g["n"], g["gain"], g["gained"], g["lost"]) == (4, 0.0, 1, 1)
+    assert g["stderr"] == pytest.approx((2 / 3 / 4) ** 0.5)  # sample variance 2/3 over n = 4
+    g = paired_gain(before, {"correct": {k: True for k in "abcd"}})
+    assert g["gain"] == pytest.approx(0.5) and g["stderr"] == pytest.approx((1 / 3 / 4) ** 0.5)
+    with pytest.raises(ValueError, match="share no"):
+        paired_gain(before, {"correct": {"z": True}})
+
+
 def test_accuracy_per_task_type_of_a_scripted_policy(pipeline):
     engine = ScriptedEngine(SCRIPT)
     report = evaluate(engine, pipeline, SAMPLES, batch_size=2)
@@ -70,6 +82,7 @@ def test_accuracy_per_task_type_of_a_scripted_policy(pipeline):
         "yes_no": {"n": 1, "accuracy": 1.0},
     }
     assert report["format_compliance"] == pytest.approx(0.8)
+    assert report["correct"] == {"c1": True, "c2": False, "y1": True, "m1": True, "n1": True}
     table = format_table(report, "scripted")
     assert "counting" in table and "50.0%" in table and "overall" in table and "80.0%" in table
 

@@ -64,6 +64,9 @@ def test_vlm_steps_with_the_reward_pipeline_warmup_and_evals(tmp_path, data_dir)
         report = json.loads((tmp_path / f"eval_{name}.json").read_text())
         assert report["n"] == 4 and 0.0 <= report["accuracy"] <= 1.0 and report["per_task_type"]
         assert res.evals[name] == report and report["seconds"] > 0
+    gain = json.loads((tmp_path / "grpo_gain.json").read_text())  # GRPO's own gain, over the warm-up
+    assert gain["baseline"] == "eval_warmup" and gain["n"] == 4
+    assert gain["gain"] == pytest.approx(res.evals["end"]["accuracy"] - res.evals["warmup"]["accuracy"])
     assert (tmp_path / "final_model" / "config.json").is_file()
 
 

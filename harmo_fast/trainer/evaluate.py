@@ -3,6 +3,7 @@ the model-based fallback are the training ones), accuracy overall and per task t
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ def evaluate(engine: RolloutEngine, rewards: Any, samples: list[Sample], *, batc
         batch = engine.generate(samples[i : i + batch_size], 1, greedy=True, max_new_tokens=max_new_tokens)
         pending.append((batch, rewards.submit(reward_samples(batch))))
     by_type: dict[str, list[bool]] = defaultdict(list)
+    per_sample: dict[str, bool] = {}
     n_format = n_total = 0
     lengths = []
     for batch, future in pending:
@@ -26,6 +28,7 @@ def evaluate(engine: RolloutEngine, rewards: Any, samples: list[Sample], *, batc
         fmt = result.components.get("format", [])
         for s, verdict, n, f in zip(batch.samples, result.verdicts, batch.lengths.tolist(), fmt or [0.0] * batch.size):
             by_type[s.task_type].append(bool(verdict.correct))
+            per_sample[s.id] = bool(verdict.correct)
             n_format += f > 0
             n_total += 1
             lengths.append(n)
@@ -36,7 +39,20 @@ def evaluate(engine: RolloutEngine, rewards: Any, samples: list[Sample], *, batc
         "per_task_type": {t: {"n": len(cs), "accuracy": sum(cs) / len(cs)} for t, cs in sorted(by_type.items())},
         "format_compliance": (n_format / max(1, n_total)) if format_enabled else None,
         "response_length_mean": sum(lengths) / max(1, len(lengths)),
+        "correct": per_sample,  # sample id -> correct, for paired comparisons of two evaluations
     }
+
+
+def paired_gain(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    """Accuracy gain of `after` over `before` on the samples both reports scored, with the paired
+    standard error std(d) / sqrt(n) of the per-sample differences d in {-1, 0, 1}."""
+    ids = sorted(set(before["correct"]) & set(after["correct"]))
+    if not ids:
+        raise ValueError("before and after share no scored sample ids")
+    d = [int(after["correct"][i]) - int(before["correct"][i]) for i in ids]
+    n, mean = len(d), sum(d) / len(d)
+    var = sum((x - mean) ** 2 for x in d) / (n - 1) if n > 1 else 0.0
+    return {"n": n, "gain": mean, "stderr": math.sqrt(var / n), "gained": d.count(1), "lost": d.count(-1)}
 
 
 def format_table(report: dict[str, Any], title: str = "evaluation") -> str:

@@ -2,10 +2,12 @@
 the start and end, the GRPO loop with metrics, samples, checkpoints and a progress bar, plots.
 
 Run directory: config.yaml, metrics.jsonl, samples.jsonl, eval_start.json, eval_warmup.json (when a
-warm-up ran), eval_end.json, rewards.png / accuracy.png / response_length.png / kl.png,
-checkpoints/step-NNNNNN/, final_model/ (a Hugging Face model directory), data/ (synthetic set)."""
+warm-up ran), eval_end.json, grpo_gain.json (end over warm-up, paired per sample), rewards.png /
+accuracy.png / response_length.png / kl.png, checkpoints/step-NNNNNN/, final_model/ (a Hugging Face
+model directory), data/ (synthetic set)."""
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
@@ -21,7 +23,7 @@ import torch
 from harmo_fast.data.jsonl import Dataset, load_dataset
 from harmo_fast.trainer.checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint
 from harmo_fast.trainer.config import Config, dump_config
-from harmo_fast.trainer.evaluate import evaluate, format_table, write_report
+from harmo_fast.trainer.evaluate import evaluate, format_table, paired_gain, write_report
 from harmo_fast.trainer.interrupt import GracefulInterrupt
 from harmo_fast.trainer.metrics import MetricsLogger, reward_metrics
 from harmo_fast.trainer.policy import Policy, autocast, load_policy, reference_model, resolve_device
@@ -121,6 +123,23 @@ def _evaluate(name: str, st: TrainState, test: Dataset | None, out_dir: Path) ->
     return report
 
 
+def _write_gain(out_dir: Path) -> None:
+    """GRPO's own gain: eval_end over eval_warmup (eval_start without a warm-up), paired per sample,
+    printed and written to grpo_gain.json (also after a resume: the earlier reports are read back)."""
+    end_path = out_dir / "eval_end.json"
+    base_path = next((p for p in (out_dir / "eval_warmup.json", out_dir / "eval_start.json") if p.is_file()), None)
+    if base_path is None or not end_path.is_file():
+        return
+    base, end = json.loads(base_path.read_text()), json.loads(end_path.read_text())
+    if "correct" not in base or "correct" not in end:  # a report written before per-sample results
+        return
+    gain = paired_gain(base, end)
+    gain["baseline"] = base_path.stem
+    (out_dir / "grpo_gain.json").write_text(json.dumps(gain, indent=2) + "\n")
+    print(f"GRPO gain over {base_path.stem}: {gain['gain']:+.1%} (paired standard error {gain['stderr']:.1%}; "
+          f"{gain['gained']} samples gained, {gain['lost']} lost)")
+
+
 def _export(policy: Policy, out_dir: Path) -> None:
     target = out_dir / "final_model"
     policy.model.save_pretrained(target)
@@ -209,6 +228,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
                     return result
         if cfg.eval.at_end:
             result.evals["end"] = _evaluate("end", st, test_set, out_dir)
+            _write_gain(out_dir)
         if cfg.logging.plots:
             from harmo_fast.trainer.plots import write_plots
 
