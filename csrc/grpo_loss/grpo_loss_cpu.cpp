@@ -19,9 +19,11 @@ namespace {
 // instantiated per KL estimator and ratio level only) and vectorises; the chunk stays in L1.
 // Chunks whose mask is all zero (padding) are not computed: their coefficients are set to 0.
 constexpr int64_t kChunk = 128;
-// Below this many tokens the OpenMP fork/join costs more than the pass it splits (torch's
-// intra-op grain size is the same 32768 elements).
-constexpr int64_t kParallelMinTokens = int64_t(1) << 15;
+// Below this many tokens (~0.4 ms of serial work) the pass runs on the calling thread. Two
+// threads halve it on an idle machine (N=64 x T=1024 fwd+bwd vs the TRL-style code: 11-16x
+// against 8-13x serially), but when another process keeps a core busy the worker thread waits a
+// scheduler tick (8 ms here) before it joins: a 0.1 ms kernel then takes 8 ms.
+constexpr int64_t kParallelMinTokens = int64_t(1) << 18;
 // The backward is one multiply per token (memory-bound, ~7 us for 2^16 fp32 tokens): threads
 // only pay from about a million tokens.
 constexpr int64_t kParallelMinScaleTokens = int64_t(1) << 20;
