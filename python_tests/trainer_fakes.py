@@ -38,7 +38,7 @@ class LetterRewards:
 def tiny_config(data_dir: Path, *overrides: str, model: str = "tiny-lm") -> Config:
     """A run of a few seconds: tiny model, 2 prompts x G=4, 8 new tokens, no warm-up, no evals."""
     base = [
-        f"model.name={model}", f"model.builtin_overrides={TINY}",
+        f"model.name={model}", f"model.builtin_overrides={TINY}", f"model.freeze_vision={str(model == 'tiny-vlm').lower()}",
         f"data.train={data_dir / 'train.jsonl'}", f"data.test={data_dir / 'test.jsonl'}",
         "rollout.max_new_tokens=8", "algorithm.group_size=4", "algorithm.prompts_per_step=2",
         "trainer.steps=3", "trainer.num_threads=1", "trainer.lr=1e-3", "trainer.lr_warmup_steps=0", "trainer.device=cpu",
