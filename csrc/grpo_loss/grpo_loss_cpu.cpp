@@ -169,15 +169,9 @@ struct RowArgs : GrpoArgs {
 
 // One row; writes kRowSlots partial sums to `slots`.
 template <class TL, class TM>
-void grpo_row(const RowArgs& a, int64_t b, float* slots) {
+void grpo_row_sums(const RowArgs& a, int64_t b, float* slots) {
   const int64_t T = a.T;
-  const TL* lp = static_cast<const TL*>(a.logp) + b * T;
-  const TL* od = static_cast<const TL*>(a.old) + b * T;
-  const TL* rf = a.ref ? static_cast<const TL*>(a.ref) + b * T : nullptr;
-  const TM* mk = static_cast<const TM*>(a.mask) + b * T;
-  const float* adv = a.adv + (a.adv_per_token ? b * T : b);
-  const float* w = a.w ? a.w + (a.w_per_token ? b * T : b) : nullptr;
-  TL* coef = a.coef ? static_cast<TL*>(a.coef) + b * T : nullptr;
+  const auto [lp, od, rf, mk, adv, w, coef] = grpo_row<TL, TM>(a, b);
 
   float seq_r = 1.0f;
   if (a.sequence) {  // GSPO: the row's masked mean log-ratio first
@@ -230,7 +224,7 @@ void grpo_row(const RowArgs& a, int64_t b, float* slots) {
 template <class TL, class TM>
 void grpo_rows(const RowArgs& a, float* slots) {
 #pragma omp parallel for schedule(static) if (a.N * a.T > kParallelMinTokens)
-  for (int64_t b = 0; b < a.N; ++b) grpo_row<TL, TM>(a, b, slots + b * kRowSlots);
+  for (int64_t b = 0; b < a.N; ++b) grpo_row_sums<TL, TM>(a, b, slots + b * kRowSlots);
 }
 
 template <class TL>

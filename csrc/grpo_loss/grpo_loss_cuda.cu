@@ -52,13 +52,7 @@ template <class TL, class TM>
 __global__ void rows_kernel(RowArgs a) {
   const int64_t T = a.T;
   for (int64_t b = blockIdx.x; b < a.N; b += gridDim.x) {
-    const TL* lp = static_cast<const TL*>(a.logp) + b * T;
-    const TL* od = static_cast<const TL*>(a.old) + b * T;
-    const TL* rf = a.ref ? static_cast<const TL*>(a.ref) + b * T : nullptr;
-    const TM* mk = static_cast<const TM*>(a.mask) + b * T;
-    const float* adv = a.adv + (a.adv_per_token ? b * T : b);
-    const float* w = a.w ? a.w + (a.w_per_token ? b * T : b) : nullptr;
-    TL* coef = a.coef ? static_cast<TL*>(a.coef) + b * T : nullptr;
+    const auto [lp, od, rf, mk, adv, w, coef] = grpo_row<TL, TM>(a, b);
 
     float seq_r = 1.0f;
     if (a.sequence) {

@@ -157,6 +157,31 @@ inline GrpoArgs grpo_args(int64_t N, int64_t T, std::uintptr_t logp, std::uintpt
                   params};
 }
 
+// Row b of a GrpoArgs: its token pointers (TL: logp dtype, TM: mask dtype), adv and w (per row
+// or per token), and coef; the absent ones null.
+template <class TL, class TM>
+struct GrpoRow {
+  const TL* logp;
+  const TL* old;
+  const TL* ref;
+  const TM* mask;
+  const float* adv;
+  const float* w;
+  TL* coef;
+};
+
+template <class TL, class TM>
+HARMO_HD GrpoRow<TL, TM> grpo_row(const GrpoArgs& a, int64_t b) {
+  const int64_t T = a.T;
+  return GrpoRow<TL, TM>{static_cast<const TL*>(a.logp) + b * T,
+                         static_cast<const TL*>(a.old) + b * T,
+                         a.ref ? static_cast<const TL*>(a.ref) + b * T : nullptr,
+                         static_cast<const TM*>(a.mask) + b * T,
+                         a.adv + (a.adv_per_token ? b * T : b),
+                         a.w ? a.w + (a.w_per_token ? b * T : b) : nullptr,
+                         a.coef ? static_cast<TL*>(a.coef) + b * T : nullptr};
+}
+
 // Per-row partial sums a row pass produces (float slots of one row).
 enum GrpoRowSlot : int {
   kRowLoss = 0,   // sum m L
