@@ -267,19 +267,9 @@ int grpo_loss_fwd(int64_t N, int64_t T, std::uintptr_t logp, std::uintptr_t old,
   float* scale = as_ptr<float>(row_scale);
   double sums[kOutSlots] = {0.0, 0.0, 0.0, 0.0, 0.0};
   for (int64_t b = 0; b < N; ++b) {
-    const float* s = slots.data() + b * kRowSlots;
-    const float alpha = row_alpha(plan, s[kRowCount], static_cast<float>(total));
-    scale[b] = alpha;
-    sums[kOutLoss] += static_cast<double>(alpha) * s[kRowLoss];
-    sums[kOutKl] += s[kRowKl];
-    sums[kOutClipLow] += s[kRowClipLow];
-    sums[kOutClipHigh] += s[kRowClipHigh];
-    sums[kOutRatio] += s[kRowRatio];
+    scale[b] = add_row_to_outputs(slots.data() + b * kRowSlots, plan, static_cast<float>(total), sums);
   }
-  const double denom = total > 1.0 ? total : 1.0;
-  *as_ptr<float>(out_loss) = static_cast<float>(sums[kOutLoss]);
-  float* stats = as_ptr<float>(out_stats);
-  for (int k = kOutKl; k < kOutSlots; ++k) stats[k - kOutKl] = static_cast<float>(sums[k] / denom);
+  write_outputs(sums, total, as_ptr<float>(out_loss), as_ptr<float>(out_stats));
   return flags;
 }
 

@@ -108,21 +108,10 @@ __global__ void finish_kernel(const float* partials, int64_t N, AggPlan plan, fl
   block_sum(total);
   double sums[kOutSlots] = {};
   for (int64_t b = threadIdx.x; b < N; b += blockDim.x) {
-    const float* s = partials + b * kRowSlots;
-    const float alpha = row_alpha(plan, s[kRowCount], static_cast<float>(total[0]));
-    row_scale[b] = alpha;
-    sums[kOutLoss] += static_cast<double>(alpha) * s[kRowLoss];
-    sums[kOutKl] += s[kRowKl];
-    sums[kOutClipLow] += s[kRowClipLow];
-    sums[kOutClipHigh] += s[kRowClipHigh];
-    sums[kOutRatio] += s[kRowRatio];
+    row_scale[b] = add_row_to_outputs(partials + b * kRowSlots, plan, static_cast<float>(total[0]), sums);
   }
   block_sum(sums);
-  if (threadIdx.x == 0) {
-    const double denom = total[0] > 1.0 ? total[0] : 1.0;
-    *out_loss = static_cast<float>(sums[kOutLoss]);
-    for (int k = kOutKl; k < kOutSlots; ++k) out_stats[k - kOutKl] = static_cast<float>(sums[k] / denom);
-  }
+  if (threadIdx.x == 0) write_outputs(sums, total[0], out_loss, out_stats);
 }
 
 template <class TL>

@@ -198,4 +198,23 @@ enum GrpoRowSlot : int {
 // Output scalars: the loss then the four metrics (the order of harmo_fast.ops.grpo_loss.METRICS).
 enum GrpoOutSlot : int { kOutLoss = 0, kOutKl, kOutClipLow, kOutClipHigh, kOutRatio, kOutSlots };
 
+// Adds one row's partial sums `s` (kRowSlots) to the output sums and returns the row's
+// aggregation weight alpha_b; total = the masked token count of the whole batch.
+HARMO_HD float add_row_to_outputs(const float* s, const AggPlan& plan, float total, double* sums) {
+  const float alpha = row_alpha(plan, s[kRowCount], total);
+  sums[kOutLoss] += static_cast<double>(alpha) * s[kRowLoss];
+  sums[kOutKl] += s[kRowKl];
+  sums[kOutClipLow] += s[kRowClipLow];
+  sums[kOutClipHigh] += s[kRowClipHigh];
+  sums[kOutRatio] += s[kRowRatio];
+  return alpha;
+}
+
+// The loss (sum_b alpha_b S_b) and the metrics (token means over the batch) from the output sums.
+HARMO_HD void write_outputs(const double* sums, double total, float* out_loss, float* out_stats) {
+  const double denom = total > 1.0 ? total : 1.0;
+  *out_loss = static_cast<float>(sums[kOutLoss]);
+  for (int k = kOutKl; k < kOutSlots; ++k) out_stats[k - kOutKl] = static_cast<float>(sums[k] / denom);
+}
+
 }  // namespace harmo
