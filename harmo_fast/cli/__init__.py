@@ -11,6 +11,7 @@ SUBCOMMANDS = {
     "eval": "harmo_fast.cli.eval",
     "data": "harmo_fast.cli.data",
     "rm": "harmo_fast.cli.rm",
+    "compare": "harmo_fast.cli.compare",
     "backends": "harmo_fast.cli.backends",
 }
 

@@ -1,4 +1,5 @@
-"""PNG plots of a run's metrics.jsonl: rewards, accuracy, response length and KL per step."""
+"""PNG plots of a run's metrics.jsonl (rewards, accuracy, response length and KL per step), and one
+figure overlaying several runs' curves (`harmo compare`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,3 +51,51 @@ def write_plots(metrics_path: str | Path, out_dir: str | Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+# (metric key, panel title) of the comparison figure, one panel each.
+COMPARE_PANELS: list[tuple[str, str]] = [
+    ("reward/total_mean", "Total reward (batch mean)"),
+    ("accuracy", "Training accuracy"),
+    ("length/mean", "Mean response length (tokens)"),
+    ("length/min", "Shortest response (tokens)"),
+]
+
+
+def moving_average(values: list[float], window: int) -> list[float]:
+    """Trailing mean over the last `window` values (fewer at the start); window 1 returns a copy."""
+    if window < 1:
+        raise ValueError(f"smoothing window must be >= 1, got {window}")
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def write_comparison(run_dirs: list[Path], out_path: str | Path, smooth: int = 10) -> Path:
+    """One PNG with a panel per COMPARE_PANELS metric, a curve per run (named after its directory)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [(Path(d).name, read_metrics(Path(d) / "metrics.jsonl")) for d in run_dirs]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    for ax, (key, title) in zip(axes.flat, COMPARE_PANELS):
+        for name, records in runs:
+            xs, ys = _series(records, key)
+            if xs:
+                ax.plot(xs, moving_average(ys, smooth), label=name)
+        ax.set_title(title + (f", {smooth}-step mean" if smooth > 1 else ""), fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    out_path = Path(out_path)
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return out_path
