@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from harmo_fast.trainer.config import ModelConfig
+from harmo_fast.trainer.vision_dedup import dedup_repeated_images
 
 # name -> (module, builder function, is a vision-language model); builders take seed= and return (model, processor).
 BUILTIN_MODELS = {
@@ -108,7 +109,8 @@ def vision_tower(model: Any) -> torch.nn.Module | None:
 
 def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu", seed: int = 0) -> Policy:
     """Load the trainable policy onto `device` (gradient checkpointing on CUDA when enabled; the
-    vision tower frozen when `cfg.freeze_vision`)."""
+    vision tower frozen when `cfg.freeze_vision`, and encoding each of a batch's G image copies
+    once where it is a Qwen-VL tower)."""
     device = torch.device(device)
     model, processor, is_vlm = _load_any(cfg, seed)
     model = model.to(device=device, dtype=DTYPES[cfg.dtype])
@@ -117,6 +119,7 @@ def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu", seed: int 
         if tower is None:
             raise ValueError(f"model.freeze_vision: {cfg.name!r} has no vision tower (one of {', '.join(VISION_TOWER_ATTRS)})")
         tower.requires_grad_(False)
+    dedup_repeated_images(vision_tower(model))
     if device.type == "cuda" and cfg.gradient_checkpointing and getattr(model, "supports_gradient_checkpointing", False):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
