@@ -32,12 +32,12 @@ class ImageDedup:
             return None  # precomputed per-image inputs (position ids, seqlens) would no longer match
         sizes = grid.prod(-1).tolist()
         pixels = args[0]
-        if sum(sizes) != pixels.shape[0]:
+        if len(sizes) < 2 or sum(sizes) != pixels.shape[0]:
             return None
         segments = pixels.split(sizes)
         kept, copies = [0], [1]
         for i in range(1, len(sizes)):
-            if sizes[i] == sizes[kept[-1]] and torch.equal(grid[i], grid[kept[-1]]) and torch.equal(segments[i], segments[kept[-1]]):
+            if torch.equal(grid[i], grid[kept[-1]]) and torch.equal(segments[i], segments[kept[-1]]):
                 copies[-1] += 1
             else:
                 kept.append(i)
@@ -53,7 +53,7 @@ class ImageDedup:
         plan, self.plan = self.plan, None
         if isinstance(output, torch.Tensor):
             return _repeat_rows(output, *plan)
-        if isinstance(output, tuple) and not hasattr(output, "keys"):
+        if isinstance(output, tuple):
             return tuple(_repeat_rows(t, *plan) if isinstance(t, torch.Tensor) else t for t in output)
         for key, value in list(output.items()):  # a transformers ModelOutput
             if isinstance(value, torch.Tensor):
