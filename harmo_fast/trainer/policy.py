@@ -114,12 +114,12 @@ def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu", seed: int 
     device = torch.device(device)
     model, processor, is_vlm = _load_any(cfg, seed)
     model = model.to(device=device, dtype=DTYPES[cfg.dtype])
+    tower = vision_tower(model)
     if cfg.freeze_vision:
-        tower = vision_tower(model)
         if tower is None:
             raise ValueError(f"model.freeze_vision: {cfg.name!r} has no vision tower (one of {', '.join(VISION_TOWER_ATTRS)})")
         tower.requires_grad_(False)
-    dedup_repeated_images(vision_tower(model))
+    dedup_repeated_images(tower)
     if device.type == "cuda" and cfg.gradient_checkpointing and getattr(model, "supports_gradient_checkpointing", False):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
