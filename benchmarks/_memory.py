@@ -11,6 +11,7 @@ pools, other tensors) hides or inflates its footprint. There:
 The result counts everything the call allocates and keeps alive at its peak, outputs included
 (e.g. the gradient it returns), and nothing that existed before it. Page granularity: 4 KiB.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,7 +60,11 @@ def peak_extra_bytes(builder: str, *args: object, warmup: bool = True, timeout: 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(here), os.environ.get("PYTHONPATH")])))
     proc = subprocess.run(
         [sys.executable, "-c", _SCRIPT, builder, json.dumps(list(args)), "1" if warmup else "0"],
-        capture_output=True, text=True, env=env, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"memory measurement of {builder}{args} failed:\n{proc.stderr[-4000:]}")

@@ -8,6 +8,7 @@ sharing one reference). `EmbeddingRM.score` embeds each distinct text once; the 
 the 64 answers and the 64 references as two plain sentence-transformers calls, as a naive cosine
 reward would. Responses per second are in each entry's extra info.
 """
+
 from __future__ import annotations
 
 import random
@@ -18,7 +19,7 @@ from harmo_fast.rewards.embedding_rm import EmbeddingRM, load_embedder
 
 BATCH = 64
 GROUP = 8
-WORDS = "the a red blue small large dog cat car house tree river man woman child plays runs sits near under over beside".split()
+WORDS = ["the", "a", "red", "blue", "small", "large", "dog", "cat", "car", "house", "tree", "river", "man", "woman", "child", "plays", "runs", "sits", "near", "under", "over", "beside"]
 
 
 def grpo_batch(seed: int = 0) -> tuple[list[str], list[str]]:

@@ -6,6 +6,7 @@ and a TRL-style view / mean / std / repeat_interleave formulation (3.1; contiguo
 
     python -m pytest benchmarks/bench_group_advantages.py --benchmark-only
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-import harmo_fast as hf
+import harmo_fast as harmo
 from harmo_fast.ops.group_advantages import group_advantages_reference
 
 N, G = 8192, 8
@@ -23,7 +24,9 @@ N, G = 8192, 8
 BACKENDS = ["cpu"] + (["triton", "cuda"] if torch.cuda.is_available() else [])
 
 
-def verl_style_loop(scores: torch.Tensor, index: np.ndarray, norm_adv_by_std: bool, epsilon: float = 1e-6) -> torch.Tensor:
+def verl_style_loop(
+    scores: torch.Tensor, index: np.ndarray, norm_adv_by_std: bool, epsilon: float = 1e-6
+) -> torch.Tensor:
     """verl's compute_grpo_outcome_advantage loop (singletons: mean 0, std 1)."""
     scores = scores.clone()
     id2score: dict = defaultdict(list)
@@ -81,16 +84,22 @@ def _methods(layout: str, scale: str) -> dict[str, tuple[Callable[[torch.Tensor,
         methods["trl_view_mean_std"] = (lambda r, ids: trl_style(r, G, scale == "group"), True)
     for backend in BACKENDS:
         methods[f"harmo_{backend}"] = (
-            lambda r, ids, b=backend: hf.group_advantages(r, scale=scale, backend=b, **grouping(ids)), False)
+            lambda r, ids, b=backend: harmo.group_advantages(r, scale=scale, backend=b, **grouping(ids)),
+            False,
+        )
     return methods
 
 
-CASES = [(layout, scale, name) for layout in ("contiguous", "ragged") for scale in ("none", "group")
-         for name in _methods(layout, scale)]
+CASES = [
+    (layout, scale, name)
+    for layout in ("contiguous", "ragged")
+    for scale in ("none", "group")
+    for name in _methods(layout, scale)
+]
 
 
 @pytest.mark.parametrize(("layout", "scale", "method"), CASES)
-def test_group_advantages(benchmark, layout: str, scale: str, method: str) -> None:  # noqa: ANN001
+def test_group_advantages(benchmark, layout: str, scale: str, method: str) -> None:
     rewards, ids = _inputs(layout)
     fn, baseline = _methods(layout, scale)[method]
     device = "cuda" if method in ("harmo_triton", "harmo_cuda") else "cpu"

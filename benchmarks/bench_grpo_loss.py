@@ -1,6 +1,6 @@
 """grpo_loss forward + backward at N = 64 responses x T = 1024 tokens, fp32 and bf16.
 
-Entries: each available kernel backend of hf.grpo_loss; baselines: the torch reference
+Entries: each available kernel backend of harmo.grpo_loss; baselines: the torch reference
 (grpo_loss_reference) and a TRL-style eager `_compute_loss` body written here in TRL's style
 (kernel_anchors.md 5.1: coef_1 = exp(logp - old), coef_2 = clamp, -min, optional k3 KL, masked
 token-mean, TRL's clip metrics). Memory (extra_info, see _memory.py): peak extra resident memory
@@ -9,12 +9,13 @@ gradient's own size, so `extra_minus_grad` is what the path needs beyond its gra
 
     python -m pytest benchmarks/bench_grpo_loss.py --benchmark-only
 """
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-import harmo_fast as hf
+import harmo_fast as harmo
 from harmo_fast.ops.grpo_loss import grpo_loss_reference
 
 try:
@@ -29,7 +30,7 @@ BACKENDS = ["cpu"] + (["triton", "cuda"] if torch.cuda.is_available() else [])
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def trl_style_loss(logps, old_logps, advantages, completion_mask, ref_logps, beta):  # noqa: ANN001, ANN201
+def trl_style_loss(logps, old_logps, advantages, completion_mask, ref_logps, beta):
     """TRL GRPOTrainer._compute_loss body (loss_type="bnpo", token-level ratio), written eagerly."""
     log_ratio = logps - old_logps
     coef_1 = torch.exp(log_ratio)
@@ -66,10 +67,11 @@ def make_inputs(dtype: str, beta: float) -> dict:
     return dict(logp=logp, old=old, ref=ref, adv=adv, mask=mask, beta=beta)
 
 
-def _ours(backend: str):  # noqa: ANN202
+def _ours(backend: str):
     def run(x: dict) -> torch.Tensor:
-        loss, _ = hf.grpo_loss(x["logp"], x["old"], x["adv"], x["mask"], x["ref"], beta=x["beta"], backend=backend)
+        loss, _ = harmo.grpo_loss(x["logp"], x["old"], x["adv"], x["mask"], x["ref"], beta=x["beta"], backend=backend)
         return loss
+
     return run
 
 
@@ -85,7 +87,7 @@ IMPLS = {**{f"harmo_{b}": _ours(b) for b in BACKENDS}, "torch_reference": _refer
 BASELINES = ("torch_reference", "trl_style_eager")
 
 
-def step_callable(impl: str, dtype: str, beta: float):  # noqa: ANN201
+def step_callable(impl: str, dtype: str, beta: float):
     """Forward + backward of one implementation; the memory subprocess builds it by name."""
     x = make_inputs(dtype, beta)
     fn = IMPLS[impl]
@@ -101,13 +103,11 @@ def step_callable(impl: str, dtype: str, beta: float):  # noqa: ANN201
 @pytest.mark.parametrize("beta", [0.0, 0.04], ids=["beta0", "beta0.04"])
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("impl", list(IMPLS))
-def test_grpo_loss_forward_backward(benchmark, impl: str, dtype: str, beta: float) -> None:  # noqa: ANN001
+def test_grpo_loss_forward_backward(benchmark, impl: str, dtype: str, beta: float) -> None:
     benchmark.group = f"grpo_loss fwd+bwd N={N} T={T} {dtype} beta={beta}"
     benchmark.extra_info["baseline"] = impl in BASELINES
     call = step_callable(impl, dtype, beta)
     benchmark(call)
     extra = peak_extra_bytes("bench_grpo_loss:step_callable", impl, dtype, beta)
     grad = N * T * DTYPES[dtype].itemsize
-    benchmark.extra_info.update(
-        extra_bytes=extra, grad_bytes=grad, extra_minus_grad=extra - grad
-    )
+    benchmark.extra_info.update(extra_bytes=extra, grad_bytes=grad, extra_minus_grad=extra - grad)

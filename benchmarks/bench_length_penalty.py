@@ -5,6 +5,7 @@ length rewards are written, kernel_anchors.md section 6).
 
     python -m pytest benchmarks/bench_length_penalty.py --benchmark-only
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -12,7 +13,7 @@ from collections import defaultdict
 import pytest
 import torch
 
-import harmo_fast as hf
+import harmo_fast as harmo
 from harmo_fast.ops.length_penalty import length_penalty_reference
 
 N, G = 8192, 8
@@ -54,12 +55,17 @@ def _inputs(layout: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def _methods(layout: str) -> dict:
     grouping = (lambda ids: {"group_size": G}) if layout == "contiguous" else (lambda ids: {"group_ids": ids})
     methods = {
-        "torch_reference": (lambda L, c, ids: length_penalty_reference(L, c, p_max=P_MAX, tau=TAU, **grouping(ids)), True),
+        "torch_reference": (
+            lambda L, c, ids: length_penalty_reference(L, c, p_max=P_MAX, tau=TAU, **grouping(ids)),
+            True,
+        ),
         "python_loop": (python_loop, True),
     }
     for backend in BACKENDS:
         methods[f"harmo_{backend}"] = (
-            lambda L, c, ids, b=backend: hf.length_penalty(L, c, p_max=P_MAX, tau=TAU, backend=b, **grouping(ids)), False)
+            lambda L, c, ids, b=backend: harmo.length_penalty(L, c, p_max=P_MAX, tau=TAU, backend=b, **grouping(ids)),
+            False,
+        )
     return methods
 
 
@@ -67,7 +73,7 @@ CASES = [(layout, name) for layout in ("contiguous", "ragged") for name in _meth
 
 
 @pytest.mark.parametrize(("layout", "method"), CASES)
-def test_length_penalty(benchmark, layout: str, method: str) -> None:  # noqa: ANN001
+def test_length_penalty(benchmark, layout: str, method: str) -> None:
     lengths, correct, ids = _inputs(layout)
     fn, baseline = _methods(layout)[method]
     device = "cuda" if method in ("harmo_triton", "harmo_cuda") else "cpu"

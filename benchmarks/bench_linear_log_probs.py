@@ -9,6 +9,7 @@ rounds are few.
 
     python -m pytest benchmarks/bench_linear_log_probs.py --benchmark-only -s
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -17,7 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import harmo_fast as hf
+import harmo_fast as harmo
 
 try:
     from benchmarks._memory import peak_extra_bytes
@@ -35,15 +36,15 @@ def _unfused(h, w, y):
 
 METHODS: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "unfused_matmul_log_softmax_gather": _unfused,
-    "harmo_linear_log_probs_cpu": lambda h, w, y: hf.linear_log_probs(h, w, y, backend="cpu"),
+    "harmo_linear_log_probs_cpu": lambda h, w, y: harmo.linear_log_probs(h, w, y, backend="cpu"),
 }
 BASELINES = {"unfused_matmul_log_softmax_gather"}
 if hasattr(F, "linear_cross_entropy"):
     METHODS["torch_linear_cross_entropy"] = lambda h, w, y: -F.linear_cross_entropy(h, w, y, reduction="none")
     BASELINES.add("torch_linear_cross_entropy")
     if hasattr(torch.nn, "LinearCrossEntropyOptions"):
-        METHODS["torch_linear_cross_entropy_chunked"] = lambda h, w, y: -F.linear_cross_entropy(
-            h, w, y, reduction="none", options=torch.nn.LinearCrossEntropyOptions()
+        METHODS["torch_linear_cross_entropy_chunked"] = lambda h, w, y: (
+            -F.linear_cross_entropy(h, w, y, reduction="none", options=torch.nn.LinearCrossEntropyOptions())
         )
         BASELINES.add("torch_linear_cross_entropy_chunked")
 

@@ -7,6 +7,7 @@ tensors kept) and of forward + backward (the returned gradient counted), each be
 
     python -m pytest benchmarks/bench_selective_log_softmax.py --benchmark-only -s
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-import harmo_fast as hf
+import harmo_fast as harmo
 
 try:
     from benchmarks._memory import peak_extra_bytes
@@ -42,12 +43,12 @@ def trl_style_selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -
 
 
 METHODS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "torch_log_softmax_gather": lambda z, y: torch.log_softmax(z, -1, dtype=torch.float32)
-    .gather(-1, y.unsqueeze(-1))
-    .squeeze(-1),
+    "torch_log_softmax_gather": lambda z, y: (
+        torch.log_softmax(z, -1, dtype=torch.float32).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    ),
     "trl_row_loop": trl_style_selective_log_softmax,
-    "harmo_cpu": lambda z, y: hf.selective_log_softmax(z, y, backend="cpu"),
-    "harmo_cpu_inplace_backward": lambda z, y: hf.selective_log_softmax(z, y, inplace_backward=True, backend="cpu"),
+    "harmo_cpu": lambda z, y: harmo.selective_log_softmax(z, y, backend="cpu"),
+    "harmo_cpu_inplace_backward": lambda z, y: harmo.selective_log_softmax(z, y, inplace_backward=True, backend="cpu"),
 }
 BASELINES = {"torch_log_softmax_gather", "trl_row_loop"}
 
@@ -78,14 +79,20 @@ def test_selective_log_softmax_forward_backward(benchmark, dtype_name, method):
     benchmark.group = f"selective_log_softmax fwd+bwd {dtype_name} {'x'.join(map(str, SHAPE))}"
     benchmark.extra_info["baseline"] = method in BASELINES
     benchmark.pedantic(
-        lambda call: call(), setup=lambda: ((make_call(dtype_name, method, "forward_backward"),), {}),
-        rounds=3, iterations=1, warmup_rounds=1,
+        lambda call: call(),
+        setup=lambda: ((make_call(dtype_name, method, "forward_backward"),), {}),
+        rounds=3,
+        iterations=1,
+        warmup_rounds=1,
     )
     logits_mib = torch.Size(SHAPE).numel() * torch.empty(0, dtype=DTYPES[dtype_name]).element_size() / MIB
     me = "bench_selective_log_softmax:make_call"
     fwd = peak_extra_bytes(me, dtype_name, method, "forward") / MIB
     fwd_bwd = peak_extra_bytes(me, dtype_name, method, "forward_backward") / MIB
     benchmark.extra_info.update(
-        logits_MiB=round(logits_mib), peak_fwd_MiB=round(fwd, 1), peak_fwd_bwd_MiB=round(fwd_bwd, 1),
-        fwd_over_logits=round(fwd / logits_mib, 3), fwd_bwd_over_logits=round(fwd_bwd / logits_mib, 3),
+        logits_MiB=round(logits_mib),
+        peak_fwd_MiB=round(fwd, 1),
+        peak_fwd_bwd_MiB=round(fwd_bwd, 1),
+        fwd_over_logits=round(fwd / logits_mib, 3),
+        fwd_bwd_over_logits=round(fwd_bwd / logits_mib, 3),
     )

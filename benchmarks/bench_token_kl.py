@@ -3,12 +3,13 @@ backend against the torch reference and the eager TRL formula exp(ref - logp) - 
 
     python -m pytest benchmarks/bench_token_kl.py --benchmark-only
 """
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-import harmo_fast as hf
+import harmo_fast as harmo
 from harmo_fast.ops.token_kl import token_kl_reference
 
 N, T = 64, 1024
@@ -21,7 +22,7 @@ def trl_style_kl(logp: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 
 
 IMPLS = {
-    **{f"harmo_{b}": (lambda b: lambda lp, rf: hf.token_kl(lp, rf, backend=b))(b) for b in BACKENDS},
+    **{f"harmo_{b}": (lambda b: lambda lp, rf: harmo.token_kl(lp, rf, backend=b))(b) for b in BACKENDS},
     "torch_reference": token_kl_reference,
     "trl_style_eager": trl_style_kl,
 }
@@ -30,7 +31,7 @@ BASELINES = ("torch_reference", "trl_style_eager")
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("impl", list(IMPLS))
-def test_token_kl_forward_backward(benchmark, impl: str, dtype: str) -> None:  # noqa: ANN001
+def test_token_kl_forward_backward(benchmark, impl: str, dtype: str) -> None:
     benchmark.group = f"token_kl k3 fwd+bwd {N}x{T} {dtype}"
     benchmark.extra_info["baseline"] = impl in BASELINES
     g = torch.Generator().manual_seed(0)

@@ -14,6 +14,7 @@ Groups:
   latency must stay within timeout + 1 s. (A batch's latency is at least the time its ordinary
   samples need, so the bound is checked on batches whose ordinary part is small.)
 """
+
 from __future__ import annotations
 
 import random
@@ -33,7 +34,7 @@ N_CLEAN_WITH_HOSTILE = 8  # ordinary samples in each hostile batch (they alone t
 
 
 def _filler(rng: random.Random, words: int) -> str:
-    vocab = "we compute the value of each term then substitute and simplify so that the result follows".split()
+    vocab = ["we", "compute", "the", "value", "of", "each", "term", "then", "substitute", "and", "simplify", "so", "that", "the", "result", "follows"]
     return " ".join(rng.choice(vocab) for _ in range(words))
 
 
@@ -54,7 +55,9 @@ def simple_batch(seed: int, n: int = N_SIMPLE) -> list[tuple[str, str, str, dict
             items.append((f"<answer>{rng.choice(['Yes', 'No'])}</answer>", rng.choice(["yes", "no"]), "yes_no", {}))
         else:
             word = rng.choice(["stop", "exit", "cafe", "route 66", "main street"])
-            items.append((f"<answer>{word.title()}</answer>", rng.choice(["stop", "exit", "route 66"]), "short_text", {}))
+            items.append(
+                (f"<answer>{word.title()}</answer>", rng.choice(["stop", "exit", "route 66"]), "short_text", {})
+            )
     return items
 
 
@@ -192,7 +195,7 @@ def test_mixed_harmo_in_process(benchmark):
     benchmark.extra_info["per_s"] = round(N_MIXED / benchmark.stats.stats.mean, 1)
 
 
-HOOK = textwrap.dedent('''
+HOOK = textwrap.dedent("""
     import re
     from harmo_fast.rewards.verifiers import register
     from harmo_fast.rewards.verifiers.base import Verifier
@@ -203,7 +206,7 @@ HOOK = textwrap.dedent('''
         def compare(self, answer, gold, options):
             re.match(r"(a+)+$", "a" * 64 + "b")  # hangs inside the C regex engine
             return "match", ""
-''')
+""")
 
 HOSTILE = [
     (r"\boxed{9^{9^{9^{9^{9}}}}}", "1", "math", {}),

@@ -2,6 +2,7 @@
 time as a ratio to the group's baseline(s), the form the README and closing notes quote.
 
 A benchmark marks itself as a baseline with `benchmark.extra_info["baseline"] = True`."""
+
 from __future__ import annotations
 
 import os
@@ -12,7 +13,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     session = getattr(config, "_benchmarksession", None)
     if session is None or not session.benchmarks:
         return
@@ -27,7 +28,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
         baselines = [b for b in benches if b.extra_info.get("baseline")]
         tr.write_line(f"\n[{group}]")
         for b in sorted(benches, key=lambda b: b.stats.mean):
-            ratios = "  ".join(f"vs {base.name}: {base.stats.mean / b.stats.mean:6.2f}x" for base in baselines if base is not b)
+            ratios = "  ".join(
+                f"vs {base.name}: {base.stats.mean / b.stats.mean:6.2f}x" for base in baselines if base is not b
+            )
             extra = {k: v for k, v in b.extra_info.items() if k != "baseline"}
             tail = f"  {extra}" if extra else ""
             tr.write_line(f"  {b.name:60s} {b.stats.mean * 1e6:12.1f} us  {ratios}{tail}")

@@ -3,6 +3,7 @@
 The public ops are imported lazily, so `import harmo_fast.rewards` in a verifier worker process
 does not pay for torch, Triton or the compiled core.
 """
+
 from __future__ import annotations
 
 import importlib

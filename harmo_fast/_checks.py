@@ -1,5 +1,6 @@
 """Argument validation shared by the ops: every bad input becomes a Python exception that names
 the argument, before any kernel sees a pointer."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

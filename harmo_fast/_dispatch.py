@@ -1,4 +1,5 @@
 """Backend selection: which implementation of an op runs for a given set of tensors."""
+
 from __future__ import annotations
 
 import functools
@@ -11,7 +12,7 @@ from harmo_fast import _native
 BACKENDS = ("torch", "cpu", "triton", "cuda")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _triton_status() -> str:
     if importlib.util.find_spec("triton") is None:
         return "triton is not installed (pip install triton)"
@@ -34,7 +35,7 @@ def _cuda_status() -> str:
     return "available"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _status() -> tuple[tuple[str, str], ...]:
     return (
         ("torch", "available"),
@@ -73,7 +74,7 @@ def _resolve_constant(backend: str, device_type: str, op: str) -> str:
     return _resolve_cached(backend, device_type, op)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _resolve_cached(backend: str, device_type: str, op: str) -> str:
     status = dict(_status())
     if backend == "auto":

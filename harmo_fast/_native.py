@@ -1,4 +1,5 @@
 """Loading of the compiled modules and the raw-pointer calling convention shared by all ops."""
+
 from __future__ import annotations
 
 import functools
@@ -27,7 +28,7 @@ def dtype_code(t: torch.Tensor) -> int:
         raise TypeError(f"harmo_fast: dtype {t.dtype} has no compiled kernel") from None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load(name: str) -> tuple[ModuleType | None, str]:
     try:
         return importlib.import_module(f"harmo_fast.{name}"), "available"

@@ -1,5 +1,6 @@
 """Test session setup. Triton must see TRITON_INTERPRET=1 before it is first imported, so that its
 kernels run (slowly) on CPU tensors on machines without a GPU."""
+
 import os
 
 import torch
@@ -7,7 +8,7 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(autouse=True)

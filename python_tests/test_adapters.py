@@ -1,6 +1,7 @@
 """The TRL reward-function adapter (called the way GRPOTrainer calls reward functions: keyword
 arguments prompts, completions, completion_ids, trainer_state and the dataset columns) and verl's
 compute_score."""
+
 import inspect
 
 import pytest
@@ -22,7 +23,10 @@ def _chat(text, role="assistant"):
 
 def _trl_call(func, prompts, completions, **columns):
     """The call GRPOTrainer makes."""
-    ids = [[0] * n for n in columns.pop("_lengths", [len(c if isinstance(c, str) else c[0]["content"]) for c in completions])]
+    ids = [
+        [0] * n
+        for n in columns.pop("_lengths", [len(c if isinstance(c, str) else c[0]["content"]) for c in completions])
+    ]
     return func(prompts=prompts, completions=completions, completion_ids=ids, trainer_state=object(), **columns)
 
 
@@ -38,12 +42,19 @@ def test_trl_signature_and_name():
 def test_trl_string_completions_match_the_router():
     prompts = ["What is 2+2?", "What is 2+2?", "What is 2+2?", "Pick one"]
     completions = [GOOD, WRONG_SHORT, BOXED, "<think>x</think><answer>(B)</answer>"]
-    columns = dict(answer=["4", "4", "4", "B"], task_type=["math", "math", "math", "multiple_choice"], _lengths=[40, 10, 20, 5])
+    columns = dict(
+        answer=["4", "4", "4", "B"], task_type=["math", "math", "math", "multiple_choice"], _lengths=[40, 10, 20, 5]
+    )
     got = _trl_call(trl_reward_func(CFG, use_pool=False), prompts, completions, **dict(columns))
     # the same batch through the router, with groups from identical prompts
     from harmo_fast.rewards.types import RewardSample
 
-    samples = [RewardSample(c, a, t, g, n, prompt=p) for c, a, t, g, n, p in zip(completions, columns["answer"], columns["task_type"], [0, 0, 0, 1], [40, 10, 20, 5], prompts)]
+    samples = [
+        RewardSample(c, a, t, g, n, prompt=p)
+        for c, a, t, g, n, p in zip(
+            completions, columns["answer"], columns["task_type"], [0, 0, 0, 1], [40, 10, 20, 5], prompts
+        )
+    ]
     want = HybridReward(CFG).score(samples)
     assert got == pytest.approx(want.total)
     # correct+format 1.5; wrong, shorter than L*=20: -(20-10)/20 length, +0.5 format
@@ -52,9 +63,24 @@ def test_trl_string_completions_match_the_router():
 
 def test_trl_conversational_completions_equal_strings():
     prompts = [_chat("What is 2+2?", "user")] * 2
-    strings = _trl_call(trl_reward_func(CFG, use_pool=False), ["What is 2+2?"] * 2, [GOOD, WRONG_SHORT], answer=["4", "4"], _lengths=[30, 10])
-    chats = _trl_call(trl_reward_func(CFG, use_pool=False), prompts, [_chat(GOOD), _chat(WRONG_SHORT)], answer=["4", "4"], _lengths=[30, 10])
-    parts = [[{"role": "assistant", "content": [{"type": "text", "text": GOOD}]}], [{"role": "assistant", "content": [{"type": "text", "text": WRONG_SHORT}]}]]
+    strings = _trl_call(
+        trl_reward_func(CFG, use_pool=False),
+        ["What is 2+2?"] * 2,
+        [GOOD, WRONG_SHORT],
+        answer=["4", "4"],
+        _lengths=[30, 10],
+    )
+    chats = _trl_call(
+        trl_reward_func(CFG, use_pool=False),
+        prompts,
+        [_chat(GOOD), _chat(WRONG_SHORT)],
+        answer=["4", "4"],
+        _lengths=[30, 10],
+    )
+    parts = [
+        [{"role": "assistant", "content": [{"type": "text", "text": GOOD}]}],
+        [{"role": "assistant", "content": [{"type": "text", "text": WRONG_SHORT}]}],
+    ]
     typed = _trl_call(trl_reward_func(CFG, use_pool=False), prompts, parts, answer=["4", "4"], _lengths=[30, 10])
     assert strings == chats == typed
     assert strings[1] < 0.5  # the length penalty saw one group
@@ -64,7 +90,9 @@ def test_trl_group_ids_and_lengths():
     f = trl_reward_func(CFG, component="length", use_pool=False)
     # different prompts: no shared anchor, no penalty; an explicit group_id column joins them
     apart = f(["p1", "p2"], [GOOD, WRONG_SHORT], answer=["4", "4"], completion_ids=[[0] * 40, [0] * 10])
-    joined = f(["p1", "p2"], [GOOD, WRONG_SHORT], answer=["4", "4"], completion_ids=[[0] * 40, [0] * 10], group_id=[3, 3])
+    joined = f(
+        ["p1", "p2"], [GOOD, WRONG_SHORT], answer=["4", "4"], completion_ids=[[0] * 40, [0] * 10], group_id=[3, 3]
+    )
     assert apart == [0.0, 0.0] and joined == pytest.approx([0.0, -0.75])
     # without completion_ids the word count stands in: 1 word vs 5 words
     words = f(["p", "p"], ["<answer>4</answer> one two three four", "<answer>5</answer>"], answer=["4", "4"])
@@ -73,8 +101,14 @@ def test_trl_group_ids_and_lengths():
 
 def test_trl_hybrid_component_is_none_when_nobody_could_judge():
     f = trl_reward_func(CFG, component="hybrid", use_pool=False)
-    out = f(["p", "p", "p"], [GOOD, GOOD, GOOD], answer=["4", "maybe", "maybe"], task_type=["math", "yes_no", "yes_no"],
-            reference=[None, None, "4"], completion_ids=[[0]] * 3)
+    out = f(
+        ["p", "p", "p"],
+        [GOOD, GOOD, GOOD],
+        answer=["4", "maybe", "maybe"],
+        task_type=["math", "yes_no", "yes_no"],
+        reference=[None, None, "4"],
+        completion_ids=[[0]] * 3,
+    )
     assert out[0] == 1.0 and out[1] is None
     assert out[2] is not None  # a reference lets the model RM judge it
 
@@ -94,7 +128,11 @@ def test_trl_reward_funcs_share_one_scoring(monkeypatch):
     monkeypatch.setattr(HybridReward, "score", lambda self, s: calls.append(len(s)) or original(self, s))
     cfg = RewardConfig(w_hybrid=2.0, w_length=0.5, w_format=0.25)
     funcs, weights = trl_reward_funcs(cfg, use_pool=False)
-    assert [f.__name__ for f in funcs] == ["harmo_hybrid", "harmo_length", "harmo_format"] and weights == [2.0, 0.5, 0.25]
+    assert [f.__name__ for f in funcs] == ["harmo_hybrid", "harmo_length", "harmo_format"] and weights == [
+        2.0,
+        0.5,
+        0.25,
+    ]
     batch = dict(prompts=["q", "q"], completions=[GOOD, "4"], answer=["4", "4"], completion_ids=[[0] * 9, [0] * 3])
     hyb, length, fmt = (f(**batch) for f in funcs)
     assert calls == [2]
@@ -106,7 +144,10 @@ def test_trl_reward_funcs_share_one_scoring(monkeypatch):
 def test_trl_with_the_worker_pool():
     f = trl_reward_func(RewardConfig(num_workers=1), component="hybrid")
     try:
-        assert f(["p", "p"], ["<answer>\\frac{x^2-1}{x-1}</answer>", "<answer>3</answer>"], answer=["x+1", "3"]) == [1.0, 1.0]
+        assert f(["p", "p"], ["<answer>\\frac{x^2-1}{x-1}</answer>", "<answer>3</answer>"], answer=["x+1", "3"]) == [
+            1.0,
+            1.0,
+        ]
     finally:
         f.close()
 
@@ -141,7 +182,12 @@ def test_verl_compute_score():
     assert compute_score("openai/gsm8k", GOOD, 4, component="hybrid") == 1.0  # numbers as gold
     # extra_info's task type wins over the data source
     mc = "<think>x</think><answer>blue</answer>"
-    assert compute_score("openai/gsm8k", mc, "B", {"task_type": "multiple_choice", "choices": ["red", "blue"]}, component="hybrid") == 1.0
+    assert (
+        compute_score(
+            "openai/gsm8k", mc, "B", {"task_type": "multiple_choice", "choices": ["red", "blue"]}, component="hybrid"
+        )
+        == 1.0
+    )
     assert compute_score("cais/mmlu", "<think>x</think><answer>(C)</answer>", "C", component="hybrid") == 1.0
     cfg = RewardConfig(w_hybrid=2.0, w_format=0.0, model_rm=ModelRMConfig(kind="none"))
     assert compute_score("openai/gsm8k", GOOD, "4", cfg=cfg) == 2.0

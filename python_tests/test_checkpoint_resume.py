@@ -1,4 +1,5 @@
 """Checkpoints: a run interrupted by Ctrl-C and resumed equals the uninterrupted run."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,6 +8,7 @@ import signal
 import pytest
 import torch
 from safetensors.torch import load_file
+from trainer_fakes import LetterRewards, tiny_config
 
 from harmo_fast.cli import train as train_cli
 from harmo_fast.data.synth import write_synth
@@ -15,7 +17,6 @@ from harmo_fast.trainer.config import ModelConfig
 from harmo_fast.trainer.metrics import read_metrics
 from harmo_fast.trainer.policy import load_policy
 from harmo_fast.trainer.run import train
-from trainer_fakes import LetterRewards, tiny_config
 
 torch.set_num_threads(1)
 
@@ -55,7 +56,10 @@ def test_interrupt_then_resume_equals_uninterrupted_run(tmp_path, data_dir):
     oa = torch.load(tmp_path / "a" / "checkpoints" / "step-000004" / "optim.pt", weights_only=True)
     ob = torch.load(tmp_path / "b" / "checkpoints" / "step-000004" / "optim.pt", weights_only=True)
     assert oa["scheduler"] == ob["scheduler"]
-    assert all(torch.equal(x["exp_avg"], y["exp_avg"]) for x, y in zip(oa["optimizer"]["state"].values(), ob["optimizer"]["state"].values()))
+    assert all(
+        torch.equal(x["exp_avg"], y["exp_avg"])
+        for x, y in zip(oa["optimizer"]["state"].values(), ob["optimizer"]["state"].values())
+    )
 
 
 def test_keep_last_k_and_no_temporary_directories(tmp_path, data_dir):
@@ -81,5 +85,10 @@ def test_resume_without_checkpoint_and_bad_data_are_clear_errors(tmp_path, capsy
     assert "no checkpoint" in capsys.readouterr().out
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "q1", "prompt": "p", "answer": "1", "task_type": "numeric", "images": ["gone.png"]}\n')
-    assert train_cli.run(parser.parse_args(["train", f"data.train={bad}", "data.test=null", "--out", str(tmp_path / "run")])) == 2
+    assert (
+        train_cli.run(
+            parser.parse_args(["train", f"data.train={bad}", "data.test=null", "--out", str(tmp_path / "run")])
+        )
+        == 2
+    )
     assert "bad.jsonl:1 (id 'q1'): image not found" in capsys.readouterr().out

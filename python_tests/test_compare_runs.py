@@ -1,4 +1,5 @@
 """`harmo compare`: overlaying runs' curves and tabulating their evaluations."""
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,16 @@ def test_moving_average_rejects_a_zero_window() -> None:
 
 def _fake_run(path: Path, length: float, end_acc: float, with_gain: bool) -> Path:
     path.mkdir()
-    rows = [{"step": s, "reward/total_mean": 0.1 * s, "accuracy": 0.02 * s, "length/mean": length + s % 3, "length/min": length - 4} for s in range(1, 21)]
+    rows = [
+        {
+            "step": s,
+            "reward/total_mean": 0.1 * s,
+            "accuracy": 0.02 * s,
+            "length/mean": length + s % 3,
+            "length/min": length - 4,
+        }
+        for s in range(1, 21)
+    ]
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (path / "eval_start.json").write_text(json.dumps({"accuracy": 0.0}))
     (path / "eval_end.json").write_text(json.dumps({"accuracy": end_acc}))

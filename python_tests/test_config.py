@@ -1,11 +1,12 @@
 """Trainer config: YAML + dotted overrides, validated against the dataclasses."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from harmo_fast.trainer.config import Config, ConfigError, DEFAULT_CONFIG_PATH, dump_config, load_config, parse_override
+from harmo_fast.trainer.config import DEFAULT_CONFIG_PATH, Config, ConfigError, dump_config, load_config, parse_override
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -18,7 +19,16 @@ def test_embedded_default_loads_and_is_packaged_next_to_the_module():
 
 
 def test_overrides_reach_nested_sections_and_parse_numbers():
-    cfg = load_config(None, ["trainer.lr=1e-6", "rewards.length.p_max=0.3", "rewards.format.enabled=false", "algorithm.eps_high=null", "trainer.adam_betas=[0.9, 0.95]"])
+    cfg = load_config(
+        None,
+        [
+            "trainer.lr=1e-6",
+            "rewards.length.p_max=0.3",
+            "rewards.format.enabled=false",
+            "algorithm.eps_high=null",
+            "trainer.adam_betas=[0.9, 0.95]",
+        ],
+    )
     assert cfg.trainer.lr == 1e-6 and isinstance(cfg.trainer.lr, float)
     assert cfg.rewards.length.p_max == 0.3
     assert cfg.rewards.format.enabled is False
@@ -77,7 +87,9 @@ def test_yaml_file_errors(tmp_path):
 
 
 def test_dump_and_reload_round_trip(tmp_path):
-    cfg = load_config(None, ["trainer.lr=3e-5", "rewards.length.shape=exp", "model.builtin_overrides={hidden_size: 32}"])
+    cfg = load_config(
+        None, ["trainer.lr=3e-5", "rewards.length.shape=exp", "model.builtin_overrides={hidden_size: 32}"]
+    )
     dump_config(cfg, tmp_path / "c.yaml")
     assert load_config(tmp_path / "c.yaml") == cfg
 

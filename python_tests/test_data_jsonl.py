@@ -1,4 +1,5 @@
-"""The SPEC section 4 loader: valid sets, and bad lines named by file:line or sample id."""
+"""The docs/SPEC.md §4 loader: valid sets, and bad lines named by file:line or sample id."""
+
 from __future__ import annotations
 
 import json
@@ -35,13 +36,19 @@ def test_valid_file_resolves_images_relative_to_the_file(img_dir):
 
 
 def test_malformed_line_names_file_and_line(tmp_path):
-    p = _write(tmp_path / "set.jsonl", [{"id": "ok", "prompt": "p", "answer": "1", "task_type": "numeric"}, '{"id": "x", "prompt": '])
+    p = _write(
+        tmp_path / "set.jsonl",
+        [{"id": "ok", "prompt": "p", "answer": "1", "task_type": "numeric"}, '{"id": "x", "prompt": '],
+    )
     with pytest.raises(DataError, match=r"set\.jsonl:2: malformed JSON"):
         load_jsonl(p)
 
 
 def test_missing_image_names_line_and_id(tmp_path):
-    p = _write(tmp_path / "set.jsonl", [{"id": "img7", "prompt": "p", "images": ["nope.png"], "answer": "1", "task_type": "numeric"}])
+    p = _write(
+        tmp_path / "set.jsonl",
+        [{"id": "img7", "prompt": "p", "images": ["nope.png"], "answer": "1", "task_type": "numeric"}],
+    )
     with pytest.raises(DataError, match=r"set\.jsonl:1 \(id 'img7'\): image not found: 'nope.png'"):
         load_jsonl(p)
 
@@ -86,7 +93,16 @@ def test_all_bad_or_missing_file_is_an_error(tmp_path):
 
 
 def test_records_with_in_memory_images_like_a_hf_dataset():
-    rows = [{"id": 1, "prompt": "colour?", "images": [Image.new("RGB", (4, 4))], "answer": "A", "task_type": "multiple_choice", "extra_column": 5}]
+    rows = [
+        {
+            "id": 1,
+            "prompt": "colour?",
+            "images": [Image.new("RGB", (4, 4))],
+            "answer": "A",
+            "task_type": "multiple_choice",
+            "extra_column": 5,
+        }
+    ]
     ds = from_records(rows, "hub/set:train")
     assert ds.samples[0].id == "1" and hasattr(ds.samples[0].images[0], "convert")
     with pytest.raises(DataError, match=r"hub/set:train\[0\].*unknown task_type"):

@@ -1,4 +1,5 @@
 """EmbeddingRM with the bundled all-MiniLM-L6-v2 (loaded once per process by the module cache)."""
+
 import pytest
 
 from harmo_fast.rewards.embedding_rm import EmbeddingRM, load_embedder

@@ -1,4 +1,5 @@
 """Evaluation: accuracy per task type through our verifiers, the table, and `harmo eval`."""
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,16 @@ class ScriptedEngine(RolloutEngine):
         lengths = torch.tensor([len(t.split()) for t in texts])
         ids = torch.zeros((n, int(lengths.max())), dtype=torch.long)
         mask = torch.arange(ids.shape[1])[None] < lengths[:, None]
-        return RolloutBatch([s for s in samples for _ in range(num_generations)], torch.arange(n), {}, ids, mask, lengths, torch.zeros(n, dtype=torch.bool), texts)
+        return RolloutBatch(
+            [s for s in samples for _ in range(num_generations)],
+            torch.arange(n),
+            {},
+            ids,
+            mask,
+            lengths,
+            torch.zeros(n, dtype=torch.bool),
+            texts,
+        )
 
 
 SAMPLES = [
@@ -97,11 +107,29 @@ def _run_cli(argv):
 def test_harmo_eval_on_a_saved_hf_model_directory(tmp_path, kind, capsys):
     data = tmp_path / "data"
     write_synth(data, 0, 3, seed=2)
-    model, processor = (build_tiny_lm if kind == "lm" else build_tiny_vlm)(seed=0, hidden_size=64, intermediate_size=128, vision_embed_dim=32, vision_depth=1, vision_num_heads=2)
+    model, processor = (build_tiny_lm if kind == "lm" else build_tiny_vlm)(
+        seed=0, hidden_size=64, intermediate_size=128, vision_embed_dim=32, vision_depth=1, vision_num_heads=2
+    )
     model.save_pretrained(tmp_path / "model")
     processor.save_pretrained(tmp_path / "model")
     out = tmp_path / "report.json"
-    assert _run_cli(["--model", str(tmp_path / "model"), "--data", str(data / "test.jsonl"), "--out", str(out), "--max-new-tokens", "6", "--device", "cpu"]) == 0
+    assert (
+        _run_cli(
+            [
+                "--model",
+                str(tmp_path / "model"),
+                "--data",
+                str(data / "test.jsonl"),
+                "--out",
+                str(out),
+                "--max-new-tokens",
+                "6",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert report["n"] == 3 and 0.0 <= report["accuracy"] <= 1.0
     assert sum(v["n"] for v in report["per_task_type"].values()) == 3

@@ -1,4 +1,5 @@
 """Answer extraction: reasoning split, answer tags, boxes, anchor phrases, last-number fallback."""
+
 import pytest
 
 from harmo_fast.rewards.extract import extract_answer, last_boxed, strip_reasoning

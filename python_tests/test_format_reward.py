@@ -1,4 +1,5 @@
 """R_fmt: the tags and boxed formats, their violations, and the reward values."""
+
 import pytest
 
 from harmo_fast.rewards.config import FormatConfig

@@ -1,6 +1,7 @@
 """group_advantages: the reference against hand-computed values, every available backend against the
 reference (random shapes/dtypes, ragged unordered ids, NaN, singletons), exact zeros for all-equal
 groups, torch.compile, and bad input."""
+
 from __future__ import annotations
 
 import math
@@ -10,10 +11,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import harmo_fast as hf
+import harmo_fast as harmo
 from harmo_fast.ops.group_advantages import group_advantages_reference as reference
 
-BACKENDS = [b for b, why in hf.available_backends().items() if why.startswith("available") and b != "cuda"]
+BACKENDS = [b for b, why in harmo.available_backends().items() if why.startswith("available") and b != "cuda"]
 SCALES = ("none", "group", "batch")
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 NAN = float("nan")
@@ -35,11 +36,13 @@ def test_reference_hand_computed_none_group_batch() -> None:
     want = torch.tensor([-1.5, -0.5, 0.5, 1.5, 0, 0, 0, 0]) / (std + 1e-6)
     torch.testing.assert_close(reference(r, 4, scale="group"), want)
     pop = math.sqrt(5.0 / 4.0)
-    torch.testing.assert_close(reference(r, 4, scale="group", unbiased=False, eps=0.0),
-                               torch.tensor([-1.5, -0.5, 0.5, 1.5, 0, 0, 0, 0]) / pop)
+    torch.testing.assert_close(
+        reference(r, 4, scale="group", unbiased=False, eps=0.0), torch.tensor([-1.5, -0.5, 0.5, 1.5, 0, 0, 0, 0]) / pop
+    )
     batch_std = torch.tensor([1.0, 2, 3, 4, 5, 5, 5, 5], dtype=torch.float64).std().item()
-    torch.testing.assert_close(reference(r, 4, scale="batch", eps=1e-4),
-                               torch.tensor([-1.5, -0.5, 0.5, 1.5, 0, 0, 0, 0]) / (batch_std + 1e-4))
+    torch.testing.assert_close(
+        reference(r, 4, scale="batch", eps=1e-4), torch.tensor([-1.5, -0.5, 0.5, 1.5, 0, 0, 0, 0]) / (batch_std + 1e-4)
+    )
 
 
 def test_reference_hand_computed_nan_and_singletons() -> None:
@@ -48,7 +51,9 @@ def test_reference_hand_computed_nan_and_singletons() -> None:
     # group 0: mean of (1, 3) = 2; group 1: a single valid value; group 2: only NaN.
     torch.testing.assert_close(reference(r, group_ids=ids), torch.tensor([-1.0, 0, 1.0, 0, 0, 0]))
     s = math.sqrt(2.0)
-    torch.testing.assert_close(reference(r, group_ids=ids, scale="group"), torch.tensor([-1 / (s + 1e-6), 0, 1 / (s + 1e-6), 0, 0, 0]))
+    torch.testing.assert_close(
+        reference(r, group_ids=ids, scale="group"), torch.tensor([-1 / (s + 1e-6), 0, 1 / (s + 1e-6), 0, 0, 0])
+    )
 
 
 # --- every backend against the reference ---
@@ -58,11 +63,11 @@ def test_reference_hand_computed_nan_and_singletons() -> None:
 @pytest.mark.parametrize("scale", SCALES)
 def test_hand_example_every_backend(backend: str, scale: str) -> None:
     r = torch.tensor([0.0, 1.0, 1.0, 1.0, 0.25, NAN, 0.75, 0.5])
-    _close(hf.group_advantages(r, 4, scale=scale, backend=backend), reference(r, 4, scale=scale), torch.float32)
+    _close(harmo.group_advantages(r, 4, scale=scale, backend=backend), reference(r, 4, scale=scale), torch.float32)
 
 
 @st.composite
-def _batches(draw):  # noqa: ANN001, ANN202
+def _batches(draw):
     num_groups = draw(st.integers(1, 8))
     size = draw(st.sampled_from([1, 2, 3, 8, 16, 19]))
     dtype = draw(st.sampled_from(DTYPES))
@@ -73,7 +78,7 @@ def _batches(draw):  # noqa: ANN001, ANN202
 
 @settings(max_examples=12, deadline=None)
 @given(batch=_batches(), scale=st.sampled_from(SCALES), unbiased=st.booleans(), by_ids=st.booleans())
-def test_backends_match_reference_random(batch, scale: str, unbiased: bool, by_ids: bool) -> None:  # noqa: ANN001
+def test_backends_match_reference_random(batch, scale: str, unbiased: bool, by_ids: bool) -> None:
     num_groups, size, dtype, seed, nan_frac = batch
     gen = torch.Generator().manual_seed(seed)
     n = num_groups * size
@@ -86,7 +91,7 @@ def test_backends_match_reference_random(batch, scale: str, unbiased: bool, by_i
         kwargs = {"group_size": size}
     want = reference(r, scale=scale, unbiased=unbiased, **kwargs)
     for backend in BACKENDS:
-        _close(hf.group_advantages(r, scale=scale, unbiased=unbiased, backend=backend, **kwargs), want, dtype)
+        _close(harmo.group_advantages(r, scale=scale, unbiased=unbiased, backend=backend, **kwargs), want, dtype)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -96,8 +101,8 @@ def test_ragged_ids_equal_a_permutation_of_contiguous_groups(backend: str) -> No
     ids = torch.repeat_interleave(torch.tensor([40, -3, 7, 1000, 2]), torch.tensor(sizes))
     perm = torch.randperm(r.numel())
     for scale in SCALES:
-        direct = hf.group_advantages(r, group_ids=ids, scale=scale, backend=backend)
-        shuffled = hf.group_advantages(r[perm], group_ids=ids[perm].to(torch.int32), scale=scale, backend=backend)
+        direct = harmo.group_advantages(r, group_ids=ids, scale=scale, backend=backend)
+        shuffled = harmo.group_advantages(r[perm], group_ids=ids[perm].to(torch.int32), scale=scale, backend=backend)
         _close(shuffled, direct[perm], torch.float32)
     assert direct[0] == 0  # the singleton group
 
@@ -111,10 +116,10 @@ def test_all_equal_groups_are_exactly_zero(backend: str, dtype: torch.dtype, siz
     r = values.repeat_interleave(size).to(dtype)
     r[size] = NAN  # NaN inside an otherwise constant group changes nothing
     for scale in SCALES:
-        out = hf.group_advantages(r, size, scale=scale, eps=0.0, backend=backend)
+        out = harmo.group_advantages(r, size, scale=scale, eps=0.0, backend=backend)
         assert torch.equal(out, torch.zeros_like(out)), (scale, out)
         ids = torch.arange(values.numel()).repeat_interleave(size).flip(0)
-        out = hf.group_advantages(r, group_ids=ids, scale=scale, backend=backend)
+        out = harmo.group_advantages(r, group_ids=ids, scale=scale, backend=backend)
         assert torch.equal(out, torch.zeros_like(out)), (scale, out)
 
 
@@ -122,11 +127,13 @@ def test_all_equal_groups_are_exactly_zero(backend: str, dtype: torch.dtype, siz
 def test_singletons_nan_only_and_empty(backend: str) -> None:
     r = torch.tensor([3.0, NAN, -1.0, 2.0])
     for scale in SCALES:
-        assert torch.equal(hf.group_advantages(r, 1, scale=scale, backend=backend), torch.zeros(4))
-        assert torch.equal(hf.group_advantages(torch.full((4,), NAN), 2, scale=scale, backend=backend), torch.zeros(4))
-        empty = hf.group_advantages(torch.empty(0), 4, scale=scale, backend=backend)
+        assert torch.equal(harmo.group_advantages(r, 1, scale=scale, backend=backend), torch.zeros(4))
+        assert torch.equal(
+            harmo.group_advantages(torch.full((4,), NAN), 2, scale=scale, backend=backend), torch.zeros(4)
+        )
+        empty = harmo.group_advantages(torch.empty(0), 4, scale=scale, backend=backend)
         assert empty.shape == (0,) and empty.dtype == torch.float32
-        empty = hf.group_advantages(torch.empty(0), group_ids=torch.empty(0, dtype=torch.int64), backend=backend)
+        empty = harmo.group_advantages(torch.empty(0), group_ids=torch.empty(0, dtype=torch.int64), backend=backend)
         assert empty.shape == (0,)
 
 
@@ -135,24 +142,28 @@ def test_non_contiguous_and_requires_grad_inputs(backend: str) -> None:
     base = torch.randn(64)
     strided = base[::2]
     assert not strided.is_contiguous()
-    _close(hf.group_advantages(strided, 8, backend=backend), reference(strided.contiguous(), 8), torch.float32)
+    _close(harmo.group_advantages(strided, 8, backend=backend), reference(strided.contiguous(), 8), torch.float32)
     ids = torch.arange(64)[::2] % 5
-    _close(hf.group_advantages(strided, group_ids=ids, backend=backend), reference(strided, group_ids=ids), torch.float32)
+    _close(
+        harmo.group_advantages(strided, group_ids=ids, backend=backend),
+        reference(strided, group_ids=ids),
+        torch.float32,
+    )
     leaf = torch.randn(16, requires_grad=True)
-    out = hf.group_advantages(leaf, 4, scale="group", backend=backend)
+    out = harmo.group_advantages(leaf, 4, scale="group", backend=backend)
     assert not out.requires_grad
     _close(out, reference(leaf.detach(), 4, scale="group"), torch.float32)
 
 
 def test_auto_picks_the_compiled_core_on_cpu() -> None:
     r = torch.randn(32)
-    assert torch.equal(hf.group_advantages(r, 8), hf.group_advantages(r, 8, backend="cpu"))
+    assert torch.equal(harmo.group_advantages(r, 8), harmo.group_advantages(r, 8, backend="cpu"))
 
 
 def test_torch_compile_fullgraph_matches_eager() -> None:
     def step(rewards: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        a = hf.group_advantages(rewards, 4, scale="group", backend="cpu")
-        b = hf.group_advantages(rewards, group_ids=ids, backend="cpu")
+        a = harmo.group_advantages(rewards, 4, scale="group", backend="cpu")
+        b = harmo.group_advantages(rewards, group_ids=ids, backend="cpu")
         return a * 2 + b
 
     r, ids = torch.randn(16), torch.randint(0, 3, (16,))
@@ -161,7 +172,7 @@ def test_torch_compile_fullgraph_matches_eager() -> None:
 
 
 def test_meta_tensors_give_the_output_shape() -> None:
-    out = hf.group_advantages(torch.empty(12, device="meta"), 4)
+    out = harmo.group_advantages(torch.empty(12, device="meta"), 4)
     assert out.shape == (12,) and out.device.type == "meta" and out.dtype == torch.float32
 
 
@@ -180,22 +191,40 @@ def test_meta_tensors_give_the_output_shape() -> None:
         ({"rewards": torch.randn(8), "group_size": -4}, ValueError, "group_size must be positive"),
         ({"rewards": torch.randn(8), "group_size": 4.0}, TypeError, "group_size must be an int"),
         ({"rewards": torch.randn(8)}, ValueError, "exactly one of group_size"),
-        ({"rewards": torch.randn(8), "group_size": 4, "group_ids": torch.zeros(8, dtype=torch.int64)}, ValueError,
-         "exactly one of group_size"),
+        (
+            {"rewards": torch.randn(8), "group_size": 4, "group_ids": torch.zeros(8, dtype=torch.int64)},
+            ValueError,
+            "exactly one of group_size",
+        ),
         ({"rewards": torch.randn(8), "group_ids": torch.zeros(8)}, TypeError, "group_ids must have dtype"),
-        ({"rewards": torch.randn(8), "group_ids": torch.zeros(7, dtype=torch.int64)}, ValueError, "group_ids must have shape"),
-        ({"rewards": torch.randn(8), "group_ids": torch.zeros(8, 1, dtype=torch.int64)}, ValueError, "group_ids must be 1-D"),
-        ({"rewards": torch.randn(8), "group_ids": torch.zeros(8, dtype=torch.int64, device="meta")}, ValueError,
-         "group_ids must be on cpu"),
+        (
+            {"rewards": torch.randn(8), "group_ids": torch.zeros(7, dtype=torch.int64)},
+            ValueError,
+            "group_ids must have shape",
+        ),
+        (
+            {"rewards": torch.randn(8), "group_ids": torch.zeros(8, 1, dtype=torch.int64)},
+            ValueError,
+            "group_ids must be 1-D",
+        ),
+        (
+            {"rewards": torch.randn(8), "group_ids": torch.zeros(8, dtype=torch.int64, device="meta")},
+            ValueError,
+            "group_ids must be on cpu",
+        ),
         ({"rewards": torch.randn(8), "group_size": 4, "scale": "std"}, ValueError, "scale must be one of"),
         ({"rewards": torch.randn(8), "group_size": 4, "eps": -1.0}, ValueError, "eps must be"),
         ({"rewards": torch.randn(8), "group_size": 4, "backend": "gpu"}, ValueError, "backend must be one of"),
-        ({"rewards": torch.randn(8, device="meta"), "group_size": 4, "backend": "cpu"}, ValueError, "needs CPU tensors"),
+        (
+            {"rewards": torch.randn(8, device="meta"), "group_size": 4, "backend": "cpu"},
+            ValueError,
+            "needs CPU tensors",
+        ),
     ],
 )
 def test_bad_input_raises_naming_the_argument(kwargs: dict, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
-        hf.group_advantages(**kwargs)
+        harmo.group_advantages(**kwargs)
 
 
 @pytest.mark.parametrize("span", ["small", "huge"])  # counting sort / comparison sort in the core

@@ -1,6 +1,7 @@
-"""grpo_loss: the reference against hand-computed SPEC values and gradcheck; every backend against
+"""grpo_loss: the reference against hand-computed docs/SPEC.md values and gradcheck; every backend against
 the reference (loss, metrics, gradient) over aggregations, ratio levels, dual clip, importance
 weights, KL estimators, bias correction, dtypes and edge cases; torch.compile; argument errors."""
+
 from __future__ import annotations
 
 import math
@@ -10,21 +11,35 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import harmo_fast as hf
+import harmo_fast as harmo
 from harmo_fast._dispatch import available_backends
 from harmo_fast.ops._loss_agg import AGGREGATIONS, ALIASES
 from harmo_fast.ops.grpo_loss import METRICS, grpo_loss_reference
 
 KERNEL_BACKENDS = [b for b in ("cpu", "triton", "cuda") if available_backends()[b].startswith("available")]
-TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.bfloat16: dict(rtol=1e-2, atol=1e-2), torch.float16: dict(rtol=1e-2, atol=1e-2)}
+TOL = {
+    torch.float32: dict(rtol=1e-5, atol=1e-5),
+    torch.bfloat16: dict(rtol=1e-2, atol=1e-2),
+    torch.float16: dict(rtol=1e-2, atol=1e-2),
+}
 
 
 def _device(backend: str) -> str:
     return "cuda" if backend == "cuda" or (backend == "triton" and torch.cuda.is_available()) else "cpu"
 
 
-def _inputs(n: int, t: int, *, dtype=torch.float32, spread=0.3, adv_tok=False, w_shape=None, ref=True, device="cpu",
-            masked_rows=(1,)):
+def _inputs(
+    n: int,
+    t: int,
+    *,
+    dtype=torch.float32,
+    spread=0.3,
+    adv_tok=False,
+    w_shape=None,
+    ref=True,
+    device="cpu",
+    masked_rows=(1,),
+):
     logp = (torch.randn(n, t) * 0.5 - 1.0).to(dtype)
     old = (logp.float() + torch.randn(n, t) * spread).to(dtype)
     ref_logp = (logp.float() + torch.randn(n, t) * 0.4).to(dtype) if ref else None
@@ -40,7 +55,7 @@ def _inputs(n: int, t: int, *, dtype=torch.float32, spread=0.3, adv_tok=False, w
 
 def _compare(backend: str, args: tuple, dtype=torch.float32, **kw) -> None:
     logp = args[0]
-    loss, metrics = hf.grpo_loss(*args, backend=backend, **kw)
+    loss, metrics = harmo.grpo_loss(*args, backend=backend, **kw)
     want, want_metrics = grpo_loss_reference(*args, **kw)
     assert loss.dtype == torch.float32 and loss.dim() == 0
     assert set(metrics) == set(METRICS)
@@ -54,7 +69,7 @@ def _compare(backend: str, args: tuple, dtype=torch.float32, **kw) -> None:
     torch.testing.assert_close(g.float(), g_want.float(), **TOL[dtype])
 
 
-# --- the reference against the SPEC formula, by hand
+# --- the reference against the docs/SPEC.md formula, by hand
 
 
 def test_reference_hand_example_positive_advantage() -> None:
@@ -117,7 +132,9 @@ def test_reference_sequence_ratio_by_hand() -> None:
 
 
 @pytest.mark.parametrize("level", ["token", "sequence"])
-@pytest.mark.parametrize("extra", [dict(), dict(delta=1.3, beta=0.2), dict(beta=0.1, kl_bias_corrected=True, kl_estimator="k2")])
+@pytest.mark.parametrize(
+    "extra", [dict(), dict(delta=1.3, beta=0.2), dict(beta=0.1, kl_bias_corrected=True, kl_estimator="k2")]
+)
 def test_reference_gradcheck(level: str, extra: dict) -> None:
     n, t = 3, 5
     logp = (torch.randn(n, t, dtype=torch.float64) * 0.3).requires_grad_()
@@ -135,8 +152,9 @@ def test_reference_bias_corrected_kl_gradient() -> None:
     logp = torch.tensor([[0.2, -0.4]], requires_grad=True)
     old, ref = torch.tensor([[0.0, 0.1]]), torch.tensor([[0.5, -1.0]])
     adv = torch.zeros(1)  # no policy gradient
-    loss, _ = grpo_loss_reference(logp, old, adv, torch.ones(1, 2), ref, beta=0.5, kl_bias_corrected=True,
-                                  loss_agg="seq_mean_token_sum")
+    loss, _ = grpo_loss_reference(
+        logp, old, adv, torch.ones(1, 2), ref, beta=0.5, kl_bias_corrected=True, loss_agg="seq_mean_token_sum"
+    )
     (g,) = torch.autograd.grad(loss, logp)
     r = torch.exp(logp.detach() - old)
     torch.testing.assert_close(g, 0.5 * r * (logp.detach() - ref))
@@ -161,11 +179,22 @@ def test_reference_bias_corrected_kl_gradient() -> None:
     eps_high=st.sampled_from([None, 0.28]),
     spread=st.sampled_from([0.05, 0.5, 3.0]),
 )
-def test_backend_matches_reference(backend, n, t, level, agg, delta, beta, est, bias, adv_tok, w_kind, eps_high, spread) -> None:
+def test_backend_matches_reference(
+    backend, n, t, level, agg, delta, beta, est, bias, adv_tok, w_kind, eps_high, spread
+) -> None:
     w_shape = {None: None, "n": (n,), "n1": (n, 1), "nt": (n, t)}[w_kind]
     args = _inputs(n, t, spread=spread, adv_tok=adv_tok, w_shape=w_shape, device=_device(backend))
-    _compare(backend, args, ratio_level=level, loss_agg=agg, delta=delta, beta=beta, kl_estimator=est,
-             kl_bias_corrected=bias, eps_high=eps_high)
+    _compare(
+        backend,
+        args,
+        ratio_level=level,
+        loss_agg=agg,
+        delta=delta,
+        beta=beta,
+        kl_estimator=est,
+        kl_bias_corrected=bias,
+        eps_high=eps_high,
+    )
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
@@ -195,7 +224,9 @@ def test_half_precision_inputs(backend: str, dtype: torch.dtype, level: str) -> 
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
-@pytest.mark.parametrize("mask_dtype", [torch.bool, torch.uint8, torch.int32, torch.int64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    "mask_dtype", [torch.bool, torch.uint8, torch.int32, torch.int64, torch.float32, torch.bfloat16]
+)
 def test_mask_dtypes(backend: str, mask_dtype: torch.dtype) -> None:
     logp, old, adv, mask, ref, w = _inputs(3, 10, device=_device(backend))
     _compare(backend, (logp, old, adv, mask.to(mask_dtype), ref, w), beta=0.1, ratio_level="sequence")
@@ -209,7 +240,7 @@ def test_on_policy_ties_get_full_gradient(backend: str, level: str) -> None:
     logp = torch.randn(2, 4, device=dev, requires_grad=True)
     adv = torch.tensor([1.5, -2.0], device=dev)
     mask = torch.ones(2, 4, dtype=torch.bool, device=dev)
-    loss, m = hf.grpo_loss(logp, None, adv, mask, ratio_level=level, backend=backend)
+    loss, m = harmo.grpo_loss(logp, None, adv, mask, ratio_level=level, backend=backend)
     (g,) = torch.autograd.grad(loss, logp)
     torch.testing.assert_close(g, (-adv / 8.0)[:, None].expand(2, 4))
     assert m["ratio_mean"].item() == 1.0 and m["clip_low_frac"].item() == 0.0
@@ -223,8 +254,17 @@ def test_all_masked_rows_and_empty_batches(backend: str, level: str) -> None:
         logp = torch.randn(n, t, device=dev, requires_grad=True)
         mask = torch.zeros(n, t, dtype=torch.bool, device=dev)
         for agg in AGGREGATIONS:
-            loss, m = hf.grpo_loss(logp, logp.detach() + 1.0, torch.ones(n, device=dev), mask, logp.detach(),
-                                   beta=0.1, loss_agg=agg, ratio_level=level, backend=backend)
+            loss, m = harmo.grpo_loss(
+                logp,
+                logp.detach() + 1.0,
+                torch.ones(n, device=dev),
+                mask,
+                logp.detach(),
+                beta=0.1,
+                loss_agg=agg,
+                ratio_level=level,
+                backend=backend,
+            )
             (g,) = torch.autograd.grad(loss, logp)
             assert loss.item() == 0.0 and all(v.item() == 0.0 for v in m.values())
             assert g.shape == (n, t) and (g == 0).all()
@@ -238,8 +278,8 @@ def test_masked_positions_are_inert(backend: str) -> None:
     dirty_old, dirty_ref = old.clone(), ref.clone()
     dirty_old[~mask] = float("inf")
     dirty_ref[~mask] = float("nan")
-    clean, _ = hf.grpo_loss(logp, old, adv, mask, ref, beta=0.1, backend=backend)
-    dirty, _ = hf.grpo_loss(logp, dirty_old, adv, mask, dirty_ref, beta=0.1, backend=backend)
+    clean, _ = harmo.grpo_loss(logp, old, adv, mask, ref, beta=0.1, backend=backend)
+    dirty, _ = harmo.grpo_loss(logp, dirty_old, adv, mask, dirty_ref, beta=0.1, backend=backend)
     torch.testing.assert_close(dirty, clean)
     (g,) = torch.autograd.grad(dirty, logp)
     assert torch.isfinite(g).all() and (g[~mask] == 0).all()
@@ -259,13 +299,15 @@ def test_long_padded_rows(backend: str, level: str, dtype: torch.dtype) -> None:
     dirty_old[~mask] = float("nan")
     for agg in ("token_mean", "seq_mean_token_mean"):
         _compare(backend, (logp, old, adv, mask, ref, None), dtype, ratio_level=level, beta=0.05, loss_agg=agg)
-        loss, _ = hf.grpo_loss(logp, dirty_old, adv, mask, ref, beta=0.05, ratio_level=level, loss_agg=agg, backend=backend)
+        loss, _ = harmo.grpo_loss(
+            logp, dirty_old, adv, mask, ref, beta=0.05, ratio_level=level, loss_agg=agg, backend=backend
+        )
         (g,) = torch.autograd.grad(loss, logp)
         assert torch.isfinite(loss) and (g[~mask] == 0).all() and torch.isfinite(g).all()
     bad_adv = adv.clone()
     bad_adv[0, -1] = float("nan")  # in the padding of an all-padding row: still an error
     with pytest.raises(ValueError, match="advantages"):
-        hf.grpo_loss(logp, old, bad_adv, mask, ref, beta=0.05, ratio_level=level, backend=backend)
+        harmo.grpo_loss(logp, old, bad_adv, mask, ref, beta=0.05, ratio_level=level, backend=backend)
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
@@ -280,7 +322,7 @@ def test_huge_log_ratios(backend: str, level: str, delta: float | None) -> None:
     mask = torch.ones(2, 6, dtype=torch.bool, device=dev)
     ref = torch.full((2, 6), -0.5, device=dev)
     kw = dict(ratio_level=level, delta=delta, beta=0.05)
-    loss, _ = hf.grpo_loss(logp, old, adv, mask, ref, backend=backend, **kw)
+    loss, _ = harmo.grpo_loss(logp, old, adv, mask, ref, backend=backend, **kw)
     want, _ = grpo_loss_reference(logp, old, adv, mask, ref, **kw)
     assert torch.isfinite(loss)
     torch.testing.assert_close(loss, want, rtol=1e-5, atol=1e-5)
@@ -298,11 +340,11 @@ def test_ratios_far_outside_clip_range(backend: str) -> None:
 
 def test_kl_metric_without_beta_and_zero_without_ref() -> None:
     logp, old, adv, mask, ref, _ = _inputs(3, 7)
-    _, with_ref = hf.grpo_loss(logp, old, adv, mask, ref, backend="cpu")
+    _, with_ref = harmo.grpo_loss(logp, old, adv, mask, ref, backend="cpu")
     _, want = grpo_loss_reference(logp, old, adv, mask, ref)
     assert with_ref["kl_mean"].item() > 0
     torch.testing.assert_close(with_ref["kl_mean"], want["kl_mean"])
-    _, without = hf.grpo_loss(logp, old, adv, mask, backend="cpu")
+    _, without = harmo.grpo_loss(logp, old, adv, mask, backend="cpu")
     assert without["kl_mean"].item() == 0.0
 
 
@@ -310,14 +352,14 @@ def test_no_grad_path_and_auto_backend() -> None:
     logp, old, adv, mask, ref, w = _inputs(3, 7)
     want, want_m = grpo_loss_reference(logp, old, adv, mask, ref, w, beta=0.1)
     with torch.no_grad():
-        loss, m = hf.grpo_loss(logp, old, adv, mask, ref, w, beta=0.1)
+        loss, m = harmo.grpo_loss(logp, old, adv, mask, ref, w, beta=0.1)
     torch.testing.assert_close(loss, want.detach())
     torch.testing.assert_close(m["ratio_mean"], want_m["ratio_mean"])
 
 
 def test_second_backward_through_fused_buffer_raises() -> None:
     logp, old, adv, mask, _, _ = _inputs(2, 5)
-    loss, _ = hf.grpo_loss(logp, old, adv, mask, backend="cpu")
+    loss, _ = harmo.grpo_loss(logp, old, adv, mask, backend="cpu")
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="consumed"):
         loss.backward()
@@ -329,14 +371,14 @@ def test_torch_compile_fullgraph_step_matches_eager() -> None:
     logp0, old, adv, mask, ref, w = _inputs(4, 12)
 
     def step(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loss, metrics = hf.grpo_loss(x * 1.0, old, adv, mask, ref, w, beta=0.05, loss_agg="grpo", backend="cpu")
+        loss, metrics = harmo.grpo_loss(x * 1.0, old, adv, mask, ref, w, beta=0.05, loss_agg="grpo", backend="cpu")
         return loss, metrics["clip_low_frac"]
 
     from torch._dynamo.backends.debugging import aot_eager
 
     seen: list[str] = []
 
-    def recording_aot_eager(gm, example_inputs):  # noqa: ANN001, ANN202
+    def recording_aot_eager(gm, example_inputs):
         seen.extend(str(node.target) for node in gm.graph.nodes)
         return aot_eager(gm, example_inputs)
 
@@ -395,4 +437,4 @@ def test_bad_input(change: dict, exc: type, match: str, backend: str) -> None:
     kw = _good() | change
     kw.setdefault("backend", backend)
     with pytest.raises(exc, match=match):
-        hf.grpo_loss(**kw)
+        harmo.grpo_loss(**kw)

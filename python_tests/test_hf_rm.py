@@ -1,10 +1,16 @@
 """HFSequenceRM with tiny randomly initialised sequence-classification models (an encoder and a
 decoder), built from configs with the bundled MiniLM tokenizer: nothing is downloaded."""
-import math
+
 
 import pytest
 import torch
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, Qwen2Config, Qwen2ForSequenceClassification
+from transformers import (
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    Qwen2Config,
+    Qwen2ForSequenceClassification,
+)
 
 from harmo_fast.rewards.hf_rm import HFSequenceRM
 
@@ -21,8 +27,16 @@ def tokenizer():
 
 def _bert(tokenizer, num_labels=1):
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128, num_labels=num_labels, initializer_range=0.5)
+    cfg = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=num_labels,
+        initializer_range=0.5,
+    )
     return BertForSequenceClassification(cfg).eval()
 
 
@@ -48,7 +62,9 @@ def test_batching_and_empty_answers(tokenizer):
     rm3 = HFSequenceRM(_bert(tokenizer), tokenizer, batch_size=3)
     assert rm1.score(ANSWERS, PROMPTS) == pytest.approx(rm3.score(ANSWERS, PROMPTS), abs=1e-5)
     out = rm3.score(["", ANSWERS[0], "  "], PROMPTS)
-    assert out[0] == 0.0 and out[2] == 0.0 and out[1] == pytest.approx(rm3.score([ANSWERS[0]], [PROMPTS[1]])[0], abs=1e-5)
+    assert (
+        out[0] == 0.0 and out[2] == 0.0 and out[1] == pytest.approx(rm3.score([ANSWERS[0]], [PROMPTS[1]])[0], abs=1e-5)
+    )
     assert rm3.score([], []) == []
 
 
@@ -56,16 +72,26 @@ def test_decoder_rm_with_chat_template_and_padding(tokenizer):
     tok = AutoTokenizer.from_pretrained(tokenizer.name_or_path)
     tok.chat_template = "{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} {% endfor %}"
     torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256, num_labels=1,
-                      pad_token_id=tok.pad_token_id)
+    cfg = Qwen2Config(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        num_labels=1,
+        pad_token_id=tok.pad_token_id,
+    )
     model = Qwen2ForSequenceClassification(cfg).eval()
     rm = HFSequenceRM(model, tok, batch_size=3)
     batched = rm.score(ANSWERS, PROMPTS)
     # one at a time (no padding): padding in the batch must not change a score
     single = [HFSequenceRM(model, tok, batch_size=1).score([a], [p])[0] for a, p in zip(ANSWERS, PROMPTS)]
     assert batched == pytest.approx(single, abs=1e-4)
-    rendered = tok.apply_chat_template([{"role": "user", "content": PROMPTS[0]}, {"role": "assistant", "content": ANSWERS[0]}], tokenize=False)
+    rendered = tok.apply_chat_template(
+        [{"role": "user", "content": PROMPTS[0]}, {"role": "assistant", "content": ANSWERS[0]}], tokenize=False
+    )
     assert single[0] == pytest.approx(_manual_sigmoid(model, tok(rendered, return_tensors="pt"))[0], abs=1e-5)
 
 

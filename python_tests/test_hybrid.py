@@ -1,6 +1,7 @@
 """The hybrid router (each task type's path, the non-confident fallback, scored_by, errors as
 verdicts) and the composer arithmetic. A recording fake model RM keeps these fast; one test runs
 the default embedding RM end to end."""
+
 import logging
 
 import pytest
@@ -28,7 +29,9 @@ class FakeRM:
 
 
 def S(completion, answer, task_type="math", group_id=0, length=10, **kw):
-    return RewardSample(completion=completion, answer=answer, task_type=task_type, group_id=group_id, length=length, **kw)
+    return RewardSample(
+        completion=completion, answer=answer, task_type=task_type, group_id=group_id, length=length, **kw
+    )
 
 
 def T(answer, think="because"):
@@ -60,7 +63,9 @@ def test_open_ended_uses_the_model_with_reference_or_gold():
     samples = [
         S(T("a red bus"), "bus", "open_ended", reference="a red bus"),
         S(T("a cat"), "a dog", "open_ended"),  # no reference: the gold answer is the reference
-        S("<think>hmm</think>\nA long free-form caption.\n", "x", "open_ended", reference="r"),  # no tag: text after </think>
+        S(
+            "<think>hmm</think>\nA long free-form caption.\n", "x", "open_ended", reference="r"
+        ),  # no tag: text after </think>
     ]
     res = HybridReward(RewardConfig(), model_rm=rm).score(samples)
     assert rm.calls == [(["a red bus", "a cat", "A long free-form caption."], ["a red bus", "a dog", "r"])]
@@ -69,20 +74,27 @@ def test_open_ended_uses_the_model_with_reference_or_gold():
     assert [v.extracted for v in res.verdicts] == ["a red bus", "a cat", "A long free-form caption."]
     # correct = score >= length.correct_threshold (1.0 by default): none of these
     assert [v.correct for v in res.verdicts] == [False, False, False]
-    low = HybridReward(RewardConfig(length=LengthPenaltyConfig(correct_threshold=0.8)), model_rm=FakeRM()).score(samples)
+    low = HybridReward(RewardConfig(length=LengthPenaltyConfig(correct_threshold=0.8)), model_rm=FakeRM()).score(
+        samples
+    )
     assert [v.correct for v in low.verdicts] == [True, False, False]
 
 
 def test_prompt_context_rm_gets_the_prompt():
     rm = FakeRM(context="prompt")
-    HybridReward(RewardConfig(), model_rm=rm).score([S(T("answer"), "gold", "open_ended", prompt="the question", reference="ref")])
+    HybridReward(RewardConfig(), model_rm=rm).score(
+        [S(T("answer"), "gold", "open_ended", prompt="the question", reference="ref")]
+    )
     assert rm.calls == [(["answer"], ["the question"])]
 
 
 def test_open_ended_without_answer_is_not_sent_to_the_model():
     rm = FakeRM()
     res = HybridReward(RewardConfig(), model_rm=rm).score(
-        [S("<think>never closed", "g", "open_ended", reference="r"), S("<think>x</think>   ", "g", "open_ended", reference="r")]
+        [
+            S("<think>never closed", "g", "open_ended", reference="r"),
+            S("<think>x</think>   ", "g", "open_ended", reference="r"),
+        ]
     )
     assert rm.calls == []
     assert [v.reason for v in res.verdicts] == ["format_fail", "no_answer"]
@@ -147,7 +159,9 @@ def test_model_scores_are_checked_and_clipped():
 
 def test_no_model_rm_configured():
     cfg = RewardConfig(model_rm=ModelRMConfig(kind="none"))
-    res = HybridReward(cfg).score([S(T("a"), "g", "open_ended", reference="r"), S(T("42"), "many", "counting", reference="42")])
+    res = HybridReward(cfg).score(
+        [S(T("a"), "g", "open_ended", reference="r"), S(T("42"), "many", "counting", reference="42")]
+    )
     assert (res.verdicts[0].reason, res.verdicts[0].scored_by, res.verdicts[0].score) == ("error", "none", 0.0)
     assert (res.verdicts[1].reason, res.verdicts[1].scored_by) == ("parse_fail", "rule")  # rule verdict kept
 
@@ -163,7 +177,9 @@ def test_model_task_types_and_verify_options_are_configurable():
 
 def test_composer_arithmetic_with_weights():
     cfg = RewardConfig(
-        w_hybrid=2.0, w_length=0.5, w_format=3.0,
+        w_hybrid=2.0,
+        w_length=0.5,
+        w_format=3.0,
         length=LengthPenaltyConfig(p_max=1.0, tau=1.0, correct_threshold=1.0),
         format=FormatConfig(f_pos=0.25, f_neg=0.75),
     )
@@ -180,7 +196,9 @@ def test_composer_arithmetic_with_weights():
     assert res.components["hybrid"] == pytest.approx(hybrid)
     assert res.components["length"] == pytest.approx(length)
     assert res.components["format"] == pytest.approx(fmt)
-    assert res.components["length"] == pytest.approx(length_reward([100, 40, 120, 10], hybrid, [5, 5, 5, 9], cfg.length))
+    assert res.components["length"] == pytest.approx(
+        length_reward([100, 40, 120, 10], hybrid, [5, 5, 5, 9], cfg.length)
+    )
     assert res.components["format"] == format_reward([s.completion for s in samples], cfg.format)
     assert res.total == pytest.approx([2 * h + 0.5 * ln + 3 * f for h, ln, f in zip(hybrid, length, fmt)])
     assert set(res.components) == {"hybrid", "length", "format"}
@@ -219,11 +237,13 @@ def test_default_embedding_rm_end_to_end():
     """model_rm=None builds the configured RM (bundled MiniLM) on first use."""
     hybrid = HybridReward(RewardConfig(model_rm=ModelRMConfig(kind="embedding", rescale="affine")))
     ref = "Two children are playing football in a park"
-    res = hybrid.score([
-        S(T(ref), "x", "open_ended", reference=ref),
-        S(T("The invoice total is due next week."), "x", "open_ended", reference=ref),
-        S(T("2"), "2", "math"),
-    ])
+    res = hybrid.score(
+        [
+            S(T(ref), "x", "open_ended", reference=ref),
+            S(T("The invoice total is due next week."), "x", "open_ended", reference=ref),
+            S(T("2"), "2", "math"),
+        ]
+    )
     same, other, rule = res.verdicts
     assert same.scored_by == other.scored_by == "model" and rule.scored_by == "rule"
     assert same.score == pytest.approx(1.0, abs=1e-4) and 0.0 < other.score < 0.8
@@ -237,13 +257,21 @@ def test_fuzzed_completions_never_raise():
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    pieces = st.sampled_from(["<think>", "</think>", "<answer>", "</answer>", "\\boxed{", "}", "{", "(B)", "yes", "3", " ", "\n", "**", "$"])
+    pieces = st.sampled_from(
+        ["<think>", "</think>", "<answer>", "</answer>", "\\boxed{", "}", "{", "(B)", "yes", "3", " ", "\n", "**", "$"]
+    )
     text = st.one_of(st.text(max_size=200), st.lists(st.one_of(pieces, st.text(max_size=5)), max_size=40).map("".join))
     hybrid = HybridReward(RewardConfig(length=LengthPenaltyConfig(correct_threshold=0.5)), model_rm=FakeRM())
     task = st.sampled_from(["multiple_choice", "yes_no", "counting", "ocr", "short_text", "open_ended", "not_a_type"])
 
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-    @given(st.lists(st.tuples(text, text, task, st.integers(0, 3), st.integers(0, 500), st.none() | text), min_size=1, max_size=6))
+    @given(
+        st.lists(
+            st.tuples(text, text, task, st.integers(0, 3), st.integers(0, 500), st.none() | text),
+            min_size=1,
+            max_size=6,
+        )
+    )
     def run(rows):
         samples = [S(c, a, t, group_id=g, length=n, reference=r) for c, a, t, g, n, r in rows]
         res = hybrid.score(samples)
@@ -263,7 +291,7 @@ def test_public_api_is_lazy_and_complete():
     code = "import sys, harmo_fast.rewards as r; r.verify; r.HybridReward; r.format_reward; r.length_reward; r.RewardConfig; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "False"
-    import harmo_fast.rewards as rewards
+    from harmo_fast import rewards
 
     for name in rewards.__all__:
         assert getattr(rewards, name) is not None

@@ -1,6 +1,7 @@
 """length_penalty: the reference against hand-computed values (all three shapes, the boundary
 d == tau), every available backend against the reference (random, ragged unordered ids), groups
 without a correct response, torch.compile, and bad input."""
+
 from __future__ import annotations
 
 import math
@@ -10,10 +11,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import harmo_fast as hf
+import harmo_fast as harmo
 from harmo_fast.ops.length_penalty import length_penalty_reference as reference
 
-BACKENDS = [b for b, why in hf.available_backends().items() if why.startswith("available") and b != "cuda"]
+BACKENDS = [b for b, why in harmo.available_backends().items() if why.startswith("available") and b != "cuda"]
 SHAPES = ("linear", "exp", "step")
 
 
@@ -35,17 +36,20 @@ def test_reference_hand_computed_shapes() -> None:
     step = [0, -0.5, 0, 0, 0, 0, 0, 0, 0]  # d = 0.5 == tau counts, d = 0.2 does not
     for shape, want in (("linear", linear), ("exp", exp), ("step", step)):
         _equal(reference(LENGTHS, CORRECT, group_ids=IDS, shape=shape), torch.tensor(want))
-    _equal(reference(LENGTHS, CORRECT, group_ids=IDS, p_max=1.0, tau=0.25), torch.tensor([0, -1.0, -0.8, 0, 0, 0, 0, 0, 0]))
+    _equal(
+        reference(LENGTHS, CORRECT, group_ids=IDS, p_max=1.0, tau=0.25), torch.tensor([0, -1.0, -0.8, 0, 0, 0, 0, 0, 0])
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_hand_example_every_backend(backend: str, shape: str) -> None:
     want = reference(LENGTHS, CORRECT, group_ids=IDS, shape=shape)
-    _equal(hf.length_penalty(LENGTHS, CORRECT, group_ids=IDS, shape=shape, backend=backend), want)
+    _equal(harmo.length_penalty(LENGTHS, CORRECT, group_ids=IDS, shape=shape, backend=backend), want)
     perm = torch.randperm(9)
-    shuffled = hf.length_penalty(LENGTHS[perm], CORRECT[perm], group_ids=(IDS[perm] * 77 - 5).to(torch.int32),
-                                 shape=shape, backend=backend)
+    shuffled = harmo.length_penalty(
+        LENGTHS[perm], CORRECT[perm], group_ids=(IDS[perm] * 77 - 5).to(torch.int32), shape=shape, backend=backend
+    )
     _equal(shuffled, want[perm])
 
 
@@ -54,9 +58,9 @@ def test_boundary_d_equal_tau(backend: str) -> None:
     # L* = 8: L = 6 gives d = 0.25 exactly, L = 4 gives d = 0.5 exactly.
     lengths = torch.tensor([8, 6, 4, 7], dtype=torch.int32)
     correct = torch.tensor([True, False, False, False])
-    step = hf.length_penalty(lengths, correct, 4, p_max=0.3, tau=0.25, shape="step", backend=backend)
+    step = harmo.length_penalty(lengths, correct, 4, p_max=0.3, tau=0.25, shape="step", backend=backend)
     _equal(step, torch.tensor([0.0, -0.3, -0.3, 0.0]))
-    linear = hf.length_penalty(lengths, correct, 4, p_max=0.3, tau=0.5, shape="linear", backend=backend)
+    linear = harmo.length_penalty(lengths, correct, 4, p_max=0.3, tau=0.5, shape="linear", backend=backend)
     _equal(linear, torch.tensor([0.0, -0.15, -0.3, -0.3 * 0.25]))
 
 
@@ -66,21 +70,29 @@ def test_no_anchor_zero_anchor_and_ties(backend: str) -> None:
     correct = torch.tensor([False, False, True, False, True, False, True, False])
     # group 0: no correct -> 0; group 1: a correct response of length 0 -> nothing is shorter;
     # group 2 (4, 4, 2, 9 with correct 4 and 2): L* = 2, so nothing incorrect is shorter.
-    out = hf.length_penalty(lengths, correct, group_ids=torch.tensor([0, 0, 1, 1, 2, 2, 2, 2]), backend=backend)
+    out = harmo.length_penalty(lengths, correct, group_ids=torch.tensor([0, 0, 1, 1, 2, 2, 2, 2]), backend=backend)
     assert torch.equal(out, torch.zeros(8))
     assert not torch.signbit(out).any()  # +0, never -0
-    empty = hf.length_penalty(torch.empty(0, dtype=torch.int64), torch.empty(0, dtype=torch.bool), 4, backend=backend)
+    empty = harmo.length_penalty(
+        torch.empty(0, dtype=torch.int64), torch.empty(0, dtype=torch.bool), 4, backend=backend
+    )
     assert empty.shape == (0,) and empty.dtype == torch.float32
 
 
 @settings(max_examples=12, deadline=None)
 @given(
-    num_groups=st.integers(1, 8), size=st.sampled_from([1, 2, 5, 8, 16]), seed=st.integers(0, 2**16),
-    shape=st.sampled_from(SHAPES), by_ids=st.booleans(), int32=st.booleans(),
-    tau=st.sampled_from([0.1, 0.25, 0.5, 1.0]), p_max=st.sampled_from([0.0, 0.5, 2.0]),
+    num_groups=st.integers(1, 8),
+    size=st.sampled_from([1, 2, 5, 8, 16]),
+    seed=st.integers(0, 2**16),
+    shape=st.sampled_from(SHAPES),
+    by_ids=st.booleans(),
+    int32=st.booleans(),
+    tau=st.sampled_from([0.1, 0.25, 0.5, 1.0]),
+    p_max=st.sampled_from([0.0, 0.5, 2.0]),
 )
-def test_backends_match_reference_random(num_groups: int, size: int, seed: int, shape: str, by_ids: bool,
-                                         int32: bool, tau: float, p_max: float) -> None:
+def test_backends_match_reference_random(
+    num_groups: int, size: int, seed: int, shape: str, by_ids: bool, int32: bool, tau: float, p_max: float
+) -> None:
     gen = torch.Generator().manual_seed(seed)
     n = num_groups * size
     lengths = torch.randint(0, 40, (n,), generator=gen).to(torch.int32 if int32 else torch.int64)
@@ -88,20 +100,22 @@ def test_backends_match_reference_random(num_groups: int, size: int, seed: int, 
     kwargs = {"group_ids": torch.randint(-3, num_groups, (n,), generator=gen) * 11} if by_ids else {"group_size": size}
     want = reference(lengths, correct, p_max=p_max, tau=tau, shape=shape, **kwargs)
     for backend in BACKENDS:
-        _equal(hf.length_penalty(lengths, correct, p_max=p_max, tau=tau, shape=shape, backend=backend, **kwargs), want)
+        _equal(
+            harmo.length_penalty(lengths, correct, p_max=p_max, tau=tau, shape=shape, backend=backend, **kwargs), want
+        )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_non_contiguous_inputs(backend: str) -> None:
     lengths, correct = torch.randint(0, 30, (64,)), torch.rand(64) < 0.4
-    out = hf.length_penalty(lengths[::2], correct[::2], 8, backend=backend)
+    out = harmo.length_penalty(lengths[::2], correct[::2], 8, backend=backend)
     _equal(out, reference(lengths[::2].contiguous(), correct[::2].contiguous(), 8))
 
 
 def test_torch_compile_fullgraph_matches_eager() -> None:
     def step(lengths: torch.Tensor, correct: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        a = hf.length_penalty(lengths, correct, 4, shape="exp", backend="cpu")
-        return a + hf.length_penalty(lengths, correct, group_ids=ids, backend="cpu")
+        a = harmo.length_penalty(lengths, correct, 4, shape="exp", backend="cpu")
+        return a + harmo.length_penalty(lengths, correct, group_ids=ids, backend="cpu")
 
     lengths, correct, ids = torch.randint(0, 20, (16,)), torch.rand(16) < 0.4, torch.randint(0, 3, (16,))
     compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
@@ -123,24 +137,39 @@ L8, C8 = torch.arange(8), torch.zeros(8, dtype=torch.bool)
         ({"lengths": L8, "correct": C8, "group_size": 3}, ValueError, "does not divide"),
         ({"lengths": L8, "correct": C8, "group_size": 0}, ValueError, "group_size must be positive"),
         ({"lengths": L8, "correct": C8}, ValueError, "exactly one of group_size"),
-        ({"lengths": L8, "correct": C8, "group_ids": torch.zeros(8, dtype=torch.int16)}, TypeError, "group_ids must have dtype"),
-        ({"lengths": L8, "correct": C8, "group_ids": torch.zeros(9, dtype=torch.int64)}, ValueError, "group_ids must have shape"),
+        (
+            {"lengths": L8, "correct": C8, "group_ids": torch.zeros(8, dtype=torch.int16)},
+            TypeError,
+            "group_ids must have dtype",
+        ),
+        (
+            {"lengths": L8, "correct": C8, "group_ids": torch.zeros(9, dtype=torch.int64)},
+            ValueError,
+            "group_ids must have shape",
+        ),
         ({"lengths": L8, "correct": C8, "group_size": 4, "shape": "cosine"}, ValueError, "shape must be one of"),
         ({"lengths": L8, "correct": C8, "group_size": 4, "p_max": -0.1}, ValueError, "p_max must be"),
         ({"lengths": L8, "correct": C8, "group_size": 4, "tau": 0.0}, ValueError, "tau must be"),
         ({"lengths": L8, "correct": C8, "group_size": 4, "tau": float("nan")}, ValueError, "tau must be"),
         ({"lengths": L8, "correct": C8.to("meta"), "group_size": 4}, ValueError, "one device"),
-        ({"lengths": L8.to("meta"), "correct": C8.to("meta"), "group_size": 4, "backend": "cpu"}, ValueError,
-         "needs CPU tensors"),
+        (
+            {"lengths": L8.to("meta"), "correct": C8.to("meta"), "group_size": 4, "backend": "cpu"},
+            ValueError,
+            "needs CPU tensors",
+        ),
     ],
 )
 def test_bad_input_raises_naming_the_argument(kwargs: dict, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
-        hf.length_penalty(**kwargs)
+        harmo.length_penalty(**kwargs)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_negative_lengths_raise(backend: str) -> None:
     with pytest.raises(ValueError, match="lengths must be >= 0"):
-        hf.length_penalty(torch.tensor([3, -1, 2, 2], dtype=torch.int32), torch.tensor([True, False, False, False]), 2,
-                          backend=backend)
+        harmo.length_penalty(
+            torch.tensor([3, -1, 2, 2], dtype=torch.int32),
+            torch.tensor([True, False, False, False]),
+            2,
+            backend=backend,
+        )

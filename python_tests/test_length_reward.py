@@ -1,5 +1,6 @@
 """R_len: the group shortest-correct anchor, the three shapes, threshold, disabled, validation, and
 agreement between the batched kernel (when installed) and the pure-Python reference."""
+
 import math
 import random
 
@@ -80,7 +81,11 @@ def test_bad_arguments(kwargs, match):
 
 
 def _brute_force(lengths, correct, groups, p_max, tau, shape):
-    g = {"linear": lambda d: min(1, d / tau), "exp": lambda d: 1 - math.exp(-d / tau), "step": lambda d: float(d >= tau)}[shape]
+    g = {
+        "linear": lambda d: min(1, d / tau),
+        "exp": lambda d: 1 - math.exp(-d / tau),
+        "step": lambda d: float(d >= tau),
+    }[shape]
     out = []
     for i in range(len(lengths)):
         anchors = [lengths[j] for j in range(len(lengths)) if groups[j] == groups[i] and correct[j]]
@@ -99,10 +104,14 @@ def test_reference_and_public_path_match_brute_force(shape):
         lengths = [rng.randint(0, 300) for _ in range(n)]
         scores = [rng.choice([0.0, 1.0, 0.5]) for _ in range(n)]
         groups = [rng.randint(0, 5) for _ in range(n)]
-        cfg = LengthPenaltyConfig(p_max=rng.uniform(0, 2), tau=rng.uniform(0.05, 1.5), shape=shape, correct_threshold=0.5)
+        cfg = LengthPenaltyConfig(
+            p_max=rng.uniform(0, 2), tau=rng.uniform(0.05, 1.5), shape=shape, correct_threshold=0.5
+        )
         correct = [s >= 0.5 for s in scores]
         expected = _brute_force(lengths, correct, groups, cfg.p_max, cfg.tau, shape)
-        assert length_reward_python(lengths, correct, groups, cfg.p_max, cfg.tau, shape) == pytest.approx(expected, abs=1e-12)
+        assert length_reward_python(lengths, correct, groups, cfg.p_max, cfg.tau, shape) == pytest.approx(
+            expected, abs=1e-12
+        )
         # the public path runs the kernel when installed (fp32 there), else the reference
         assert length_reward(lengths, scores, groups, cfg) == pytest.approx(expected, abs=1e-5)
 
@@ -115,4 +124,6 @@ def test_public_path_uses_the_kernel(monkeypatch):
         raise AssertionError("the Python fallback ran although the kernel is installed")
 
     monkeypatch.setattr(mod, "length_reward_python", _no_python)
-    assert length_reward([100, 40], [1.0, 0.0], [0, 0], LengthPenaltyConfig(p_max=1.0, tau=1.0)) == pytest.approx([0.0, -0.6])
+    assert length_reward([100, 40], [1.0, 0.0], [0, 0], LengthPenaltyConfig(p_max=1.0, tau=1.0)) == pytest.approx(
+        [0.0, -0.6]
+    )

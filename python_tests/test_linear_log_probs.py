@@ -1,16 +1,17 @@
 """linear_log_probs: every runnable fused backend against the unchunked reference (values, entropy,
 gradients for hidden / weight / bias, dtypes, chunk sizes that do not divide N), partial
 gradients, no tensor of size N x V ever allocated, errors, torch.compile."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import harmo_fast as hf
+import harmo_fast as harmo
 from harmo_fast import _dispatch
-from harmo_fast.ops.linear_log_probs import tile_shape
 from harmo_fast.ops.linear_log_probs import linear_log_probs_reference as reference
+from harmo_fast.ops.linear_log_probs import tile_shape
 from harmo_fast.ops.selective_log_softmax import selective_log_softmax_reference
 
 FUSED = [b for b in ("cpu", "triton") if _dispatch.available_backends()[b].startswith("available")]
@@ -36,7 +37,7 @@ def _run(backend, hidden, weight, bias, index, temperature, g, gh, **kw):
     """(logp, entropy, grads of sum(g*logp + gh*entropy) w.r.t. hidden, weight[, bias])."""
     leaves = [t.detach().clone().requires_grad_() for t in (hidden, weight) + ((bias,) if bias is not None else ())]
     b = leaves[2] if bias is not None else None
-    logp, ent = hf.linear_log_probs(
+    logp, ent = harmo.linear_log_probs(
         leaves[0], leaves[1], index, b, temperature=temperature, return_entropy=True, backend=backend, **kw
     )
     grads = torch.autograd.grad((logp * g).sum() + (ent * gh).sum(), leaves)
@@ -83,14 +84,14 @@ def test_no_bias_and_partial_gradients(backend):
     hidden, weight, _, index = _problem((10,), 12, 30, torch.float32, with_bias=False)
     g = torch.randn(10)
     h = hidden.clone().requires_grad_()
-    logp = hf.linear_log_probs(h, weight, index, temperature=1.5, chunk_size=3, backend=backend)  # frozen head
+    logp = harmo.linear_log_probs(h, weight, index, temperature=1.5, chunk_size=3, backend=backend)  # frozen head
     (logp * g).sum().backward()
     h_r = hidden.clone().requires_grad_()
     (reference(h_r, weight, index, None, 1.5) * g).sum().backward()
     _close(logp, reference(hidden, weight, index, None, 1.5), 1e-5, "logp")
     _close(h.grad, h_r.grad, 2e-5, "grad hidden")
     w = weight.clone().requires_grad_()
-    (hf.linear_log_probs(hidden, w, index, chunk_size=7, backend=backend) * g).sum().backward()
+    (harmo.linear_log_probs(hidden, w, index, chunk_size=7, backend=backend) * g).sum().backward()
     w_r = weight.clone().requires_grad_()
     (reference(hidden, w_r, index) * g).sum().backward()
     _close(w.grad, w_r.grad, 2e-5, "grad weight")
@@ -117,7 +118,9 @@ def test_never_allocates_the_full_logits(backend):
     hidden, weight, bias, index = _problem((n,), size, vocab, torch.float32)
     leaves = [t.requires_grad_() for t in (hidden, weight, bias)]
     with _LargestAllocation() as mode:
-        logp, ent = hf.linear_log_probs(*leaves[:2], index, leaves[2], return_entropy=True, chunk_size=chunk, backend=backend)
+        logp, ent = harmo.linear_log_probs(
+            *leaves[:2], index, leaves[2], return_entropy=True, chunk_size=chunk, backend=backend
+        )
         (logp.sum() + ent.sum()).backward()
     # The biggest things allocated: one chunk of logits, the weight gradient, hidden's gradient.
     assert mode.largest == max(chunk * vocab, vocab * size, n * size) < n * vocab
@@ -139,7 +142,7 @@ def test_tile_shape_bounds_the_tile():
 @pytest.mark.parametrize("backend", ["torch", *FUSED])
 def test_bad_arguments(backend):
     hidden, weight, bias, index = _problem((2, 3), 4, 9, torch.float32)
-    f = hf.linear_log_probs
+    f = harmo.linear_log_probs
     with pytest.raises(ValueError, match="weight"):
         f(hidden, weight[:, :3], index, backend=backend)
     with pytest.raises(ValueError, match="weight"):
@@ -164,13 +167,15 @@ def test_out_of_range_index(backend):
     hidden, weight, _, index = _problem((2, 3), 4, 9, torch.float32)
     index[0, 1] = 9
     with pytest.raises(IndexError, match=r"index must lie in \[0, 9\), found 9"):
-        hf.linear_log_probs(hidden, weight, index, backend=backend)
+        harmo.linear_log_probs(hidden, weight, index, backend=backend)
 
 
 @pytest.mark.skipif("cpu" not in FUSED, reason="compiled CPU core not built")
 def test_torch_compile_fullgraph_matches_eager():
     def step(h, w, b, y):
-        logp, ent = hf.linear_log_probs(h, w, y, b, temperature=0.9, return_entropy=True, chunk_size=5, backend="cpu")
+        logp, ent = harmo.linear_log_probs(
+            h, w, y, b, temperature=0.9, return_entropy=True, chunk_size=5, backend="cpu"
+        )
         return logp.sum() - 0.1 * ent.sum()
 
     hidden, weight, bias, index = _problem((2, 6), 8, 19, torch.float32)

@@ -1,6 +1,7 @@
 """The compiled core as built in this tree: _C imports and reports its OpenMP support; with nvcc on
 PATH, _C_cuda was built, imports, carries the ops and explains a missing GPU; backend reporting and
 resolution errors are clear."""
+
 from __future__ import annotations
 
 import os
@@ -11,7 +12,7 @@ import sys
 import pytest
 import torch
 
-import harmo_fast as hf
+import harmo_fast as harmo
 from harmo_fast import _dispatch, _native
 
 
@@ -27,7 +28,7 @@ def test_openmp_follows_omp_num_threads(tmp_path) -> None:
     code = "from harmo_fast import _C; print(int(_C.has_openmp), _C.max_threads())"
     # The child must import the harmo_fast this process tests (installed or in-tree), not whatever
     # the current directory happens to hold.
-    package_root = os.path.dirname(os.path.dirname(hf.__file__))
+    package_root = os.path.dirname(os.path.dirname(harmo.__file__))
     env = {**os.environ, "OMP_NUM_THREADS": "3", "PYTHONPATH": package_root}
     out = subprocess.check_output([sys.executable, "-c", code], env=env, text=True, cwd=tmp_path)
     has_openmp, threads = out.split()
@@ -40,9 +41,11 @@ def test_cuda_module_built_and_explains_a_missing_device() -> None:
     assert _native.module_status("_C_cuda") == "available"
     mod = _native.cuda_module()
     for name in ("group_advantages", "length_penalty"):
-        assert callable(getattr(mod, name)), f"_C_cuda lacks {name}: rebuild with HARMO_CUDA=ON scripts/build_inplace.sh"
+        assert callable(getattr(mod, name)), (
+            f"_C_cuda lacks {name}: rebuild with HARMO_CUDA=ON scripts/build_inplace.sh"
+        )
     count, why = mod.device_count()
-    status = hf.available_backends()["cuda"]
+    status = harmo.available_backends()["cuda"]
     if count == 0:
         assert status.startswith("compiled CUDA module present, but no CUDA device") and why in status
     else:
@@ -50,7 +53,7 @@ def test_cuda_module_built_and_explains_a_missing_device() -> None:
 
 
 def test_available_backends_content() -> None:
-    status = hf.available_backends()
+    status = harmo.available_backends()
     assert list(status) == ["torch", "cpu", "triton", "cuda"]
     assert status["torch"] == "available"
     assert status["cpu"] == "available"
@@ -71,4 +74,4 @@ def test_resolve_backend_errors_and_auto() -> None:
         with pytest.raises(RuntimeError, match="op: backend 'cuda' is unavailable"):
             _dispatch.resolve_backend("cuda", cpu, "op")
         with pytest.raises(RuntimeError, match="group_advantages: backend 'cuda' is unavailable"):
-            hf.group_advantages(torch.zeros(4), 2, backend="cuda")
+            harmo.group_advantages(torch.zeros(4), 2, backend="cuda")

@@ -1,6 +1,7 @@
 """The Bradley-Terry preference head: it learns to prefer helpful over dismissive answers from
 synthetic pairs and ranks held-out pairs (unseen prompts and responses) well above chance;
 save/load round trip; the `harmo rm train` command; JSONL validation."""
+
 import argparse
 import json
 import random
@@ -9,59 +10,89 @@ import pytest
 import torch
 
 from harmo_fast.cli import rm as rm_cli
-from harmo_fast.rewards.preference_head import PreferenceHead, PreferenceHeadRM, PreferencePair, read_pairs, train_preference_head
+from harmo_fast.rewards.preference_head import (
+    PreferenceHead,
+    PreferenceHeadRM,
+    PreferencePair,
+    read_pairs,
+    train_preference_head,
+)
 
 # topic -> (subjects asked about, answers on the topic). Index 2 of subjects and 3 of answers are
 # held out of training.
 TOPICS = {
-    "cooking": (["tomato sauce", "baking bread", "grilling fish"], [
-        "Simmer the ingredients on low heat and season with salt and herbs.",
-        "Knead the dough, let it rise for an hour, then bake it in a hot oven.",
-        "Use fresh ingredients and taste the dish as you cook it.",
-        "Preheat the pan with a little oil before adding the food.",
-    ]),
-    "astronomy": (["black holes", "the planet Mars", "distant galaxies"], [
-        "Telescopes collect faint light from stars millions of light years away.",
-        "Gravity there is so strong that not even light can escape.",
-        "Astronomers measure the redshift of the light to estimate distance.",
-        "It orbits the Sun and can be seen in the night sky with a telescope.",
-    ]),
-    "football": (["the offside rule", "penalty kicks", "the World Cup"], [
-        "The striker scored a goal after a pass from the midfielder.",
-        "A player is offside when nearer to the goal line than the last defender.",
-        "The referee awarded a free kick after the foul on the pitch.",
-        "The team with the most goals after ninety minutes wins the match.",
-    ]),
-    "programming": (["Python lists", "recursion", "unit testing"], [
-        "Write a function, call it with sample inputs and check the returned value.",
-        "The compiler reports a syntax error on the line with the missing bracket.",
-        "Store the items in an array and loop over them with an index.",
-        "A function that calls itself needs a base case to stop.",
-    ]),
-    "gardening": (["growing roses", "composting", "watering tomatoes"], [
-        "Plant the seeds in moist soil and keep them in a sunny spot.",
-        "Prune dead branches in early spring so the plant grows stronger.",
-        "Mix kitchen scraps with leaves so they decompose into rich soil.",
-        "Water the plants at their roots in the morning, not on the leaves.",
-    ]),
-    "finance": (["index funds", "compound interest", "paying off debt"], [
-        "Diversify your investments to reduce the risk of losing money.",
-        "Interest earned on the balance is added and then earns interest itself.",
-        "Pay the loan with the highest interest rate first.",
-        "Keep an emergency savings account with several months of expenses.",
-    ]),
-    "medicine": (["the flu vaccine", "high blood pressure", "a sprained ankle"], [
-        "Rest, ice and elevate the injured joint to reduce swelling.",
-        "A doctor may prescribe medication and recommend less salt in the diet.",
-        "Vaccination trains the immune system to recognise the virus.",
-        "See a physician if the symptoms get worse or last more than a week.",
-    ]),
-    "music": (["playing guitar", "reading sheet music", "writing a song"], [
-        "Practice the chords slowly and strum in a steady rhythm.",
-        "Each note on the staff shows the pitch and how long to hold it.",
-        "Start with a melody and a chorus, then add verses and lyrics.",
-        "Tune the instrument before you play so the notes sound right.",
-    ]),
+    "cooking": (
+        ["tomato sauce", "baking bread", "grilling fish"],
+        [
+            "Simmer the ingredients on low heat and season with salt and herbs.",
+            "Knead the dough, let it rise for an hour, then bake it in a hot oven.",
+            "Use fresh ingredients and taste the dish as you cook it.",
+            "Preheat the pan with a little oil before adding the food.",
+        ],
+    ),
+    "astronomy": (
+        ["black holes", "the planet Mars", "distant galaxies"],
+        [
+            "Telescopes collect faint light from stars millions of light years away.",
+            "Gravity there is so strong that not even light can escape.",
+            "Astronomers measure the redshift of the light to estimate distance.",
+            "It orbits the Sun and can be seen in the night sky with a telescope.",
+        ],
+    ),
+    "football": (
+        ["the offside rule", "penalty kicks", "the World Cup"],
+        [
+            "The striker scored a goal after a pass from the midfielder.",
+            "A player is offside when nearer to the goal line than the last defender.",
+            "The referee awarded a free kick after the foul on the pitch.",
+            "The team with the most goals after ninety minutes wins the match.",
+        ],
+    ),
+    "programming": (
+        ["Python lists", "recursion", "unit testing"],
+        [
+            "Write a function, call it with sample inputs and check the returned value.",
+            "The compiler reports a syntax error on the line with the missing bracket.",
+            "Store the items in an array and loop over them with an index.",
+            "A function that calls itself needs a base case to stop.",
+        ],
+    ),
+    "gardening": (
+        ["growing roses", "composting", "watering tomatoes"],
+        [
+            "Plant the seeds in moist soil and keep them in a sunny spot.",
+            "Prune dead branches in early spring so the plant grows stronger.",
+            "Mix kitchen scraps with leaves so they decompose into rich soil.",
+            "Water the plants at their roots in the morning, not on the leaves.",
+        ],
+    ),
+    "finance": (
+        ["index funds", "compound interest", "paying off debt"],
+        [
+            "Diversify your investments to reduce the risk of losing money.",
+            "Interest earned on the balance is added and then earns interest itself.",
+            "Pay the loan with the highest interest rate first.",
+            "Keep an emergency savings account with several months of expenses.",
+        ],
+    ),
+    "medicine": (
+        ["the flu vaccine", "high blood pressure", "a sprained ankle"],
+        [
+            "Rest, ice and elevate the injured joint to reduce swelling.",
+            "A doctor may prescribe medication and recommend less salt in the diet.",
+            "Vaccination trains the immune system to recognise the virus.",
+            "See a physician if the symptoms get worse or last more than a week.",
+        ],
+    ),
+    "music": (
+        ["playing guitar", "reading sheet music", "writing a song"],
+        [
+            "Practice the chords slowly and strum in a steady rhythm.",
+            "Each note on the staff shows the pitch and how long to hold it.",
+            "Start with a melody and a chorus, then add verses and lyrics.",
+            "Tune the instrument before you play so the notes sound right.",
+        ],
+    ),
 }
 TEMPLATES = ["Can you tell me about {}?", "I need advice on {}.", "Explain {} to a beginner."]
 DISMISSIVE = [
@@ -110,7 +141,9 @@ def _accuracy(rm, pairs):
 def test_ranks_held_out_pairs_better_than_chance(trained):
     rm, train, test = trained
     assert len(train) == 32 and len(test) == 24
-    assert not {t for p in test for t in (p.prompt, p.chosen, p.rejected)} & {t for p in train for t in (p.prompt, p.chosen, p.rejected)}
+    assert not {t for p in test for t in (p.prompt, p.chosen, p.rejected)} & {
+        t for p in train for t in (p.prompt, p.chosen, p.rejected)
+    }
     assert rm.config["train"]["accuracy"] >= 0.95
     # 24 held-out pairs: P(>= 19 correct | coin flips) < 0.4%
     assert _accuracy(rm, test) >= 19 / 24
@@ -185,9 +218,17 @@ def harmo_main(argv):
 
 
 def test_cli_train_then_load(tmp_path, capsys):
-    rows = [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected, "id": i} for i, p in enumerate(_pairs(False, random.Random(3))[:6])]
+    rows = [
+        {"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected, "id": i}
+        for i, p in enumerate(_pairs(False, random.Random(3))[:6])
+    ]
     pairs = _write(tmp_path / "prefs.jsonl", rows)
-    assert harmo_main(["rm", "train", "--pairs", str(pairs), "--out", str(tmp_path / "rm"), "--epochs", "5", "--hidden", "16"]) == 0
+    assert (
+        harmo_main(
+            ["rm", "train", "--pairs", str(pairs), "--out", str(tmp_path / "rm"), "--epochs", "5", "--hidden", "16"]
+        )
+        == 0
+    )
     assert "trained on 6 pairs" in capsys.readouterr().out
     rm = PreferenceHeadRM.load(tmp_path / "rm")
     assert rm.config["hidden"] == 16 and rm.config["train"]["epochs"] == 5

@@ -3,6 +3,7 @@ order, crashes and exceptions as error verdicts without a dead pipeline, clean c
 
 A probe verifier (written to a temporary module and preloaded into the worker processes) sleeps,
 raises or kills its worker on demand; a fake model RM sleeps or raises on demand."""
+
 import textwrap
 import time
 
@@ -67,7 +68,9 @@ class SlowRM:
 
 
 def S(completion, answer, task_type="math", group_id=0, length=10, **kw):
-    return RewardSample(completion=completion, answer=answer, task_type=task_type, group_id=group_id, length=length, **kw)
+    return RewardSample(
+        completion=completion, answer=answer, task_type=task_type, group_id=group_id, length=length, **kw
+    )
 
 
 def T(answer):
@@ -99,8 +102,14 @@ def test_results_in_input_order_equal_the_synchronous_router(pool):
 def test_timeout_is_a_verdict(pool):
     # (the pool's own latency bound under hostile inputs is tested with the pool)
     with RewardPipeline(RewardConfig(), pool=pool, model_rm=SlowRM()) as pipe:
-        res = pipe.score([S(T("sleep"), "30", "probe"), S(T("sleep"), "30", "probe", reference="sleep"), S(T("1"), "1", "probe")])
-    assert [(v.reason, v.scored_by, v.score) for v in res.verdicts] == [("timeout", "rule", 0.0), ("mismatch", "model", 0.9), ("ok", "rule", 1.0)]
+        res = pipe.score(
+            [S(T("sleep"), "30", "probe"), S(T("sleep"), "30", "probe", reference="sleep"), S(T("1"), "1", "probe")]
+        )
+    assert [(v.reason, v.scored_by, v.score) for v in res.verdicts] == [
+        ("timeout", "rule", 0.0),
+        ("mismatch", "model", 0.9),
+        ("ok", "rule", 1.0),
+    ]
     assert "timeout -> model" in res.verdicts[1].detail
 
 
@@ -137,7 +146,14 @@ def test_rules_and_model_run_at_the_same_time(pool):
 def test_worker_crash_and_verifier_exception_become_error_verdicts(pool):
     restarts = pool.restarts
     with RewardPipeline(RewardConfig(), pool=pool, model_rm=SlowRM()) as pipe:
-        res = pipe.score([S(T("crash"), "x", "probe"), S(T("ok"), "ok", "probe"), S(T("raise"), "x", "probe"), S(T("7"), "7", "math")])
+        res = pipe.score(
+            [
+                S(T("crash"), "x", "probe"),
+                S(T("ok"), "ok", "probe"),
+                S(T("raise"), "x", "probe"),
+                S(T("7"), "7", "math"),
+            ]
+        )
         assert [v.reason for v in res.verdicts] == ["error", "ok", "error", "ok"]
         assert "died" in res.verdicts[0].detail and "probe verifier bug" in res.verdicts[2].detail
         assert res.components["hybrid"] == [0.0, 1.0, 0.0, 1.0]
@@ -159,8 +175,14 @@ def test_model_failure_and_pool_failure_keep_the_pipeline_alive(pool):
 
     with RewardPipeline(RewardConfig(), pool=BrokenPool(), model_rm=SlowRM()) as pipe:
         for _ in range(2):
-            res = pipe.score([S(T("\\frac{x^2-1}{x-1}"), "x+1"), S(T("5"), "5"), S(T("y"), "g", "open_ended", reference="y")])
-            assert [v.reason for v in res.verdicts] == ["error", "ok", "mismatch"]  # only the sympy case needed the pool
+            res = pipe.score(
+                [S(T("\\frac{x^2-1}{x-1}"), "x+1"), S(T("5"), "5"), S(T("y"), "g", "open_ended", reference="y")]
+            )
+            assert [v.reason for v in res.verdicts] == [
+                "error",
+                "ok",
+                "mismatch",
+            ]  # only the sympy case needed the pool
             assert "pipe broken" in res.verdicts[0].detail
 
 

@@ -1,6 +1,7 @@
 """selective_log_softmax: the reference against hand-computed values and gradcheck, every runnable
 fused backend against the reference (values, entropy, gradients, dtypes, layouts, in-place
 backward), errors, large row counts and offsets beyond 2^31 elements, torch.compile."""
+
 from __future__ import annotations
 
 import math
@@ -8,7 +9,7 @@ import math
 import pytest
 import torch
 
-import harmo_fast as hf
+import harmo_fast as harmo
 from harmo_fast import _dispatch
 from harmo_fast.ops.selective_log_softmax import selective_log_softmax_reference as reference
 
@@ -34,10 +35,10 @@ def _run(backend, logits, index, temperature, with_entropy, g, gh, **kw):
     """Values and d(logits) of sum(g * logp + gh * entropy)."""
     x = logits.detach().clone().requires_grad_()
     if with_entropy:
-        logp, ent = hf.selective_log_softmax(x, index, temperature, return_entropy=True, backend=backend, **kw)
+        logp, ent = harmo.selective_log_softmax(x, index, temperature, return_entropy=True, backend=backend, **kw)
         loss = (logp * g).sum() + (ent * gh).sum()
     else:
-        logp, ent = hf.selective_log_softmax(x, index, temperature, backend=backend, **kw), None
+        logp, ent = harmo.selective_log_softmax(x, index, temperature, backend=backend, **kw), None
         loss = (logp * g).sum()
     (grad,) = torch.autograd.grad(loss, x)
     return logp, ent, grad
@@ -140,11 +141,11 @@ def test_strided_layouts_and_masked_vocab(backend):
 def test_int32_index_vocab_one_and_empty(backend):
     logits = _logits((4, 11), torch.float32)
     index = torch.randint(0, 11, (4,), dtype=torch.int32)
-    torch.testing.assert_close(hf.selective_log_softmax(logits, index, backend=backend), reference(logits, index))
+    torch.testing.assert_close(harmo.selective_log_softmax(logits, index, backend=backend), reference(logits, index))
     one = torch.randn(3, 1)
-    assert hf.selective_log_softmax(one, torch.zeros(3, dtype=torch.long), backend=backend).abs().max() == 0
+    assert harmo.selective_log_softmax(one, torch.zeros(3, dtype=torch.long), backend=backend).abs().max() == 0
     empty = torch.randn(0, 5, requires_grad=True)
-    out = hf.selective_log_softmax(empty, torch.zeros(0, dtype=torch.long), backend=backend)
+    out = harmo.selective_log_softmax(empty, torch.zeros(0, dtype=torch.long), backend=backend)
     out.sum().backward()
     assert out.shape == (0,) and empty.grad.shape == (0, 5)
 
@@ -156,7 +157,9 @@ def test_inplace_backward(backend, dtype):
     index = torch.randint(0, 29, (3, 4))
     g, gh = torch.randn(3, 4), torch.randn(3, 4)
     logits = base * 1.0  # a non-leaf, like the output of an LM head
-    lp, ent = hf.selective_log_softmax(logits, index, 0.8, return_entropy=True, inplace_backward=True, backend=backend)
+    lp, ent = harmo.selective_log_softmax(
+        logits, index, 0.8, return_entropy=True, inplace_backward=True, backend=backend
+    )
     (grad,) = torch.autograd.grad((lp * g + ent * gh).sum(), logits)
     assert grad.data_ptr() == logits.data_ptr(), "the gradient must live in the logits buffer"
     _, _, grad_r = _run("torch", base.detach(), index, 0.8, True, g, gh)
@@ -168,10 +171,10 @@ def test_inplace_backward_refuses_unsafe_logits(backend):
     leaf = torch.randn(2, 9, requires_grad=True)
     index = torch.randint(0, 9, (2,))
     with pytest.raises(ValueError, match="inplace_backward"):
-        hf.selective_log_softmax(leaf, index, inplace_backward=True, backend=backend)
+        harmo.selective_log_softmax(leaf, index, inplace_backward=True, backend=backend)
     # tanh saves its output for its backward: overwriting it must be caught by autograd.
     logits = torch.tanh(leaf)
-    lp = hf.selective_log_softmax(logits, index, inplace_backward=True, backend=backend)
+    lp = harmo.selective_log_softmax(logits, index, inplace_backward=True, backend=backend)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         lp.sum().backward()
 
@@ -182,7 +185,7 @@ def test_inplace_backward_refuses_unsafe_logits(backend):
 @pytest.mark.parametrize("backend", ["torch", *FUSED])
 def test_bad_arguments(backend):
     logits, index = torch.randn(2, 3, 5), torch.randint(0, 5, (2, 3))
-    f = hf.selective_log_softmax
+    f = harmo.selective_log_softmax
     with pytest.raises(TypeError, match="logits"):
         f(logits.double(), index, backend=backend)
     with pytest.raises(TypeError, match="logits"):
@@ -209,7 +212,7 @@ def test_out_of_range_index(backend):
         index = torch.zeros(2, 3, dtype=torch.long)
         index[1, 2] = bad
         with pytest.raises(IndexError, match=rf"index must lie in \[0, 5\), found {bad}"):
-            hf.selective_log_softmax(logits, index, backend=backend)
+            harmo.selective_log_softmax(logits, index, backend=backend)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,11 +247,11 @@ def test_row_offsets_beyond_int32():
     g = torch.tensor([1.0, -2.0])
     expected = reference(values, index)
     (grad_r,) = torch.autograd.grad((reference(values.requires_grad_(), index) * g).sum(), values)
-    lp = hf.selective_log_softmax(logits, index, backend="cpu")
+    lp = harmo.selective_log_softmax(logits, index, backend="cpu")
     torch.testing.assert_close(lp, expected)
     (grad,) = torch.autograd.grad((lp * g).sum(), logits)
     torch.testing.assert_close(grad, grad_r)
-    lp = hf.selective_log_softmax(logits, index, inplace_backward=True, backend="cpu")
+    lp = harmo.selective_log_softmax(logits, index, inplace_backward=True, backend="cpu")
     (grad,) = torch.autograd.grad((lp * g).sum(), logits)
     torch.testing.assert_close(storage.detach()[gap : gap + vocab], grad_r[1])
 
@@ -268,7 +271,9 @@ def test_opcheck():
 def test_torch_compile_fullgraph_matches_eager(inplace):
     def step(z, y):
         logits = z * 1.5  # non-leaf, so the in-place backward may overwrite it
-        logp, ent = hf.selective_log_softmax(logits, y, 0.9, return_entropy=True, inplace_backward=inplace, backend="cpu")
+        logp, ent = harmo.selective_log_softmax(
+            logits, y, 0.9, return_entropy=True, inplace_backward=inplace, backend="cpu"
+        )
         return (logp * 2.0).sum() - ent.mean()
 
     logits = _logits((2, 4, 23), torch.float32)

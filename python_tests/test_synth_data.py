@@ -1,5 +1,6 @@
-"""The synthetic multimodal task set: valid SPEC section 4 records, images that show what the
+"""The synthetic multimodal task set: valid docs/SPEC.md §4 records, images that show what the
 answer says, answers our verifiers accept (and wrong answers they reject), determinism, the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -140,7 +141,9 @@ def test_cli_writes_the_set(tmp_path):
 
     parser = argparse.ArgumentParser(prog="harmo")
     data.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["data", "synth", "--out", str(tmp_path), "--n-train", "6", "--n-test", "2", "--seed", "5"])
+    args = parser.parse_args(
+        ["data", "synth", "--out", str(tmp_path), "--n-train", "6", "--n-test", "2", "--seed", "5"]
+    )
     assert args.func(args) == 0
     assert len(_rows(tmp_path / "train.jsonl")) == 6 and len(_rows(tmp_path / "test.jsonl")) == 2
 

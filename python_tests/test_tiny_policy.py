@@ -1,5 +1,6 @@
 """The built-in tiny policy: code-built tokenizer, Qwen2-VL model + processor that behave like a
 hub checkpoint (chat template, image tokens, left-padded generate, save/load round-trip)."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,8 +10,16 @@ from PIL import Image
 from harmo_fast.trainer.tiny_policy import TinyQwen2VLProcessor, build_tiny_lm, build_tiny_vlm
 from harmo_fast.trainer.tokenizer import build_tokenizer
 
-SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-         "num_key_value_heads": 1, "vision_embed_dim": 32, "vision_depth": 1, "vision_num_heads": 2}
+SMALL = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "vision_embed_dim": 32,
+    "vision_depth": 1,
+    "vision_num_heads": 2,
+}
 
 
 def _messages(text: str) -> list[dict]:
@@ -31,10 +40,16 @@ def test_tokenizer_round_trips_ascii_and_keeps_tags_as_single_ordinary_tokens():
     for tag in ("<think>", "</think>", "<answer>", "</answer>"):
         assert len(tok(tag, add_special_tokens=False)["input_ids"]) == 1
     # Known words cost one token (with their leading space); digits are one token each.
-    assert tok.convert_ids_to_tokens(tok(" circles 42", add_special_tokens=False)["input_ids"]) == [" circles", " 4", "2"]
+    assert tok.convert_ids_to_tokens(tok(" circles 42", add_special_tokens=False)["input_ids"]) == [
+        " circles",
+        " 4",
+        "2",
+    ]
     # Special (chat) tokens vanish with skip_special_tokens, the answer tags stay.
     chat = "<|im_start|>assistant\n<think>x</think><answer>B</answer><|im_end|><|endoftext|>"
-    assert tok.decode(tok(chat)["input_ids"], skip_special_tokens=True) == "assistant\n<think>x</think><answer>B</answer>"
+    assert (
+        tok.decode(tok(chat)["input_ids"], skip_special_tokens=True) == "assistant\n<think>x</think><answer>B</answer>"
+    )
     assert tok.padding_side == "left" and tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
 
 
@@ -42,8 +57,10 @@ def test_chat_template_and_image_tokens_match_qwen2_vl(vlm):
     model, proc = vlm
     assert isinstance(proc, TinyQwen2VLProcessor)
     text = proc.apply_chat_template(_messages("how many shapes are there?"), add_generation_prompt=True, tokenize=False)
-    assert text == ("<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>how many shapes are there?"
-                    "<|im_end|>\n<|im_start|>assistant\n")
+    assert text == (
+        "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>how many shapes are there?"
+        "<|im_end|>\n<|im_start|>assistant\n"
+    )
     images = [Image.new("RGB", (56, 56), "red"), Image.new("RGB", (112, 112), "blue")]
     batch = proc(text=[text, text.replace("shapes", "red circles")], images=images, return_tensors="pt", padding=True)
     # A square image is resized to 56x56 -> 4x4 patches of 14 px -> 2x2 merged vision tokens.
@@ -55,16 +72,18 @@ def test_chat_template_and_image_tokens_match_qwen2_vl(vlm):
 
 def test_generate_left_padded_batch_and_stop_at_eos(vlm):
     model, proc = vlm
-    texts = [proc.apply_chat_template(_messages(t), add_generation_prompt=True, tokenize=False)
-             for t in ("is there a red circle?", "what number is shown? first think then answer")]
+    texts = [
+        proc.apply_chat_template(_messages(t), add_generation_prompt=True, tokenize=False)
+        for t in ("is there a red circle?", "what number is shown? first think then answer")
+    ]
     batch = proc(text=texts, images=[Image.new("RGB", (56, 56), "white")] * 2, return_tensors="pt", padding=True)
     torch.manual_seed(0)
     out = model.generate(**batch, max_new_tokens=6, do_sample=True)
     assert out.shape[0] == 2 and 0 < out.shape[1] - batch["input_ids"].shape[1] <= 6
     # Greedy decoding of one prompt alone equals its row in the padded batch.
-    greedy = model.generate(**batch, max_new_tokens=5, do_sample=False)[:, batch["input_ids"].shape[1]:]
+    greedy = model.generate(**batch, max_new_tokens=5, do_sample=False)[:, batch["input_ids"].shape[1] :]
     alone = proc(text=texts[:1], images=[Image.new("RGB", (56, 56), "white")], return_tensors="pt")
-    single = model.generate(**alone, max_new_tokens=5, do_sample=False)[:, alone["input_ids"].shape[1]:]
+    single = model.generate(**alone, max_new_tokens=5, do_sample=False)[:, alone["input_ids"].shape[1] :]
     assert torch.equal(greedy[0, : single.shape[1]], single[0])
     assert model.generation_config.eos_token_id == proc.tokenizer.eos_token_id
 
@@ -104,7 +123,9 @@ def test_tiny_lm_generates_and_round_trips(tmp_path):
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
     model, tok = build_tiny_lm(seed=0, **SMALL)
-    text = tok.apply_chat_template([{"role": "user", "content": "what is the value of 3+4?"}], add_generation_prompt=True, tokenize=False)
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "what is the value of 3+4?"}], add_generation_prompt=True, tokenize=False
+    )
     batch = tok([text, "hi"], return_tensors="pt", padding=True, add_special_tokens=False)
     out = model.generate(**batch, max_new_tokens=4, do_sample=False)
     assert out.shape[0] == 2 and batch["input_ids"].shape[1] < out.shape[1] <= batch["input_ids"].shape[1] + 4
@@ -126,6 +147,8 @@ def test_freeze_vision_freezes_exactly_the_vision_tower():
     trainable = {n for n, p in frozen.named_parameters() if p.requires_grad}
     assert trainable and all("visual" not in n for n in trainable)
     assert all(not p.requires_grad for p in frozen.model.visual.parameters())
-    assert all(p.requires_grad for p in load_policy(ModelConfig(name="tiny-vlm", builtin_overrides=SMALL)).model.parameters())
+    assert all(
+        p.requires_grad for p in load_policy(ModelConfig(name="tiny-vlm", builtin_overrides=SMALL)).model.parameters()
+    )
     with pytest.raises(ValueError, match="model.freeze_vision"):
         load_policy(ModelConfig(name="tiny-lm", freeze_vision=True, builtin_overrides=SMALL))

@@ -1,5 +1,6 @@
 """token_kl: the reference against hand values and gradcheck, every backend against the reference
 (values and gradients), clamps, dtypes, edge cases and argument errors."""
+
 from __future__ import annotations
 
 import math
@@ -9,13 +10,17 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import harmo_fast as hf
+import harmo_fast as harmo
 from harmo_fast._dispatch import available_backends
 from harmo_fast.ops.token_kl import token_kl_reference
 
 KERNEL_BACKENDS = [b for b in ("cpu", "triton", "cuda") if available_backends()[b].startswith("available")]
 ESTIMATORS = ("k1", "k2", "k3")
-TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.bfloat16: dict(rtol=1e-2, atol=1e-2), torch.float16: dict(rtol=1e-2, atol=1e-2)}
+TOL = {
+    torch.float32: dict(rtol=1e-5, atol=1e-5),
+    torch.bfloat16: dict(rtol=1e-2, atol=1e-2),
+    torch.float16: dict(rtol=1e-2, atol=1e-2),
+}
 
 
 def _device(backend: str) -> str:
@@ -53,7 +58,7 @@ def _check_backend(backend: str, shape: tuple, dtype: torch.dtype, estimator: st
     dev = _device(backend)
     logp = (torch.randn(shape) * scale).to(dtype).to(dev).requires_grad_()
     ref = (torch.randn(shape) * scale).to(dtype).to(dev)
-    got = hf.token_kl(logp, ref, estimator, *clamps, backend=backend)
+    got = harmo.token_kl(logp, ref, estimator, *clamps, backend=backend)
     want = token_kl_reference(logp, ref, estimator, *clamps)
     assert got.dtype == torch.float32 and got.shape == logp.shape
     torch.testing.assert_close(got, want, **TOL[dtype])
@@ -72,7 +77,9 @@ def _check_backend(backend: str, shape: tuple, dtype: torch.dtype, estimator: st
     estimator=st.sampled_from(ESTIMATORS),
     clamps=st.sampled_from([(None, None), (1.0, None), (None, 2.0), (20.0, 10.0)]),
 )
-def test_backend_matches_reference(backend: str, shape: tuple, dtype: torch.dtype, estimator: str, clamps: tuple) -> None:
+def test_backend_matches_reference(
+    backend: str, shape: tuple, dtype: torch.dtype, estimator: str, clamps: tuple
+) -> None:
     _check_backend(backend, shape, dtype, estimator, clamps, scale=2.0)
 
 
@@ -83,7 +90,7 @@ def test_backend_huge_log_ratios(backend: str, estimator: str) -> None:
     dev = _device(backend)
     logp = torch.tensor([0.0, 50.0, -50.0, 3.0], device=dev, requires_grad=True)
     ref = torch.tensor([50.0, 0.0, 0.0, -45.0], device=dev)
-    got = hf.token_kl(logp, ref, estimator, backend=backend)
+    got = harmo.token_kl(logp, ref, estimator, backend=backend)
     want = token_kl_reference(logp, ref, estimator)
     assert torch.isfinite(got).all()
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
@@ -97,7 +104,7 @@ def test_clamped_entries_have_zero_gradient(backend: str) -> None:
     dev = _device(backend)
     logp = torch.tensor([0.0, 0.0, 0.0], device=dev, requires_grad=True)
     ref = torch.tensor([30.0, 0.1, -30.0], device=dev)
-    kl = hf.token_kl(logp, ref, "k3", clamp_log_ratio=20.0, clamp_value=10.0, backend=backend)
+    kl = harmo.token_kl(logp, ref, "k3", clamp_log_ratio=20.0, clamp_value=10.0, backend=backend)
     torch.testing.assert_close(kl, torch.tensor([10.0, math.exp(0.1) - 1.1, 10.0], device=dev))
     (g,) = torch.autograd.grad(kl.sum(), logp)
     torch.testing.assert_close(g, torch.tensor([0.0, 1.0 - math.exp(0.1), 0.0], device=dev))
@@ -105,14 +112,14 @@ def test_clamped_entries_have_zero_gradient(backend: str) -> None:
 
 def test_auto_backend_and_no_grad_path() -> None:
     logp, ref = torch.randn(3, 4), torch.randn(3, 4)
-    torch.testing.assert_close(hf.token_kl(logp, ref), token_kl_reference(logp, ref))
-    torch.testing.assert_close(hf.token_kl(logp, ref, "low_var_kl"), token_kl_reference(logp, ref, "k3"))
+    torch.testing.assert_close(harmo.token_kl(logp, ref), token_kl_reference(logp, ref))
+    torch.testing.assert_close(harmo.token_kl(logp, ref, "low_var_kl"), token_kl_reference(logp, ref, "k3"))
 
 
 def test_non_contiguous_inputs() -> None:
     logp = torch.randn(6, 4).t().requires_grad_()
     ref = torch.randn(4, 6)
-    got = hf.token_kl(logp, ref, backend="cpu")
+    got = harmo.token_kl(logp, ref, backend="cpu")
     torch.testing.assert_close(got, token_kl_reference(logp, ref))
 
 
@@ -127,15 +134,15 @@ def test_non_contiguous_inputs() -> None:
 )
 def test_bad_arguments(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        hf.token_kl(torch.zeros(2), torch.zeros(2), **kwargs)
+        harmo.token_kl(torch.zeros(2), torch.zeros(2), **kwargs)
 
 
 def test_bad_tensors() -> None:
     with pytest.raises(ValueError, match="ref_logp"):
-        hf.token_kl(torch.zeros(2, 3), torch.zeros(3, 2))
+        harmo.token_kl(torch.zeros(2, 3), torch.zeros(3, 2))
     with pytest.raises(TypeError, match="logp"):
-        hf.token_kl(torch.zeros(2, dtype=torch.int64), torch.zeros(2))
+        harmo.token_kl(torch.zeros(2, dtype=torch.int64), torch.zeros(2))
     with pytest.raises(TypeError, match="ref_logp"):
-        hf.token_kl(torch.zeros(2), [0.0, 0.0])
+        harmo.token_kl(torch.zeros(2), [0.0, 0.0])
     with pytest.raises(ValueError, match="device"):
-        hf.token_kl(torch.zeros(2), torch.zeros(2, device="meta"))
+        harmo.token_kl(torch.zeros(2), torch.zeros(2, device="meta"))

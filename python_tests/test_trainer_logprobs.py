@@ -1,5 +1,6 @@
 """Rollout tensors and log-probs: EOS masks, row selection of image inputs, batched == per-row,
 fused LM-head path == logits path."""
+
 from __future__ import annotations
 
 import pytest
@@ -28,7 +29,9 @@ def rollout(tmp_path_factory):
     d = tmp_path_factory.mktemp("synth")
     write_synth(d, 3, 0, seed=4)
     samples = load_jsonl(d / "train.jsonl").samples
-    model, processor = build_tiny_vlm(seed=0, hidden_size=64, intermediate_size=128, vision_embed_dim=32, vision_depth=1, vision_num_heads=2)
+    model, processor = build_tiny_vlm(
+        seed=0, hidden_size=64, intermediate_size=128, vision_embed_dim=32, vision_depth=1, vision_num_heads=2
+    )
     model.train()
     engine = HFRolloutEngine(model, PromptEncoder(processor, True), max_new_tokens=10, temperature=1.0)
     torch.manual_seed(0)
@@ -49,7 +52,13 @@ def test_generate_groups_rows_and_masks_padding(rollout):
 def _logp(model, batch, rows, path):
     width = int(batch.lengths[rows].max())
     with torch.no_grad():
-        logp, _ = completion_logprobs(model, batch.model_inputs(rows, width), batch.completion_ids[rows, :width], batch.completion_mask[rows, :width], path=path)
+        logp, _ = completion_logprobs(
+            model,
+            batch.model_inputs(rows, width),
+            batch.completion_ids[rows, :width],
+            batch.completion_mask[rows, :width],
+            path=path,
+        )
     out = torch.zeros(len(rows), batch.completion_ids.shape[1])
     out[:, :width] = logp
     return out

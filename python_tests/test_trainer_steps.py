@@ -1,4 +1,5 @@
 """Full GRPO steps on tiny models: a text LM and a Qwen2-VL-family VLM."""
+
 from __future__ import annotations
 
 import json
@@ -7,6 +8,7 @@ import math
 import pytest
 import torch
 from safetensors.torch import load_file
+from trainer_fakes import LetterRewards, tiny_config
 
 import harmo_fast
 from harmo_fast.data.synth import write_synth
@@ -14,7 +16,6 @@ from harmo_fast.trainer.metrics import METRIC_KEYS, read_metrics
 from harmo_fast.trainer.plots import PLOTS
 from harmo_fast.trainer.run import train
 from harmo_fast.trainer.tiny_policy import build_tiny_lm
-from trainer_fakes import LetterRewards, tiny_config
 
 torch.set_num_threads(1)
 
@@ -55,7 +56,16 @@ def test_text_model_steps_update_weights_and_log_everything(tmp_path, data_dir):
 
 
 def test_vlm_steps_with_the_reward_pipeline_warmup_and_evals(tmp_path, data_dir):
-    cfg = tiny_config(data_dir, "trainer.steps=2", "warmup.steps=2", "warmup.batch_size=4", "eval.at_start=true", "eval.at_end=true", "checkpoint.save_final_model=true", model="tiny-vlm")
+    cfg = tiny_config(
+        data_dir,
+        "trainer.steps=2",
+        "warmup.steps=2",
+        "warmup.batch_size=4",
+        "eval.at_start=true",
+        "eval.at_end=true",
+        "checkpoint.save_final_model=true",
+        model="tiny-vlm",
+    )
     res = train(cfg, tmp_path)
     records = read_metrics(tmp_path / "metrics.jsonl")
     assert len(records) == 2 and all(set(METRIC_KEYS) <= set(r) for r in records)

@@ -1,5 +1,6 @@
 """VerifierPool: order, the in-process fast path, hard timeouts on C-level hangs, exceptions and
 crashed workers becoming verdicts, transparent worker replacement, thread safety."""
+
 import textwrap
 import threading
 import time
@@ -66,8 +67,13 @@ def pool(tmp_path_factory):
 
 
 def test_order_and_results(pool):
-    items = [SYMBOLIC, (r"\boxed{42}", "42", "math", {}), SYMBOLIC_WRONG, ("B", "B", "multiple_choice", {}),
-             ("no", "yes", "yes_no", {})]
+    items = [
+        SYMBOLIC,
+        (r"\boxed{42}", "42", "math", {}),
+        SYMBOLIC_WRONG,
+        ("B", "B", "multiple_choice", {}),
+        ("no", "yes", "yes_no", {}),
+    ]
     got = [v.correct for v in pool.verify_many(items)]
     assert got == [True, True, False, True, False]
     assert pool.verify_many([]) == []
@@ -75,8 +81,14 @@ def test_order_and_results(pool):
 
 def test_simple_cases_never_reach_workers(pool):
     before = pool.dispatched
-    items = [(r"\boxed{1,234}", "1234", "math", {}), ("(B)", "B", "multiple_choice", {}), ("yes", "yes", "yes_no", {}),
-             ("STOP", "stop", "ocr", {}), ("three", "3", "counting", {}), ("<answer>3.14</answer>", "3.14", "numeric", {})] * 50
+    items = [
+        (r"\boxed{1,234}", "1234", "math", {}),
+        ("(B)", "B", "multiple_choice", {}),
+        ("yes", "yes", "yes_no", {}),
+        ("STOP", "stop", "ocr", {}),
+        ("three", "3", "counting", {}),
+        ("<answer>3.14</answer>", "3.14", "numeric", {}),
+    ] * 50
     assert all(v.correct for v in pool.verify_many(items))
     assert pool.dispatched == before
     pool.verify_many([SYMBOLIC])

@@ -1,4 +1,5 @@
 """Counting verifier: digits and number words; several numbers are a hedge."""
+
 import pytest
 
 from harmo_fast.rewards.verify import verify
@@ -7,8 +8,13 @@ from harmo_fast.rewards.verify import verify
 @pytest.mark.parametrize(
     "completion, gold",
     [
-        ("3", "3"), ("There are three apples.", "3"), ("<answer>twenty-one</answer>", "21"),
-        ("Answer: 1,000", "1000"), (r"\boxed{12}", "12"), ("I count 7 birds", "seven"), ("zero", "0"),
+        ("3", "3"),
+        ("There are three apples.", "3"),
+        ("<answer>twenty-one</answer>", "21"),
+        ("Answer: 1,000", "1000"),
+        (r"\boxed{12}", "12"),
+        ("I count 7 birds", "seven"),
+        ("zero", "0"),
     ],
 )
 def test_matches(completion, gold):

@@ -1,4 +1,5 @@
 """Multiple-choice verifier: letter notations, option text, hedges, valid letters."""
+
 import pytest
 
 from harmo_fast.rewards.verify import verify
@@ -9,11 +10,24 @@ CHOICES = ["London", "Paris", "Rome", "Berlin"]
 @pytest.mark.parametrize(
     "completion, gold",
     [
-        ("B", "B"), ("(B)", "B"), ("B.", "B"), ("B)", "B"), ("**B**", "B"), (r"\boxed{B}", "B"),
-        (r"\boxed{\text{(B)}}", "B"), ("b", "B"), ("(b)", "B"), ("<answer>B</answer>", "B"),
-        ("The answer is (B).", "B"), ("Answer: B. 12 apples", "B"), ("(B) 12 apples", "B"),
-        ("<think>A or B?</think><answer>C</answer>", "C"), ("B", "(B)"), ("B", "b"),
-        ("I think the correct option is B.", "B"), ("A triangle has three sides, so D", "D"),
+        ("B", "B"),
+        ("(B)", "B"),
+        ("B.", "B"),
+        ("B)", "B"),
+        ("**B**", "B"),
+        (r"\boxed{B}", "B"),
+        (r"\boxed{\text{(B)}}", "B"),
+        ("b", "B"),
+        ("(b)", "B"),
+        ("<answer>B</answer>", "B"),
+        ("The answer is (B).", "B"),
+        ("Answer: B. 12 apples", "B"),
+        ("(B) 12 apples", "B"),
+        ("<think>A or B?</think><answer>C</answer>", "C"),
+        ("B", "(B)"),
+        ("B", "b"),
+        ("I think the correct option is B.", "B"),
+        ("A triangle has three sides, so D", "D"),
         ("Option B", "B"),
     ],
 )

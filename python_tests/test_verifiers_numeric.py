@@ -1,5 +1,6 @@
 """Numeric verifier: tolerance tied to the gold's printed precision, relative for scientific
 notation, exact for integers and fractions; rel_tol and percent options."""
+
 import pytest
 
 from harmo_fast.rewards.verify import verify
@@ -8,10 +9,19 @@ from harmo_fast.rewards.verify import verify
 @pytest.mark.parametrize(
     "answer, gold",
     [
-        ("3.14", "3.14"), ("3.141", "3.14"), ("3.1449", "3.14"), ("3", "3.0"), ("1,234.50", "1234.5"),
+        ("3.14", "3.14"),
+        ("3.141", "3.14"),
+        ("3.1449", "3.14"),
+        ("3", "3.0"),
+        ("1,234.50", "1234.5"),
         ("1.23e-10", "1.2e-10"),  # the gold states two significant digits
-        (r"1.2 \times 10^{-10}", "1.2e-10"), ("0.5", r"\frac{1}{2}"), (r"\frac{1}{3}", "0.333"),
-        (r"\sqrt{2}", "1.414"), ("1.41421356", r"\sqrt{2}"), ("12.5%", "0.125"), (r"\$3.50", "3.5"),
+        (r"1.2 \times 10^{-10}", "1.2e-10"),
+        ("0.5", r"\frac{1}{2}"),
+        (r"\frac{1}{3}", "0.333"),
+        (r"\sqrt{2}", "1.414"),
+        ("1.41421356", r"\sqrt{2}"),
+        ("12.5%", "0.125"),
+        (r"\$3.50", "3.5"),
     ],
 )
 def test_equal(answer, gold):
@@ -22,9 +32,16 @@ def test_equal(answer, gold):
 @pytest.mark.parametrize(
     "answer, gold",
     [
-        ("3.1", "3.14"), ("3.15", "3.14"), ("10001", "10000"), ("4.9999", "5"), ("2", "200"),
-        ("1.3e-10", "1.2e-10"), ("1.2e-9", "1.2e-10"), ("0.333", r"\frac{1}{3}"),  # too few digits for an exact gold
-        ("1.41", r"\sqrt{2}"), ("-3.14", "3.14"),
+        ("3.1", "3.14"),
+        ("3.15", "3.14"),
+        ("10001", "10000"),
+        ("4.9999", "5"),
+        ("2", "200"),
+        ("1.3e-10", "1.2e-10"),
+        ("1.2e-9", "1.2e-10"),
+        ("0.333", r"\frac{1}{3}"),  # too few digits for an exact gold
+        ("1.41", r"\sqrt{2}"),
+        ("-3.14", "3.14"),
     ],
 )
 def test_different(answer, gold):

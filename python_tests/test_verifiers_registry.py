@@ -1,4 +1,5 @@
 """The verify() entry point and the verifier registry: validation, options, golds, imports."""
+
 import subprocess
 import sys
 
@@ -55,8 +56,10 @@ def test_register_a_custom_verifier():
 
 
 def test_importing_rewards_does_not_import_torch():
-    code = ("import sys, harmo_fast.rewards.verify, harmo_fast.rewards.pool; "
-            "harmo_fast.rewards.verify.verify('1', '1', 'math'); assert 'torch' not in sys.modules")
+    code = (
+        "import sys, harmo_fast.rewards.verify, harmo_fast.rewards.pool; "
+        "harmo_fast.rewards.verify.verify('1', '1', 'math'); assert 'torch' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 

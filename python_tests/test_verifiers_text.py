@@ -1,4 +1,5 @@
 """OCR / short-text verifier: normalised exact match; ANLS as a separate partial score."""
+
 import pytest
 
 from harmo_fast.rewards.normalize import anls, normalize_text
@@ -9,9 +10,13 @@ from harmo_fast.rewards.verify import verify
 @pytest.mark.parametrize(
     "completion, gold",
     [
-        ("The Eiffel Tower!", "eiffel tower"), ("ＳＴＯＰ", "stop"),  # NFKC full-width
-        ("<answer>an apple</answer>", "Apple"), ("two", "2"), ("Hello,   world", "hello world"),
-        ("3.5 kg", "3.5 kg."), ("café", "café"),
+        ("The Eiffel Tower!", "eiffel tower"),
+        ("ＳＴＯＰ", "stop"),  # NFKC full-width
+        ("<answer>an apple</answer>", "Apple"),
+        ("two", "2"),
+        ("Hello,   world", "hello world"),
+        ("3.5 kg", "3.5 kg."),
+        ("café", "café"),
     ],
 )
 def test_normalised_exact_match(task_type, completion, gold):

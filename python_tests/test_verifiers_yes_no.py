@@ -1,4 +1,5 @@
 """Yes/no verifier: whole words only, hedges, bare responses."""
+
 import pytest
 
 from harmo_fast.rewards.verify import verify
@@ -7,9 +8,15 @@ from harmo_fast.rewards.verify import verify
 @pytest.mark.parametrize(
     "completion, gold",
     [
-        ("Yes", "yes"), ("yes.", "Yes"), ("**No**", "no"), ("<answer>NO</answer>", "no"),
-        ("Yes, the cat is on the mat.", "yes"), ("I know it is yes", "yes"),  # "know" is not "no"
-        ("No. Nobody is there.", "no"), ("Answer: yes", "yes"), (r"\boxed{No}", "no"),
+        ("Yes", "yes"),
+        ("yes.", "Yes"),
+        ("**No**", "no"),
+        ("<answer>NO</answer>", "no"),
+        ("Yes, the cat is on the mat.", "yes"),
+        ("I know it is yes", "yes"),  # "know" is not "no"
+        ("No. Nobody is there.", "no"),
+        ("Answer: yes", "yes"),
+        (r"\boxed{No}", "no"),
     ],
 )
 def test_matches(completion, gold):

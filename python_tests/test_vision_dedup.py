@@ -1,5 +1,6 @@
 """Encoding each of G repeated images once gives the same vision features, logits and gradients as
 encoding every copy, for the Qwen2-VL and Qwen2.5-VL towers."""
+
 from __future__ import annotations
 
 import copy
@@ -10,20 +11,40 @@ from PIL import Image
 
 from harmo_fast.trainer.policy import vision_tower
 from harmo_fast.trainer.tiny_policy import build_tiny_vlm
-from harmo_fast.trainer.vision_dedup import dedup_repeated_images
 from harmo_fast.trainer.tokenizer import IMAGE_PAD, VISION_END, VISION_START
+from harmo_fast.trainer.vision_dedup import dedup_repeated_images
 
 torch.set_num_threads(1)
-TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, vision_embed_dim=32, vision_depth=2, vision_num_heads=2)
+TINY = dict(
+    hidden_size=64, intermediate_size=128, num_hidden_layers=1, vision_embed_dim=32, vision_depth=2, vision_num_heads=2
+)
 
 
 def _tiny_qwen2_5_vl() -> torch.nn.Module:
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     torch.manual_seed(0)
-    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, window_size=28, fullatt_block_indexes=[1])
-    text = dict(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0})
-    cfg = Qwen2_5_VLConfig(vision_config=vision, text_config=text, image_token_id=290, video_token_id=291, vision_start_token_id=292)
+    vision = dict(
+        depth=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        out_hidden_size=64,
+        window_size=28,
+        fullatt_block_indexes=[1],
+    )
+    text = dict(
+        vocab_size=300,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
+    )
+    cfg = Qwen2_5_VLConfig(
+        vision_config=vision, text_config=text, image_token_id=290, video_token_id=291, vision_start_token_id=292
+    )
     return Qwen2_5_VLForConditionalGeneration(cfg).eval()
 
 
@@ -32,7 +53,10 @@ def _images(n_distinct: int, copies: int, size: int = 56) -> tuple[torch.Tensor,
     in a row (as GRPO lays out a prompt's G responses)."""
     _, processor = build_tiny_vlm(seed=0, **TINY)
     gen = torch.Generator().manual_seed(1)
-    images = [Image.fromarray(torch.randint(0, 256, (size, size, 3), generator=gen, dtype=torch.uint8).numpy()) for _ in range(n_distinct)]
+    images = [
+        Image.fromarray(torch.randint(0, 256, (size, size, 3), generator=gen, dtype=torch.uint8).numpy())
+        for _ in range(n_distinct)
+    ]
     out = processor.image_processor(images=[im for im in images for _ in range(copies)], return_tensors="pt")
     return out["pixel_values"], out["image_grid_thw"]
 
@@ -79,7 +103,9 @@ def test_logits_and_gradients_match_encoding_every_copy() -> None:
     plain = copy.deepcopy(model)
     dedup_repeated_images(vision_tower(model))
     gen = torch.Generator().manual_seed(2)
-    images = [Image.fromarray(torch.randint(0, 256, (56, 56, 3), generator=gen, dtype=torch.uint8).numpy()) for _ in range(2)]
+    images = [
+        Image.fromarray(torch.randint(0, 256, (56, 56, 3), generator=gen, dtype=torch.uint8).numpy()) for _ in range(2)
+    ]
     text = f"{VISION_START}{IMAGE_PAD}{VISION_END}how many shapes?"
     inputs = processor(text=[text] * 6, images=[im for im in images for _ in range(3)], return_tensors="pt")
     results = []
@@ -87,7 +113,9 @@ def test_logits_and_gradients_match_encoding_every_copy() -> None:
         m.train()
         logits = m(**inputs).logits
         logits.float().square().mean().backward()
-        results.append((logits.detach(), {n: p.grad for n, p in m.named_parameters() if "visual" in n and p.grad is not None}))
+        results.append(
+            (logits.detach(), {n: p.grad for n, p in m.named_parameters() if "visual" in n and p.grad is not None})
+        )
     (l1, g1), (l2, g2) = results
     assert torch.equal(l1, l2)
     assert g1.keys() == g2.keys() and len(g1) > 0

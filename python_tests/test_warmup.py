@@ -1,5 +1,6 @@
 """The supervised warm-up: loss on completion tokens only, the loss falls, a memorised target is
 generated back in the answer format, bad arguments are named."""
+
 from __future__ import annotations
 
 import random
@@ -12,8 +13,16 @@ from harmo_fast.rewards import verify
 from harmo_fast.trainer.tiny_policy import build_tiny_lm, build_tiny_vlm
 from harmo_fast.trainer.warmup import IGNORE, _Batcher, supervised_warmup, target_completion
 
-SMALL = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 2,
-         "num_key_value_heads": 1, "vision_embed_dim": 32, "vision_depth": 1, "vision_num_heads": 2}
+SMALL = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "vision_embed_dim": 32,
+    "vision_depth": 1,
+    "vision_num_heads": 2,
+}
 
 
 def _vlm_samples(n: int, seed: int = 0) -> list[dict]:
@@ -28,7 +37,8 @@ def _vlm_samples(n: int, seed: int = 0) -> list[dict]:
 
 def test_target_uses_rationale_or_restates_the_answer():
     assert target_completion({"answer": "B", "rationale": "the square is red which is option B"}) == (
-        "<think>the square is red which is option B</think><answer>B</answer>")
+        "<think>the square is red which is option B</think><answer>B</answer>"
+    )
     assert target_completion({"answer": ["7", "seven"]}) == "<think>the answer is 7</think><answer>7</answer>"
 
 
@@ -56,16 +66,19 @@ def test_vlm_warmup_lowers_the_completion_loss():
 
 def test_lm_warmup_teaches_the_format_and_a_memorised_answer():
     model, tok = build_tiny_lm(seed=0, **SMALL)
-    samples = [{"prompt": "what is the value of 3+4?", "answer": "7", "task_type": "math",
-                "rationale": "3 plus 4 equals 7"},
-               {"prompt": "is there a red circle?", "answer": "no", "task_type": "yes_no"}]
+    samples = [
+        {"prompt": "what is the value of 3+4?", "answer": "7", "task_type": "math", "rationale": "3 plus 4 equals 7"},
+        {"prompt": "is there a red circle?", "answer": "no", "task_type": "yes_no"},
+    ]
     supervised_warmup(model, tok, samples, steps=40, lr=5e-3, batch_size=2, seed=0)
     assert not model.training
     for s in samples:
-        text = tok.apply_chat_template([{"role": "user", "content": s["prompt"]}], add_generation_prompt=True, tokenize=False)
+        text = tok.apply_chat_template(
+            [{"role": "user", "content": s["prompt"]}], add_generation_prompt=True, tokenize=False
+        )
         enc = tok([text], return_tensors="pt", add_special_tokens=False)
         out = model.generate(**enc, max_new_tokens=24, do_sample=False)
-        completion = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        completion = tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         assert completion == target_completion(s)
         assert verify(completion, s["answer"], s["task_type"]).correct
 

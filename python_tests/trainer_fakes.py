@@ -1,6 +1,7 @@
 """Shared helpers of the trainer tests: tiny-model configs and a deterministic stand-in reward
 pipeline that gives every group a reward spread (a random tiny policy almost never answers right,
 so the real rewards would give all-zero advantages and no update to test)."""
+
 from __future__ import annotations
 
 from concurrent.futures import Future

@@ -1,4 +1,4 @@
-// Group-relative advantage math shared by the CPU and CUDA kernels (SPEC section 2).
+// Group-relative advantage math shared by the CPU and CUDA kernels (docs/SPEC.md §2).
 //
 // Statistics are taken over a group's non-NaN rewards, in double. Deviations are measured from a
 // pivot (the group's first non-NaN reward): a group of equal rewards then has deviations that are

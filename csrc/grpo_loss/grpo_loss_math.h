@@ -1,4 +1,4 @@
-// Clipped GRPO loss, one token at a time, and the aggregation weights of a row (SPEC section 2,
+// Clipped GRPO loss, one token at a time, and the aggregation weights of a row (docs/SPEC.md §2,
 // grpo_loss); shared by the CPU and CUDA kernels.
 //
 //   L = -min(r' A, clamp(r, 1-eps_low, 1+eps_high) A) * w + beta * kl * (r if bias-corrected)

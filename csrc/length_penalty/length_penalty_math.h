@@ -1,4 +1,4 @@
-// Length-penalty math shared by the CPU and CUDA kernels (SPEC section 1): within a group, an
+// Length-penalty math shared by the CPU and CUDA kernels (docs/SPEC.md §1): within a group, an
 // incorrect response shorter than the shortest correct one (the anchor L*) gets
 // -p_max * g((L* - L) / L*; tau); every other response, and every response of a group without a
 // correct one, gets 0. Computed in double so that the boundary d == tau is decided exactly as the

@@ -1,4 +1,4 @@
-// Per-token KL estimators between the policy and a frozen reference (SPEC section 2, token_kl),
+// Per-token KL estimators between the policy and a frozen reference (docs/SPEC.md §2, token_kl),
 // shared by the CPU and CUDA kernels. With d = ref_logp - logp:
 //   k1 = -d,   k2 = d^2 / 2,   k3 = exp(d) - d - 1
 // optionally with d clamped to [-clamp_d, clamp_d] (verl uses 20) and the value clamped to

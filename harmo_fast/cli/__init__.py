@@ -1,5 +1,6 @@
 """The `harmo` command line. Each sub-command lives in its own module and registers itself in
 SUBCOMMANDS: a module exposing `register(subparsers)` that sets `func` on its parser."""
+
 from __future__ import annotations
 
 import argparse
@@ -27,4 +28,3 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
-

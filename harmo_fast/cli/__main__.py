@@ -1,4 +1,5 @@
 """`python -m harmo_fast.cli` runs the `harmo` command line."""
+
 import sys
 
 from harmo_fast.cli import main

@@ -1,4 +1,5 @@
 """`harmo backends`: print which kernel backends this install can run, and why not the rest."""
+
 from __future__ import annotations
 
 import argparse

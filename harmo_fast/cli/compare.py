@@ -1,6 +1,7 @@
 """`harmo compare RUN_DIR RUN_DIR ... [--out compare.png] [--smooth 10]`: one figure overlaying the
 runs' reward, training accuracy and response-length curves (e.g. length penalty on vs off), and a
 table of their held-out accuracies and GRPO gains."""
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,10 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 def summary_table(run_dirs: list[Path]) -> str:
     """Held-out accuracy at start / after warm-up / at the end, GRPO's paired gain, per run."""
     width = max(len("run"), *(len(d.name) for d in run_dirs))
-    lines = [f"{'run':<{width}}  " + "  ".join(f"{label:>8}" for _, label in EVALS) + "  GRPO gain (SE)", "-" * (width + 46)]
+    lines = [
+        f"{'run':<{width}}  " + "  ".join(f"{label:>8}" for _, label in EVALS) + "  GRPO gain (SE)",
+        "-" * (width + 46),
+    ]
     for d in run_dirs:
         accs = [_read_json(d / name) for name, _ in EVALS]
         cells = [f"{r['accuracy']:8.1%}" if r else f"{'-':>8}" for r in accs]

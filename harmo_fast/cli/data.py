@@ -1,4 +1,5 @@
 """`harmo data synth --out DIR`: write the synthetic multimodal task set (train/test JSONL + PNGs)."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,13 +14,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--n-test", type=int, default=128, help="held-out samples (default 128)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     s.add_argument("--image-size", type=int, default=56, help="image side in pixels (default 56)")
-    s.add_argument("--instruction", action="store_true", help="append the <think>/<answer> format instruction to each prompt")
+    s.add_argument(
+        "--instruction", action="store_true", help="append the <think>/<answer> format instruction to each prompt"
+    )
     s.set_defaults(func=run_synth)
 
 
 def run_synth(args: argparse.Namespace) -> int:
     from harmo_fast.data.synth import write_synth
 
-    paths = write_synth(args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed, image_size=args.image_size, instruction=args.instruction)
+    paths = write_synth(
+        args.out,
+        n_train=args.n_train,
+        n_test=args.n_test,
+        seed=args.seed,
+        image_size=args.image_size,
+        instruction=args.instruction,
+    )
     print(f"wrote {args.n_train} training and {args.n_test} held-out samples: {paths['train']}, {paths['test']}")
     return 0

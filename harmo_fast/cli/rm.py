@@ -1,6 +1,7 @@
 """`harmo rm train`: fit a Bradley-Terry reward head on frozen sentence embeddings from a JSONL
 file of (prompt, chosen, rejected) pairs, and save it (safetensors + config.json) for
 `rewards.model_rm.kind: head`."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--hidden", type=int, default=256)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--embedder", default=None, help="sentence-transformers name or path (default: bundled all-MiniLM-L6-v2)")
+    t.add_argument(
+        "--embedder", default=None, help="sentence-transformers name or path (default: bundled all-MiniLM-L6-v2)"
+    )
     t.add_argument("--device", default="cpu")
     t.set_defaults(func=run_train)
 
@@ -43,5 +46,7 @@ def run_train(args: argparse.Namespace) -> int:
     )
     out = rm.save(args.out)
     stats = rm.config["train"]
-    print(f"trained on {stats['pairs']} pairs: loss {stats['final_loss']:.4f}, train accuracy {stats['accuracy']:.3f}; saved to {out}")
+    print(
+        f"trained on {stats['pairs']} pairs: loss {stats['final_loss']:.4f}, train accuracy {stats['accuracy']:.3f}; saved to {out}"
+    )
     return 0

@@ -1,5 +1,6 @@
 """`harmo train [cfg.yaml] [dotted.key=value ...] [--out RUN_DIR] [--resume RUN_DIR]`: run HARMO
 GRPO. Without a config file the embedded default runs (a tiny VLM on the synthetic task set)."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,10 +8,26 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="train a policy with HARMO GRPO", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [KEY=VALUE ...]", help="an optional YAML config, then dotted overrides such as trainer.lr=1e-6 rewards.length.p_max=0.3")
+    p = subparsers.add_parser(
+        "train",
+        help="train a policy with HARMO GRPO",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "args",
+        nargs="*",
+        metavar="[CONFIG.yaml] [KEY=VALUE ...]",
+        help="an optional YAML config, then dotted overrides such as trainer.lr=1e-6 rewards.length.p_max=0.3",
+    )
     p.add_argument("--out", type=Path, default=None, help="run directory (default runs/<timestamp>)")
-    p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint (its config.yaml, plus any overrides)")
+    p.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its latest checkpoint (its config.yaml, plus any overrides)",
+    )
     p.set_defaults(func=run)
 
 

@@ -1,1 +1,1 @@
-"""Datasets: the JSONL/HF loaders of SPEC.md section 4 and the synthetic multimodal task set."""
+"""Datasets: the JSONL/HF loaders of docs/SPEC.md §4 and the synthetic multimodal task set."""

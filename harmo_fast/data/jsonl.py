@@ -1,7 +1,8 @@
-"""Loading of a training or evaluation set (SPEC.md section 4): JSONL, one sample per line,
+"""Loading of a training or evaluation set (docs/SPEC.md §4): JSONL, one sample per line,
 `{"id", "prompt", "images": [paths relative to the file], "answer", "task_type", "reference"?,
 "choices"?}`, or a Hugging Face dataset with the same columns. Bad samples raise a `DataError`
 naming the file and line (or the sample id); with `skip_bad=True` they are counted and skipped."""
+
 from __future__ import annotations
 
 import json

@@ -14,9 +14,10 @@ letter), and no question binds two attributes of one shape: each answer is a pla
 per-cell visual features, which a 2-layer policy trained for minutes can learn (shuffled letters
 or colour-and-kind binding left its greedy answers at the per-question prior).
 
-Each record follows SPEC.md section 4 and adds `rationale`, a short template reasoning that the
+Each record follows docs/SPEC.md §4 and adds `rationale`, a short template reasoning that the
 supervised warm-up uses as the `<think>` text. Everything is drawn from one seeded RNG, so a seed
 gives the same files on every machine."""
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,7 @@ KINDS = ("circle", "square", "triangle")
 LETTERS = "ABCD"
 INSTRUCTION = " first think inside <think> </think> then give the final answer inside <answer> </answer>."
 
-# Share of each question family in a split (normalised). The families map to SPEC task types.
+# Share of each question family in a split (normalised). The families map to the task types of docs/SPEC.md §1.
 DEFAULT_MIX = {"counting": 1.0, "numeric": 1.0, "math": 1.0, "mc_color": 1.0, "mc_side": 0.5, "yes_no": 1.0}
 
 Box = tuple[int, int, int, int]
@@ -79,8 +80,13 @@ def _counting(rng: random.Random, size: int) -> dict[str, Any]:
     kinds = [rng.choice(KINDS) for _ in range(n)]
     for kind, box in zip(kinds, _cells(rng, n, size)):
         _draw_shape(draw, kind, rng.choice(list(COLORS)), box)
-    return {"image": img, "prompt": "how many shapes are there?", "answer": str(n), "task_type": "counting",
-            "rationale": f"i count {n} shapes"}
+    return {
+        "image": img,
+        "prompt": "how many shapes are there?",
+        "answer": str(n),
+        "task_type": "counting",
+        "rationale": f"i count {n} shapes",
+    }
 
 
 def _digit_image(rng: random.Random, size: int, digits: list[int]) -> Image.Image:
@@ -99,8 +105,13 @@ def _digit_image(rng: random.Random, size: int, digits: list[int]) -> Image.Imag
 
 def _numeric(rng: random.Random, size: int) -> dict[str, Any]:
     n = rng.randint(0, 9)
-    return {"image": _digit_image(rng, size, [n]), "prompt": "what number is shown?", "answer": str(n),
-            "task_type": "numeric", "rationale": f"the number reads {n}"}
+    return {
+        "image": _digit_image(rng, size, [n]),
+        "prompt": "what number is shown?",
+        "answer": str(n),
+        "task_type": "numeric",
+        "rationale": f"the number reads {n}",
+    }
 
 
 def _math(rng: random.Random, size: int) -> dict[str, Any]:
@@ -109,8 +120,13 @@ def _math(rng: random.Random, size: int) -> dict[str, Any]:
         prompt, expr, value = "what is the sum of the two numbers?", f"{a}+{b}", a + b
     else:
         prompt, expr, value = "what is the left number minus the right number?", f"{a}-{b}", a - b
-    return {"image": _digit_image(rng, size, [a, b]), "prompt": prompt, "answer": str(value), "task_type": "math",
-            "rationale": f"the numbers are {a} and {b} so {expr} equals {value}"}
+    return {
+        "image": _digit_image(rng, size, [a, b]),
+        "prompt": prompt,
+        "answer": str(value),
+        "task_type": "math",
+        "rationale": f"the numbers are {a} and {b} so {expr} equals {value}",
+    }
 
 
 def _options(names: list[str]) -> str:
@@ -126,9 +142,14 @@ def _mc_color(rng: random.Random, size: int) -> dict[str, Any]:
     _draw_shape(draw, kind, color, (x, y, x + side, y + side))
     choices = list(COLORS)
     letter = LETTERS[choices.index(color)]
-    return {"image": img, "prompt": f"what color is the {kind}? {_options(choices)}", "answer": letter,
-            "choices": choices, "task_type": "multiple_choice",
-            "rationale": f"the {kind} is {color} which is option {letter}"}
+    return {
+        "image": img,
+        "prompt": f"what color is the {kind}? {_options(choices)}",
+        "answer": letter,
+        "choices": choices,
+        "task_type": "multiple_choice",
+        "rationale": f"the {kind} is {color} which is option {letter}",
+    }
 
 
 def _mc_side(rng: random.Random, size: int) -> dict[str, Any]:
@@ -142,9 +163,14 @@ def _mc_side(rng: random.Random, size: int) -> dict[str, Any]:
     else:
         pair, side = ["top", "bottom"], "top" if cy < size / 2 else "bottom"
     letter = LETTERS[pair.index(side)]
-    return {"image": img, "prompt": f"where is the {kind}? {_options(pair)}", "answer": letter,
-            "choices": pair, "task_type": "multiple_choice",
-            "rationale": f"the {kind} is on the {side} which is option {letter}"}
+    return {
+        "image": img,
+        "prompt": f"where is the {kind}? {_options(pair)}",
+        "answer": letter,
+        "choices": pair,
+        "task_type": "multiple_choice",
+        "rationale": f"the {kind} is on the {side} which is option {letter}",
+    }
 
 
 def _yes_no(rng: random.Random, size: int) -> dict[str, Any]:
@@ -159,9 +185,13 @@ def _yes_no(rng: random.Random, size: int) -> dict[str, Any]:
     else:
         color = rng.choice([c for c in COLORS if c not in colors])
     present = color in colors
-    return {"image": img, "prompt": f"is there a {color} shape?", "answer": "yes" if present else "no",
-            "task_type": "yes_no",
-            "rationale": f"i see a {color} shape" if present else f"i see no {color} shape"}
+    return {
+        "image": img,
+        "prompt": f"is there a {color} shape?",
+        "answer": "yes" if present else "no",
+        "task_type": "yes_no",
+        "rationale": f"i see a {color} shape" if present else f"i see no {color} shape",
+    }
 
 
 FAMILIES: dict[str, Callable[[random.Random, int], dict[str, Any]]] = {
@@ -180,15 +210,21 @@ _KIND = "(" + "|".join(KINDS) + ")"
 _REASONS: list[tuple[re.Pattern[str], Callable[..., str]]] = [
     (re.compile(r"^how many shapes are there\?"), lambda a, c, g: f"i count {a} shapes"),
     (re.compile(r"^what number is shown\?"), lambda a, c, g: f"the number reads {a}"),
-    (re.compile(rf"^what color is the {_KIND}\?"), lambda a, c, g: f"the {g[0]} is {c[LETTERS.index(a)]} which is option {a}"),
-    (re.compile(rf"^where is the {_KIND}\?"), lambda a, c, g: f"the {g[0]} is on the {c[LETTERS.index(a)]} which is option {a}"),
+    (
+        re.compile(rf"^what color is the {_KIND}\?"),
+        lambda a, c, g: f"the {g[0]} is {c[LETTERS.index(a)]} which is option {a}",
+    ),
+    (
+        re.compile(rf"^where is the {_KIND}\?"),
+        lambda a, c, g: f"the {g[0]} is on the {c[LETTERS.index(a)]} which is option {a}",
+    ),
     (re.compile(r"^is there a (\w+) shape\?"), lambda a, c, g: f"i see {'a' if a == 'yes' else 'no'} {g[0]} shape"),
 ]
 
 
 def rationale_for(prompt: str, answer: str, choices: list[str] | None = None) -> str | None:
     """The template rationale of a synthetic question, rebuilt from its prompt and answer (for
-    loaders that keep only the SPEC fields); None for math and for prompts not made here."""
+    loaders that keep only the docs/SPEC.md fields); None for math and for prompts not made here."""
     for pattern, build in _REASONS:
         m = pattern.match(prompt)
         if m:

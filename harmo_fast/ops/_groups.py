@@ -6,6 +6,7 @@ here is static (shapes, dtypes, devices: traceable by torch.compile); `layout` d
 data-dependent part and hands the kernels one form: contiguous blocks, or CSR lists (a stable
 order of the rows sorted by group, and the offsets where each group starts in it).
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -57,7 +58,8 @@ def layout(n: int, group_size: int | None, group_ids: torch.Tensor | None) -> Gr
         order = torch.empty(n, dtype=torch.int64)
         offsets = torch.empty(n + 1, dtype=torch.int64)
         num_groups = _native.cpu_module().group_layout(
-            ids.data_ptr(), _native.dtype_code(ids), n, order.data_ptr(), offsets.data_ptr())
+            ids.data_ptr(), _native.dtype_code(ids), n, order.data_ptr(), offsets.data_ptr()
+        )
         return GroupLayout(num_groups, 0, order, offsets[: num_groups + 1])
     sorted_ids, order = torch.sort(group_ids, stable=True)
     counts = torch.unique_consecutive(sorted_ids, return_counts=True)[1]

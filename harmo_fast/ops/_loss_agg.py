@@ -1,10 +1,11 @@
-"""Loss aggregation modes of grpo_loss (SPEC section 2 table): how the masked per-token losses of
+"""Loss aggregation modes of grpo_loss (docs/SPEC.md §2 table): how the masked per-token losses of
 a micro-batch become one scalar, with the TRL and verl names accepted as aliases.
 
 Each mode has two faces: `reference`, the readable formula the torch backend uses, and `plan`,
 the same aggregation as per-row weights alpha_b = 1 / (base * [max(n_b, 1)] * [max(n, 1)]) that
 the fused kernels apply (csrc/grpo_loss/grpo_loss_math.h, AggPlan). Tests check the two agree.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -39,16 +40,16 @@ def _token_mean_ref(lm: torch.Tensor, m: torch.Tensor, normalizer: float | None)
     return lm.sum() / denom
 
 
-def _seq_mean_token_mean_ref(lm: torch.Tensor, m: torch.Tensor, normalizer: float | None) -> torch.Tensor:  # noqa: ARG001
+def _seq_mean_token_mean_ref(lm: torch.Tensor, m: torch.Tensor, normalizer: float | None) -> torch.Tensor:
     per_row = lm.sum(-1) / m.sum(-1).clamp(min=1.0)
     return per_row.sum() / max(lm.shape[0], 1)
 
 
-def _seq_mean_token_sum_ref(lm: torch.Tensor, m: torch.Tensor, normalizer: float | None) -> torch.Tensor:  # noqa: ARG001
+def _seq_mean_token_sum_ref(lm: torch.Tensor, m: torch.Tensor, normalizer: float | None) -> torch.Tensor:
     return lm.sum(-1).sum() / max(lm.shape[0], 1)
 
 
-def _seq_mean_token_sum_norm_ref(lm: torch.Tensor, m: torch.Tensor, normalizer: float | None) -> torch.Tensor:  # noqa: ARG001
+def _seq_mean_token_sum_norm_ref(lm: torch.Tensor, m: torch.Tensor, normalizer: float | None) -> torch.Tensor:
     norm = max(lm.shape[1], 1) if normalizer is None else normalizer
     return lm.sum() / (max(lm.shape[0], 1) * norm)
 
@@ -61,7 +62,9 @@ AGGREGATIONS: dict[str, LossAgg] = {
             _token_mean_ref,
             lambda n, t, z: AggPlan(1.0, False, True) if z is None else AggPlan(float(z), False, False),
         ),
-        LossAgg("seq_mean_token_mean", _seq_mean_token_mean_ref, lambda n, t, z: AggPlan(float(max(n, 1)), True, False)),
+        LossAgg(
+            "seq_mean_token_mean", _seq_mean_token_mean_ref, lambda n, t, z: AggPlan(float(max(n, 1)), True, False)
+        ),
         LossAgg("seq_mean_token_sum", _seq_mean_token_sum_ref, lambda n, t, z: AggPlan(float(max(n, 1)), False, False)),
         LossAgg(
             "seq_mean_token_sum_norm",

@@ -1,4 +1,4 @@
-"""group_advantages: group-relative advantages of N rewards (SPEC section 2).
+"""group_advantages: group-relative advantages of N rewards (docs/SPEC.md §2).
 
 scale="none" (HARMO default): A = R - mean_g. "group": (R - mean_g) / (std_g + eps). "batch": group
 mean, std over the whole batch. std is unbiased (Bessel) unless unbiased=False. NaN rewards are left
@@ -6,10 +6,10 @@ out of every statistic and get A = 0; a group with a single (non-NaN) reward get
 rewards are all equal gets exactly 0. Output float32, no gradient (rewards are not differentiable:
 the result is always detached).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 
@@ -85,8 +85,17 @@ def _address(t: torch.Tensor | None) -> int:
 def _cpu(rewards: torch.Tensor, groups: _groups.GroupLayout, scale: int, eps: float, unbiased: bool) -> torch.Tensor:
     out = torch.empty(rewards.shape[0], dtype=torch.float32)
     _native.cpu_module().group_advantages(
-        rewards.data_ptr(), _native.dtype_code(rewards), out.data_ptr(), rewards.shape[0], groups.num_groups,
-        groups.size, _address(groups.order), _address(groups.offsets), scale, eps, unbiased,
+        rewards.data_ptr(),
+        _native.dtype_code(rewards),
+        out.data_ptr(),
+        rewards.shape[0],
+        groups.num_groups,
+        groups.size,
+        _address(groups.order),
+        _address(groups.offsets),
+        scale,
+        eps,
+        unbiased,
     )
     return out
 
@@ -94,13 +103,24 @@ def _cpu(rewards: torch.Tensor, groups: _groups.GroupLayout, scale: int, eps: fl
 def _cuda(rewards: torch.Tensor, groups: _groups.GroupLayout, scale: int, eps: float, unbiased: bool) -> torch.Tensor:
     out = torch.empty(rewards.shape[0], dtype=torch.float32, device=rewards.device)
     # Batch scale: per-group (count, mean, M2) then the batch std, in float64 on the device.
-    workspace = torch.empty(3 * groups.num_groups + 1 if scale == SCALES["batch"] else 0, dtype=torch.float64,
-                            device=rewards.device)
+    workspace = torch.empty(
+        3 * groups.num_groups + 1 if scale == SCALES["batch"] else 0, dtype=torch.float64, device=rewards.device
+    )
     with torch.cuda.device(rewards.device):
         _native.cuda_module().group_advantages(
-            rewards.data_ptr(), _native.dtype_code(rewards), out.data_ptr(), rewards.shape[0], groups.num_groups,
-            groups.size, _address(groups.order), _address(groups.offsets), scale, eps, unbiased,
-            _address(workspace), _native.stream_of(rewards),
+            rewards.data_ptr(),
+            _native.dtype_code(rewards),
+            out.data_ptr(),
+            rewards.shape[0],
+            groups.num_groups,
+            groups.size,
+            _address(groups.order),
+            _address(groups.offsets),
+            scale,
+            eps,
+            unbiased,
+            _address(workspace),
+            _native.stream_of(rewards),
         )
     return out
 
@@ -115,8 +135,13 @@ _LAUNCHERS = {"cpu": _cpu, "cuda": _cuda, "triton": _triton}
 
 
 def _run(
-    rewards: torch.Tensor, group_size: int | None, group_ids: torch.Tensor | None, scale: str, eps: float,
-    unbiased: bool, backend: str,
+    rewards: torch.Tensor,
+    group_size: int | None,
+    group_ids: torch.Tensor | None,
+    scale: str,
+    eps: float,
+    unbiased: bool,
+    backend: str,
 ) -> torch.Tensor:
     """Validated arguments and a resolved backend in, advantages out."""
     if backend == "torch":
@@ -133,14 +158,19 @@ def _run(
 
 @torch.library.custom_op("harmo_fast::group_advantages", mutates_args=())
 def _group_advantages_op(
-    rewards: torch.Tensor, group_size: Optional[int], group_ids: Optional[torch.Tensor], scale: str, eps: float,
-    unbiased: bool, backend: str,
+    rewards: torch.Tensor,
+    group_size: int | None,
+    group_ids: torch.Tensor | None,
+    scale: str,
+    eps: float,
+    unbiased: bool,
+    backend: str,
 ) -> torch.Tensor:
     return _run(rewards, group_size, group_ids, scale, eps, unbiased, backend)
 
 
 @_group_advantages_op.register_fake
-def _group_advantages_fake(rewards, group_size, group_ids, scale, eps, unbiased, backend):  # noqa: ANN001, ANN202, ARG001
+def _group_advantages_fake(rewards, group_size, group_ids, scale, eps, unbiased, backend):
     return rewards.new_empty(rewards.shape[0], dtype=torch.float32)
 
 

@@ -1,5 +1,5 @@
 """grpo_loss: the clipped GRPO policy loss with optional per-token KL, its aggregation and metrics
-(SPEC section 2), with a fused forward+backward.
+(docs/SPEC.md §2), with a fused forward+backward.
 
 Per token (ratio r = exp(logp - old), or at ratio_level="sequence" the GSPO ratio
 exp(sum_t m (logp - old) / max(sum_t m, 1)) shared by the row):
@@ -20,6 +20,7 @@ The compiled backends make one pass over the token tensors that produces the row
 AND the per-token gradient coefficient; the backward only scales it by grad_output and the row's
 aggregation weight, in place. Extra memory: the gradient tensor itself plus O(N) floats.
 """
+
 from __future__ import annotations
 
 import math
@@ -112,8 +113,9 @@ def _check_scalar(name: str, value: object, ok: bool, want: str) -> None:
         raise ValueError(f"{OP}: {name} must be {want}, got {value!r}")
 
 
-def _validate(logp, old_logp, advantages, mask, ref_logp, is_weights, eps_low, eps_high, delta, beta, normalizer,
-              ratio_level) -> torch.device:  # noqa: ANN001
+def _validate(
+    logp, old_logp, advantages, mask, ref_logp, is_weights, eps_low, eps_high, delta, beta, normalizer, ratio_level
+) -> torch.device:
     _checks.check_tensor(OP, "logp", logp, ndim=2, dtypes=_checks.FLOAT_DTYPES)
     shape = logp.shape
     n = shape[0]
@@ -139,7 +141,9 @@ def _validate(logp, old_logp, advantages, mask, ref_logp, is_weights, eps_low, e
         _check_scalar("delta", delta, delta > 1, "a number > 1 or None")
     _check_scalar("beta", beta, beta >= 0 and math.isfinite(beta), "a finite number >= 0")
     if normalizer is not None:
-        _check_scalar("normalizer", normalizer, normalizer > 0 and math.isfinite(normalizer), "a positive number or None")
+        _check_scalar(
+            "normalizer", normalizer, normalizer > 0 and math.isfinite(normalizer), "a positive number or None"
+        )
     if beta > 0 and ref_logp is None:
         raise ValueError(f"{OP}: beta > 0 needs ref_logp (the reference model's per-token log-probs)")
     if ratio_level not in RATIO_LEVELS:
@@ -175,17 +179,30 @@ def _mask_code(mask: torch.Tensor) -> int:
     return 6 if mask.dtype == torch.uint8 else _native.dtype_code(mask)
 
 
-def _cpu_forward(logp, old, adv, mask, ref, w, cfg, need_grad):  # noqa: ANN001, ANN202
+def _cpu_forward(logp, old, adv, mask, ref, w, cfg, need_grad):
     n, t = logp.shape
     coef = torch.empty((n, t), dtype=logp.dtype) if need_grad else None
     loss = torch.empty((), dtype=torch.float32)
     stats = torch.empty(4, dtype=torch.float32)
     row_scale = torch.empty(n, dtype=torch.float32)
     flags = _native.cpu_module().grpo_loss_fwd(
-        n, t, logp.data_ptr(), old.data_ptr(), 0 if ref is None else ref.data_ptr(), mask.data_ptr(), _mask_code(mask),
-        adv.data_ptr(), adv.dim() == 2, 0 if w is None else w.data_ptr(), w is not None and w.dim() == 2,
-        0 if coef is None else coef.data_ptr(), loss.data_ptr(), stats.data_ptr(), row_scale.data_ptr(),
-        _native.dtype_code(logp), *cfg,
+        n,
+        t,
+        logp.data_ptr(),
+        old.data_ptr(),
+        0 if ref is None else ref.data_ptr(),
+        mask.data_ptr(),
+        _mask_code(mask),
+        adv.data_ptr(),
+        adv.dim() == 2,
+        0 if w is None else w.data_ptr(),
+        w is not None and w.dim() == 2,
+        0 if coef is None else coef.data_ptr(),
+        loss.data_ptr(),
+        stats.data_ptr(),
+        row_scale.data_ptr(),
+        _native.dtype_code(logp),
+        *cfg,
     )
     if flags:
         _raise_bad_flags(flags)
@@ -195,10 +212,12 @@ def _cpu_forward(logp, old, adv, mask, ref, w, cfg, need_grad):  # noqa: ANN001,
 def _cpu_backward_(coef: torch.Tensor, row_scale: torch.Tensor, grad_loss: torch.Tensor) -> None:
     n, t = coef.shape
     g = grad_loss.float()
-    _native.cpu_module().grpo_loss_bwd(coef.data_ptr(), row_scale.data_ptr(), g.data_ptr(), n, t, _native.dtype_code(coef))
+    _native.cpu_module().grpo_loss_bwd(
+        coef.data_ptr(), row_scale.data_ptr(), g.data_ptr(), n, t, _native.dtype_code(coef)
+    )
 
 
-def _cuda_forward(logp, old, adv, mask, ref, w, cfg, need_grad):  # noqa: ANN001, ANN202
+def _cuda_forward(logp, old, adv, mask, ref, w, cfg, need_grad):
     _check_finite_inputs(adv, w)
     n, t = logp.shape
     dev = logp.device
@@ -208,10 +227,25 @@ def _cuda_forward(logp, old, adv, mask, ref, w, cfg, need_grad):  # noqa: ANN001
     row_scale = torch.empty(n, dtype=torch.float32, device=dev)
     partials = torch.empty((n, 8), dtype=torch.float32, device=dev)
     _native.cuda_module().grpo_loss_fwd(
-        n, t, logp.data_ptr(), old.data_ptr(), 0 if ref is None else ref.data_ptr(), mask.data_ptr(), _mask_code(mask),
-        adv.data_ptr(), adv.dim() == 2, 0 if w is None else w.data_ptr(), w is not None and w.dim() == 2,
-        0 if coef is None else coef.data_ptr(), loss.data_ptr(), stats.data_ptr(), row_scale.data_ptr(),
-        partials.data_ptr(), _native.dtype_code(logp), *cfg, _native.stream_of(logp),
+        n,
+        t,
+        logp.data_ptr(),
+        old.data_ptr(),
+        0 if ref is None else ref.data_ptr(),
+        mask.data_ptr(),
+        _mask_code(mask),
+        adv.data_ptr(),
+        adv.dim() == 2,
+        0 if w is None else w.data_ptr(),
+        w is not None and w.dim() == 2,
+        0 if coef is None else coef.data_ptr(),
+        loss.data_ptr(),
+        stats.data_ptr(),
+        row_scale.data_ptr(),
+        partials.data_ptr(),
+        _native.dtype_code(logp),
+        *cfg,
+        _native.stream_of(logp),
     )
     return loss, stats, coef, row_scale
 
@@ -240,7 +274,7 @@ def _finish_partials(partials: torch.Tensor, plan: AggPlan) -> tuple[torch.Tenso
     return loss, stats, alpha
 
 
-def _triton_forward(logp, old, adv, mask, ref, w, cfg, need_grad):  # noqa: ANN001, ANN202
+def _triton_forward(logp, old, adv, mask, ref, w, cfg, need_grad):
     from harmo_fast.triton_kernels import grpo_loss as tk
 
     _check_finite_inputs(adv, w)
@@ -267,7 +301,7 @@ class _GrpoLossFunction(torch.autograd.Function):
     scales that buffer in place and hands it to autograd as logp's gradient."""
 
     @staticmethod
-    def forward(ctx, logp, old, adv, mask, ref, w, backend, cfg):  # noqa: ANN001, ANN205
+    def forward(ctx, logp, old, adv, mask, ref, w, backend, cfg):
         loss, stats, coef, row_scale = _LAUNCHERS[backend][0](logp, old, adv, mask, ref, w, cfg, True)
         ctx.backend, ctx.coef, ctx.row_scale = backend, coef, row_scale
         ctx.mark_non_differentiable(stats)
@@ -275,7 +309,7 @@ class _GrpoLossFunction(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_loss, grad_stats):  # noqa: ANN001, ANN205, ARG004
+    def backward(ctx, grad_loss, grad_stats):
         coef = ctx.coef
         if coef is None:
             raise RuntimeError(
@@ -310,13 +344,26 @@ def _grpo_loss_op(
     agg_total_count: bool,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    cfg = (clip_lo, clip_hi, delta, beta, kl_code, bias_corrected, sequence, agg_base, agg_per_row_count, agg_total_count)
-    loss, stats, coef, row_scale = _LAUNCHERS[backend][0](logp, old_logp, advantages, mask, ref_logp, is_weights, cfg, True)
+    cfg = (
+        clip_lo,
+        clip_hi,
+        delta,
+        beta,
+        kl_code,
+        bias_corrected,
+        sequence,
+        agg_base,
+        agg_per_row_count,
+        agg_total_count,
+    )
+    loss, stats, coef, row_scale = _LAUNCHERS[backend][0](
+        logp, old_logp, advantages, mask, ref_logp, is_weights, cfg, True
+    )
     return loss, stats, coef, row_scale
 
 
 @_grpo_loss_op.register_fake
-def _grpo_loss_fake(logp, old_logp, advantages, mask, ref_logp, is_weights, *args):  # noqa: ANN001, ANN002, ANN202, ARG001
+def _grpo_loss_fake(logp, old_logp, advantages, mask, ref_logp, is_weights, *args):
     n = logp.shape[0]
     f32 = torch.float32
     return (
@@ -328,23 +375,25 @@ def _grpo_loss_fake(logp, old_logp, advantages, mask, ref_logp, is_weights, *arg
 
 
 @torch.library.custom_op("harmo_fast::grpo_loss_backward", mutates_args=())
-def _grpo_loss_backward_op(coef: torch.Tensor, row_scale: torch.Tensor, grad_loss: torch.Tensor, backend: str) -> torch.Tensor:
+def _grpo_loss_backward_op(
+    coef: torch.Tensor, row_scale: torch.Tensor, grad_loss: torch.Tensor, backend: str
+) -> torch.Tensor:
     out = coef.clone()  # the compiled graph may still hold coef: scale a copy
     _LAUNCHERS[backend][1](out, row_scale, grad_loss)
     return out
 
 
 @_grpo_loss_backward_op.register_fake
-def _grpo_loss_backward_fake(coef, row_scale, grad_loss, backend):  # noqa: ANN001, ANN202, ARG001
+def _grpo_loss_backward_fake(coef, row_scale, grad_loss, backend):
     return torch.empty_like(coef)
 
 
-def _op_setup(ctx, inputs, output) -> None:  # noqa: ANN001
+def _op_setup(ctx, inputs, output) -> None:
     ctx.backend = inputs[-1]
     ctx.save_for_backward(output[2], output[3])
 
 
-def _op_backward(ctx, grad_loss, grad_stats, grad_coef, grad_row_scale):  # noqa: ANN001, ANN202, ARG001
+def _op_backward(ctx, grad_loss, grad_stats, grad_coef, grad_row_scale):
     coef, row_scale = ctx.saved_tensors
     return (_grpo_loss_backward_op(coef, row_scale, grad_loss, ctx.backend),) + (None,) * 16
 
@@ -352,7 +401,7 @@ def _op_backward(ctx, grad_loss, grad_stats, grad_coef, grad_row_scale):  # noqa
 _grpo_loss_op.register_autograd(_op_backward, setup_context=_op_setup)
 
 
-def _kernel_inputs(logp, old_logp, advantages, mask, ref_logp, is_weights):  # noqa: ANN001, ANN202
+def _kernel_inputs(logp, old_logp, advantages, mask, ref_logp, is_weights):
     """Contiguous token tensors of one dtype (the widest given), fp32 advantages/weights; copies
     nothing when the inputs already are so (the usual case)."""
     dtype = logp.dtype
@@ -411,9 +460,21 @@ def grpo_loss(
         if not compiling:
             _check_finite_inputs(advantages, is_weights)
         return grpo_loss_reference(
-            logp, old_logp, advantages, mask, ref_logp, is_weights, eps_low=eps_low, eps_high=eps_high, delta=delta,
-            beta=beta, kl_estimator=kl_estimator, kl_bias_corrected=kl_bias_corrected, ratio_level=ratio_level,
-            loss_agg=loss_agg, normalizer=normalizer,
+            logp,
+            old_logp,
+            advantages,
+            mask,
+            ref_logp,
+            is_weights,
+            eps_low=eps_low,
+            eps_high=eps_high,
+            delta=delta,
+            beta=beta,
+            kl_estimator=kl_estimator,
+            kl_bias_corrected=kl_bias_corrected,
+            ratio_level=ratio_level,
+            loss_agg=loss_agg,
+            normalizer=normalizer,
         )
     plan = agg.plan(logp.shape[0], logp.shape[1], normalizer)
     cfg = (

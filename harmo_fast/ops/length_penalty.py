@@ -1,4 +1,4 @@
-"""length_penalty: HARMO's generalized length penalty against brevity reward hacking (SPEC section 1).
+"""length_penalty: HARMO's generalized length penalty against brevity reward hacking (docs/SPEC.md §1).
 
 Within each group, L* is the length of the shortest correct response. An incorrect response with
 L < L* gets -p_max * g(d; tau), d = (L* - L) / L*, g = linear min(1, d/tau) | exp 1 - exp(-d/tau) |
@@ -6,10 +6,12 @@ step 1[d >= tau]. Every other response gets 0, and so does every response of a g
 correct one. Output float32 (N,); d and g are computed in float64 so every backend decides the
 boundary d == tau the same way.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
@@ -59,8 +61,9 @@ def length_penalty_reference(
 # --- validation (static: shapes, dtypes, devices, options; negative lengths are checked at run time) ---
 
 
-def _validate(lengths: object, correct: object, group_size: object, group_ids: object, p_max: object, tau: object,
-              shape: object) -> torch.device:
+def _validate(
+    lengths: object, correct: object, group_size: object, group_ids: object, p_max: object, tau: object, shape: object
+) -> torch.device:
     _checks.check_tensor(OP, "lengths", lengths, ndim=1, dtypes=_checks.INDEX_DTYPES)
     _checks.check_tensor(OP, "correct", correct, ndim=1, dtypes=(torch.bool,))
     _checks.check_shape(OP, "correct", correct, lengths.shape)
@@ -87,32 +90,55 @@ def _address(t: torch.Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
 
-def _cpu(lengths: torch.Tensor, correct: torch.Tensor, groups: _groups.GroupLayout, p_max: float, tau: float,
-         shape: int) -> torch.Tensor:
+def _cpu(
+    lengths: torch.Tensor, correct: torch.Tensor, groups: _groups.GroupLayout, p_max: float, tau: float, shape: int
+) -> torch.Tensor:
     out = torch.empty(lengths.shape[0], dtype=torch.float32)
     # The kernel checks lengths >= 0 itself (one pass before the parallel region, ValueError).
     _native.cpu_module().length_penalty(
-        lengths.data_ptr(), _native.dtype_code(lengths), correct.data_ptr(), out.data_ptr(), lengths.shape[0],
-        groups.num_groups, groups.size, _address(groups.order), _address(groups.offsets), p_max, tau, shape,
+        lengths.data_ptr(),
+        _native.dtype_code(lengths),
+        correct.data_ptr(),
+        out.data_ptr(),
+        lengths.shape[0],
+        groups.num_groups,
+        groups.size,
+        _address(groups.order),
+        _address(groups.offsets),
+        p_max,
+        tau,
+        shape,
     )
     return out
 
 
-def _cuda(lengths: torch.Tensor, correct: torch.Tensor, groups: _groups.GroupLayout, p_max: float, tau: float,
-          shape: int) -> torch.Tensor:
+def _cuda(
+    lengths: torch.Tensor, correct: torch.Tensor, groups: _groups.GroupLayout, p_max: float, tau: float, shape: int
+) -> torch.Tensor:
     _check_nonnegative(lengths)
     out = torch.empty(lengths.shape[0], dtype=torch.float32, device=lengths.device)
     with torch.cuda.device(lengths.device):
         _native.cuda_module().length_penalty(
-            lengths.data_ptr(), _native.dtype_code(lengths), correct.data_ptr(), out.data_ptr(), lengths.shape[0],
-            groups.num_groups, groups.size, _address(groups.order), _address(groups.offsets), p_max, tau, shape,
+            lengths.data_ptr(),
+            _native.dtype_code(lengths),
+            correct.data_ptr(),
+            out.data_ptr(),
+            lengths.shape[0],
+            groups.num_groups,
+            groups.size,
+            _address(groups.order),
+            _address(groups.offsets),
+            p_max,
+            tau,
+            shape,
             _native.stream_of(lengths),
         )
     return out
 
 
-def _triton(lengths: torch.Tensor, correct: torch.Tensor, groups: _groups.GroupLayout, p_max: float, tau: float,
-            shape: int) -> torch.Tensor:
+def _triton(
+    lengths: torch.Tensor, correct: torch.Tensor, groups: _groups.GroupLayout, p_max: float, tau: float, shape: int
+) -> torch.Tensor:
     from harmo_fast.triton_kernels import length_penalty as kernels
 
     _check_nonnegative(lengths)
@@ -123,8 +149,14 @@ _LAUNCHERS = {"cpu": _cpu, "cuda": _cuda, "triton": _triton}
 
 
 def _run(
-    lengths: torch.Tensor, correct: torch.Tensor, group_size: int | None, group_ids: torch.Tensor | None,
-    p_max: float, tau: float, shape: str, backend: str,
+    lengths: torch.Tensor,
+    correct: torch.Tensor,
+    group_size: int | None,
+    group_ids: torch.Tensor | None,
+    p_max: float,
+    tau: float,
+    shape: str,
+    backend: str,
 ) -> torch.Tensor:
     """Validated arguments and a resolved backend in, penalties out."""
     n = lengths.shape[0]
@@ -144,14 +176,20 @@ def _run(
 
 @torch.library.custom_op("harmo_fast::length_penalty", mutates_args=())
 def _length_penalty_op(
-    lengths: torch.Tensor, correct: torch.Tensor, group_size: Optional[int], group_ids: Optional[torch.Tensor],
-    p_max: float, tau: float, shape: str, backend: str,
+    lengths: torch.Tensor,
+    correct: torch.Tensor,
+    group_size: int | None,
+    group_ids: torch.Tensor | None,
+    p_max: float,
+    tau: float,
+    shape: str,
+    backend: str,
 ) -> torch.Tensor:
     return _run(lengths, correct, group_size, group_ids, p_max, tau, shape, backend)
 
 
 @_length_penalty_op.register_fake
-def _length_penalty_fake(lengths, correct, group_size, group_ids, p_max, tau, shape, backend):  # noqa: ANN001, ANN202, ARG001
+def _length_penalty_fake(lengths, correct, group_size, group_ids, p_max, tau, shape, backend):
     return lengths.new_empty(lengths.shape[0], dtype=torch.float32)
 
 

@@ -14,9 +14,8 @@ accumulates in fp32; several token chunks are summed in fp32 and cast at the end
 d(hidden) accumulates across blocks in fp32. Peak extra memory is one tile plus the gradients
 themselves: it does not grow with N x V.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 
@@ -33,8 +32,12 @@ TILE_ROWS = 4096
 
 
 def linear_log_probs_reference(
-    hidden: torch.Tensor, weight: torch.Tensor, index: torch.Tensor, bias: torch.Tensor | None = None,
-    temperature: float = 1.0, return_entropy: bool = False,
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    index: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    return_entropy: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """The definition of correct: full logits in the parameters' dtype, then the fp32 reference
     selective log-softmax (plain autograd; holds the whole (N, V) logits)."""
@@ -94,8 +97,15 @@ def _rows(t: torch.Tensor | None, start: int, end: int) -> torch.Tensor | None:
 # Custom ops and autograd
 # --------------------------------------------------------------------------------------------
 def _forward_rows(
-    h: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, cols: int, buf: torch.Tensor,
-    temperature: float, return_entropy: bool, backend: str,
+    h: torch.Tensor,
+    y: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    cols: int,
+    buf: torch.Tensor,
+    temperature: float,
+    return_entropy: bool,
+    backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """(logp, lse, entropy or None) of the rows h, one vocabulary block of `cols` columns at a time,
     merged online: lse by logaddexp, the target's logit from the block that holds it, and the
@@ -125,8 +135,14 @@ def _forward_rows(
 
 @torch.library.custom_op("harmo_fast::linear_log_probs", mutates_args=())
 def _forward_op(
-    hidden: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], index: torch.Tensor,
-    temperature: float, return_entropy: bool, tile_rows: int, backend: str,
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    index: torch.Tensor,
+    temperature: float,
+    return_entropy: bool,
+    tile_rows: int,
+    backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(logp, entropy or an empty tensor, lse), each fp32 of index's shape."""
     vocab, size = weight.shape
@@ -157,10 +173,20 @@ def _(hidden, weight, bias, index, temperature, return_entropy, tile_rows, backe
 
 @torch.library.custom_op("harmo_fast::linear_log_probs_backward", mutates_args=())
 def _backward_op(
-    grad_logp: Optional[torch.Tensor], grad_entropy: Optional[torch.Tensor], hidden: torch.Tensor,
-    weight: torch.Tensor, bias: Optional[torch.Tensor], index: torch.Tensor, lse: torch.Tensor,
-    entropy: Optional[torch.Tensor], temperature: float, tile_rows: int, backend: str,
-    need_hidden: bool, need_weight: bool, need_bias: bool,
+    grad_logp: torch.Tensor | None,
+    grad_entropy: torch.Tensor | None,
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    index: torch.Tensor,
+    lse: torch.Tensor,
+    entropy: torch.Tensor | None,
+    temperature: float,
+    tile_rows: int,
+    backend: str,
+    need_hidden: bool,
+    need_weight: bool,
+    need_bias: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(d hidden, d weight, d bias); a gradient that is not needed comes back as an empty tensor.
 
@@ -193,8 +219,15 @@ def _backward_op(
             h = h2[s:e]
             z = _chunk_logits(h, w_b, b_b, buf[: e - s, : ve - vs])
             sls.backward_rows(
-                _rows(g_logp, s, e), _rows(g_ent, s, e), z, idx_b[s:e], lse1[s:e], _rows(ent1, s, e), temperature,
-                backend, out=z,
+                _rows(g_logp, s, e),
+                _rows(g_ent, s, e),
+                z,
+                idx_b[s:e],
+                lse1[s:e],
+                _rows(ent1, s, e),
+                temperature,
+                backend,
+                out=z,
             )
             if need_hidden:
                 if half:
@@ -223,8 +256,22 @@ def _backward_op(
 
 
 @_backward_op.register_fake
-def _(grad_logp, grad_entropy, hidden, weight, bias, index, lse, entropy, temperature, tile_rows, backend,
-      need_hidden, need_weight, need_bias):
+def _(
+    grad_logp,
+    grad_entropy,
+    hidden,
+    weight,
+    bias,
+    index,
+    lse,
+    entropy,
+    temperature,
+    tile_rows,
+    backend,
+    need_hidden,
+    need_weight,
+    need_bias,
+):
     return (
         torch.empty_like(hidden) if need_hidden else hidden.new_empty(0),
         torch.empty_like(weight) if need_weight else hidden.new_empty(0),
@@ -246,8 +293,20 @@ def _backward(ctx, grad_logp, grad_entropy, grad_lse):
     if not (need_hidden or need_weight or need_bias):
         return (None,) * 8
     gh, gw, gb = torch.ops.harmo_fast.linear_log_probs_backward(
-        grad_logp, grad_entropy if ctx.return_entropy else None, hidden, weight, bias, index, lse, entropy,
-        ctx.temperature, ctx.tile_rows, ctx.backend, need_hidden, need_weight, need_bias,
+        grad_logp,
+        grad_entropy if ctx.return_entropy else None,
+        hidden,
+        weight,
+        bias,
+        index,
+        lse,
+        entropy,
+        ctx.temperature,
+        ctx.tile_rows,
+        ctx.backend,
+        need_hidden,
+        need_weight,
+        need_bias,
     )
     return (gh if need_hidden else None, gw if need_weight else None, gb if need_bias else None) + (None,) * 5
 

@@ -7,11 +7,11 @@ per row (the logsumexp) for the backward, which recomputes the softmax and write
 logits' dtype, optionally into the logits buffer itself (`inplace_backward=True`).
 Same argument order as TRL's `selective_log_softmax(logits, index)`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -51,7 +51,9 @@ def check_arguments(op: str, logits: torch.Tensor, index: torch.Tensor, temperat
     _checks.check_tensor(op, "logits", logits, dtypes=_checks.FLOAT_DTYPES)
     _checks.check_tensor(op, "index", index, dtypes=_checks.INDEX_DTYPES)
     if logits.dim() < 1 or logits.shape[-1] < 1:
-        raise ValueError(f"{op}: logits must have a non-empty last (vocabulary) dimension, got shape {tuple(logits.shape)}")
+        raise ValueError(
+            f"{op}: logits must have a non-empty last (vocabulary) dimension, got shape {tuple(logits.shape)}"
+        )
     _checks.check_shape(op, "index", index, logits.shape[:-1])
     _checks.check_positive_float(op, "temperature", temperature)
     return _checks.check_same_device(op, logits=logits, index=index)
@@ -103,8 +105,18 @@ class _Kernels:
 def _cpu_forward(logits, layout, index, inv_tau, logp, lse, entropy) -> None:
     rows, vocab, inner, so, si = layout
     _native.cpu_module().selective_log_softmax_forward(
-        logits.data_ptr(), _native.dtype_code(logits), rows, vocab, inner, so, si, index.data_ptr(), inv_tau,
-        logp.data_ptr(), lse.data_ptr(), entropy.data_ptr() if entropy is not None else 0,
+        logits.data_ptr(),
+        _native.dtype_code(logits),
+        rows,
+        vocab,
+        inner,
+        so,
+        si,
+        index.data_ptr(),
+        inv_tau,
+        logp.data_ptr(),
+        lse.data_ptr(),
+        entropy.data_ptr() if entropy is not None else 0,
     )
 
 
@@ -112,16 +124,42 @@ def _cpu_backward(logits, layout, index, inv_tau, grad_logp, grad_entropy, lse, 
     rows, vocab, inner, so, si = layout
     _, _, g_inner, g_so, g_si = grad_layout
     _native.cpu_module().selective_log_softmax_backward(
-        logits.data_ptr(), _native.dtype_code(logits), rows, vocab, inner, so, si, index.data_ptr(), inv_tau,
-        _ptr(grad_logp), _ptr(grad_entropy), lse.data_ptr(), _ptr(entropy), grad.data_ptr(), g_inner, g_so, g_si,
+        logits.data_ptr(),
+        _native.dtype_code(logits),
+        rows,
+        vocab,
+        inner,
+        so,
+        si,
+        index.data_ptr(),
+        inv_tau,
+        _ptr(grad_logp),
+        _ptr(grad_entropy),
+        lse.data_ptr(),
+        _ptr(entropy),
+        grad.data_ptr(),
+        g_inner,
+        g_so,
+        g_si,
     )
 
 
 def _cuda_forward(logits, layout, index, inv_tau, logp, lse, entropy) -> None:
     rows, vocab, inner, so, si = layout
     _native.cuda_module().selective_log_softmax_forward(
-        logits.data_ptr(), _native.dtype_code(logits), rows, vocab, inner, so, si, index.data_ptr(), inv_tau,
-        logp.data_ptr(), lse.data_ptr(), _ptr(entropy), _native.stream_of(logits),
+        logits.data_ptr(),
+        _native.dtype_code(logits),
+        rows,
+        vocab,
+        inner,
+        so,
+        si,
+        index.data_ptr(),
+        inv_tau,
+        logp.data_ptr(),
+        lse.data_ptr(),
+        _ptr(entropy),
+        _native.stream_of(logits),
     )
 
 
@@ -129,8 +167,23 @@ def _cuda_backward(logits, layout, index, inv_tau, grad_logp, grad_entropy, lse,
     rows, vocab, inner, so, si = layout
     _, _, g_inner, g_so, g_si = grad_layout
     _native.cuda_module().selective_log_softmax_backward(
-        logits.data_ptr(), _native.dtype_code(logits), rows, vocab, inner, so, si, index.data_ptr(), inv_tau,
-        _ptr(grad_logp), _ptr(grad_entropy), lse.data_ptr(), _ptr(entropy), grad.data_ptr(), g_inner, g_so, g_si,
+        logits.data_ptr(),
+        _native.dtype_code(logits),
+        rows,
+        vocab,
+        inner,
+        so,
+        si,
+        index.data_ptr(),
+        inv_tau,
+        _ptr(grad_logp),
+        _ptr(grad_entropy),
+        lse.data_ptr(),
+        _ptr(entropy),
+        grad.data_ptr(),
+        g_inner,
+        g_so,
+        g_si,
         _native.stream_of(logits),
     )
 
@@ -176,8 +229,15 @@ def forward_rows(
 
 
 def backward_rows(
-    grad_logp: torch.Tensor | None, grad_entropy: torch.Tensor | None, logits: torch.Tensor, index: torch.Tensor,
-    lse: torch.Tensor, entropy: torch.Tensor | None, temperature: float, backend: str, out: torch.Tensor | None,
+    grad_logp: torch.Tensor | None,
+    grad_entropy: torch.Tensor | None,
+    logits: torch.Tensor,
+    index: torch.Tensor,
+    lse: torch.Tensor,
+    entropy: torch.Tensor | None,
+    temperature: float,
+    backend: str,
+    out: torch.Tensor | None,
 ) -> torch.Tensor:
     """Run a fused backward kernel; the gradient goes into `out` (may be `logits` itself, which
     must then be kernel-readable as is) or a new tensor when out is None. Returns it.
@@ -194,8 +254,16 @@ def backward_rows(
     if layout[0]:
         flat = lambda t: None if t is None else t.reshape(-1).to(torch.float32).contiguous()  # noqa: E731
         KERNELS[backend].backward(
-            logits_k, layout, index.reshape(-1).to(torch.int64).contiguous(), 1.0 / temperature, flat(grad_logp),
-            flat(grad_entropy), flat(lse), flat(entropy), out, grad_layout,
+            logits_k,
+            layout,
+            index.reshape(-1).to(torch.int64).contiguous(),
+            1.0 / temperature,
+            flat(grad_logp),
+            flat(grad_entropy),
+            flat(lse),
+            flat(entropy),
+            out,
+            grad_layout,
         )
     return out
 
@@ -205,7 +273,11 @@ def backward_rows(
 # --------------------------------------------------------------------------------------------
 @torch.library.custom_op("harmo_fast::selective_log_softmax", mutates_args=())
 def _forward_op(
-    logits: torch.Tensor, index: torch.Tensor, temperature: float, return_entropy: bool, inplace_backward: bool,
+    logits: torch.Tensor,
+    index: torch.Tensor,
+    temperature: float,
+    return_entropy: bool,
+    inplace_backward: bool,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(logp, entropy or an empty tensor, lse); inplace_backward only matters to the backward."""
@@ -223,8 +295,14 @@ def _(logits, index, temperature, return_entropy, inplace_backward, backend):
 
 @torch.library.custom_op("harmo_fast::selective_log_softmax_backward", mutates_args=())
 def _backward_op(
-    grad_logp: Optional[torch.Tensor], grad_entropy: Optional[torch.Tensor], logits: torch.Tensor,
-    index: torch.Tensor, lse: torch.Tensor, entropy: Optional[torch.Tensor], temperature: float, backend: str,
+    grad_logp: torch.Tensor | None,
+    grad_entropy: torch.Tensor | None,
+    logits: torch.Tensor,
+    index: torch.Tensor,
+    lse: torch.Tensor,
+    entropy: torch.Tensor | None,
+    temperature: float,
+    backend: str,
 ) -> torch.Tensor:
     """d loss / d logits as a new tensor in the logits' dtype."""
     return backward_rows(grad_logp, grad_entropy, logits, index, lse, entropy, temperature, backend, None)
@@ -237,8 +315,14 @@ def _(grad_logp, grad_entropy, logits, index, lse, entropy, temperature, backend
 
 @torch.library.custom_op("harmo_fast::selective_log_softmax_backward_", mutates_args=("logits",))
 def _backward_inplace_op(
-    grad_logp: Optional[torch.Tensor], grad_entropy: Optional[torch.Tensor], logits: torch.Tensor,
-    index: torch.Tensor, lse: torch.Tensor, entropy: Optional[torch.Tensor], temperature: float, backend: str,
+    grad_logp: torch.Tensor | None,
+    grad_entropy: torch.Tensor | None,
+    logits: torch.Tensor,
+    index: torch.Tensor,
+    lse: torch.Tensor,
+    entropy: torch.Tensor | None,
+    temperature: float,
+    backend: str,
 ) -> None:
     """d loss / d logits written over the logits themselves."""
     if row_layout(logits) is None:
@@ -257,7 +341,12 @@ def _setup_context(ctx, inputs, output) -> None:
     logits, index, temperature, return_entropy, inplace_backward, backend = inputs
     _, entropy, lse = output
     ctx.save_for_backward(logits, index, lse, entropy if return_entropy else None)
-    ctx.temperature, ctx.return_entropy, ctx.inplace, ctx.backend = temperature, return_entropy, inplace_backward, backend
+    ctx.temperature, ctx.return_entropy, ctx.inplace, ctx.backend = (
+        temperature,
+        return_entropy,
+        inplace_backward,
+        backend,
+    )
 
 
 def _backward(ctx, grad_logp, grad_entropy, grad_lse):

@@ -1,4 +1,4 @@
-"""token_kl: per-token KL estimators between the policy and a frozen reference (SPEC section 2).
+"""token_kl: per-token KL estimators between the policy and a frozen reference (docs/SPEC.md §2).
 
 With d = ref_logp - logp: k1 = -d, k2 = d^2 / 2, k3 = exp(d) - d - 1 (default). Optional clamps:
 `clamp_log_ratio=c` clamps d to [-c, c] before the estimator (verl uses 20), `clamp_value=v`
@@ -6,6 +6,7 @@ clamps the result to [-v, v] (verl and OpenRLHF use 10). Gradients follow torch.
 clamp is active). Without clamps nothing is clamped, as in TRL: k3 overflows to inf once d > ~88.
 The output is float32 for every input dtype; the gradient has logp's dtype.
 """
+
 from __future__ import annotations
 
 import functools
@@ -91,13 +92,23 @@ def _module_and_stream(backend: str, t: torch.Tensor) -> tuple[object, tuple]:
     return _native.cpu_module(), ()
 
 
-def _native_forward(backend: str, logp: torch.Tensor, ref: torch.Tensor, code: int, cd: float, cv: float) -> torch.Tensor:
+def _native_forward(
+    backend: str, logp: torch.Tensor, ref: torch.Tensor, code: int, cd: float, cv: float
+) -> torch.Tensor:
     logp, ref = logp.contiguous(), ref.contiguous()
     out = torch.empty(logp.shape, dtype=torch.float32, device=logp.device)
     module, stream = _module_and_stream(backend, logp)
     module.token_kl_fwd(
-        logp.data_ptr(), _native.dtype_code(logp), ref.data_ptr(), _native.dtype_code(ref), out.data_ptr(),
-        logp.numel(), code, cd, cv, *stream,
+        logp.data_ptr(),
+        _native.dtype_code(logp),
+        ref.data_ptr(),
+        _native.dtype_code(ref),
+        out.data_ptr(),
+        logp.numel(),
+        code,
+        cd,
+        cv,
+        *stream,
     )
     return out
 
@@ -109,8 +120,17 @@ def _native_backward(
     out = torch.empty(logp.shape, dtype=logp.dtype, device=logp.device)
     module, stream = _module_and_stream(backend, logp)
     module.token_kl_bwd(
-        grad.data_ptr(), logp.data_ptr(), _native.dtype_code(logp), ref.data_ptr(), _native.dtype_code(ref),
-        out.data_ptr(), logp.numel(), code, cd, cv, *stream,
+        grad.data_ptr(),
+        logp.data_ptr(),
+        _native.dtype_code(logp),
+        ref.data_ptr(),
+        _native.dtype_code(ref),
+        out.data_ptr(),
+        logp.numel(),
+        code,
+        cd,
+        cv,
+        *stream,
     )
     return out
 
@@ -121,7 +141,9 @@ def _triton_forward(logp: torch.Tensor, ref: torch.Tensor, code: int, cd: float,
     return tk.forward(logp.contiguous(), ref.contiguous(), code, cd, cv)
 
 
-def _triton_backward(grad: torch.Tensor, logp: torch.Tensor, ref: torch.Tensor, code: int, cd: float, cv: float) -> torch.Tensor:
+def _triton_backward(
+    grad: torch.Tensor, logp: torch.Tensor, ref: torch.Tensor, code: int, cd: float, cv: float
+) -> torch.Tensor:
     from harmo_fast.triton_kernels import token_kl as tk
 
     return tk.backward(grad.float().contiguous(), logp.contiguous(), ref.contiguous(), code, cd, cv)
@@ -138,14 +160,14 @@ class _TokenKLFunction(torch.autograd.Function):
     """Eager path: one kernel pass forward, one recomputing pass backward, nothing else saved."""
 
     @staticmethod
-    def forward(ctx, logp, ref, backend, code, cd, cv):  # noqa: ANN001, ANN205
+    def forward(ctx, logp, ref, backend, code, cd, cv):
         ctx.save_for_backward(logp, ref)
         ctx.args = (backend, code, cd, cv)
         return _LAUNCHERS[backend][0](logp, ref, code, cd, cv)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):  # noqa: ANN001, ANN205
+    def backward(ctx, grad):
         logp, ref = ctx.saved_tensors
         backend, code, cd, cv = ctx.args
         return _LAUNCHERS[backend][1](grad, logp, ref, code, cd, cv), None, None, None, None, None
@@ -155,34 +177,42 @@ class _TokenKLFunction(torch.autograd.Function):
 
 
 @torch.library.custom_op("harmo_fast::token_kl", mutates_args=())
-def _token_kl_op(logp: torch.Tensor, ref_logp: torch.Tensor, code: int, clamp_d: float, clamp_v: float, backend: str) -> torch.Tensor:
+def _token_kl_op(
+    logp: torch.Tensor, ref_logp: torch.Tensor, code: int, clamp_d: float, clamp_v: float, backend: str
+) -> torch.Tensor:
     return _LAUNCHERS[backend][0](logp, ref_logp, code, clamp_d, clamp_v)
 
 
 @_token_kl_op.register_fake
-def _token_kl_fake(logp, ref_logp, code, clamp_d, clamp_v, backend):  # noqa: ANN001, ANN202, ARG001
+def _token_kl_fake(logp, ref_logp, code, clamp_d, clamp_v, backend):
     return torch.empty(logp.shape, dtype=torch.float32, device=logp.device)
 
 
 @torch.library.custom_op("harmo_fast::token_kl_backward", mutates_args=())
 def _token_kl_backward_op(
-    grad: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, code: int, clamp_d: float, clamp_v: float, backend: str
+    grad: torch.Tensor,
+    logp: torch.Tensor,
+    ref_logp: torch.Tensor,
+    code: int,
+    clamp_d: float,
+    clamp_v: float,
+    backend: str,
 ) -> torch.Tensor:
     return _LAUNCHERS[backend][1](grad, logp, ref_logp, code, clamp_d, clamp_v)
 
 
 @_token_kl_backward_op.register_fake
-def _token_kl_backward_fake(grad, logp, ref_logp, code, clamp_d, clamp_v, backend):  # noqa: ANN001, ANN202, ARG001
+def _token_kl_backward_fake(grad, logp, ref_logp, code, clamp_d, clamp_v, backend):
     return torch.empty(logp.shape, dtype=logp.dtype, device=logp.device)
 
 
-def _op_setup(ctx, inputs, output) -> None:  # noqa: ANN001, ARG001
+def _op_setup(ctx, inputs, output) -> None:
     logp, ref_logp, code, clamp_d, clamp_v, backend = inputs
     ctx.save_for_backward(logp, ref_logp)
     ctx.args = (code, clamp_d, clamp_v, backend)
 
 
-def _op_backward(ctx, grad):  # noqa: ANN001, ANN202
+def _op_backward(ctx, grad):
     logp, ref_logp = ctx.saved_tensors
     return _token_kl_backward_op(grad, logp, ref_logp, *ctx.args), None, None, None, None, None
 

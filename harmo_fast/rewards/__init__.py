@@ -4,6 +4,7 @@ and the async pipeline.
 Everything is imported on first use (module `__getattr__`), so `import harmo_fast.rewards` in a
 verifier worker process does not import torch or sentence-transformers.
 """
+
 from __future__ import annotations
 
 import importlib

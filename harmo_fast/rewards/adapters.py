@@ -18,6 +18,7 @@ response at a time, so the group length penalty does not apply here (it is 0; us
 `data_source` by `DATA_SOURCE_TASK_TYPES` (case-insensitive, by whole words or long prefixes;
 e.g. "openai/gsm8k" -> math, "cais/mmlu" -> multiple_choice), else "math". `extra_info` may also carry `reference`, `choices` and `prompt`.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -36,12 +37,18 @@ COMPONENTS = ("total", "hybrid", "length", "format")
 # data-source names -> task type (our choice); the first row with a matching name wins. A word of
 # the data source matches a name equal to it, or beginning with it when the name has 4+ letters.
 DATA_SOURCE_TASK_TYPES: list[tuple[tuple[str, ...], str]] = [
-    (("mmlu", "arc", "gpqa", "scienceqa", "ai2d", "mmbench", "seedbench", "commonsenseqa", "hellaswag", "mcq"), "multiple_choice"),
+    (
+        ("mmlu", "arc", "gpqa", "scienceqa", "ai2d", "mmbench", "seedbench", "commonsenseqa", "hellaswag", "mcq"),
+        "multiple_choice",
+    ),
     (("countbench", "counting", "tallyqa"), "counting"),
     (("pope", "yesno", "boolq"), "yes_no"),
     (("ocrbench", "ocr", "textvqa", "docvqa", "infovqa", "chartqa", "vqav2"), "short_text"),
     (("caption", "coco", "nocaps", "llava", "sharegpt"), "open_ended"),
-    (("gsm8k", "math", "aime", "amc", "olympiad", "geometry3k", "geo3k", "deepscaler", "dapo", "numina", "minerva"), "math"),
+    (
+        ("gsm8k", "math", "aime", "amc", "olympiad", "geometry3k", "geo3k", "deepscaler", "dapo", "numina", "minerva"),
+        "math",
+    ),
 ]
 
 
@@ -112,7 +119,9 @@ class _Scorer:
             self._last = None
 
     def score(self, samples: list[RewardSample]) -> RewardResult:
-        key = tuple((s.prompt, s.completion, str(s.answer), s.task_type, s.group_id, s.length, s.reference) for s in samples)
+        key = tuple(
+            (s.prompt, s.completion, str(s.answer), s.task_type, s.group_id, s.length, s.reference) for s in samples
+        )
         with self._lock:
             if self._last is not None and self._last[0] == key:
                 return self._last[1]
@@ -131,7 +140,9 @@ def _column(kwargs: dict[str, Any], name: str, n: int) -> list[Any] | None:
     return values
 
 
-def _trl_samples(prompts: Sequence[Any], completions: Sequence[Any], kwargs: dict[str, Any], answer_key: str, default_task_type: str) -> list[RewardSample]:
+def _trl_samples(
+    prompts: Sequence[Any], completions: Sequence[Any], kwargs: dict[str, Any], answer_key: str, default_task_type: str
+) -> list[RewardSample]:
     n = len(completions)
     if len(prompts) != n:
         raise ValueError(f"prompts has {len(prompts)} entries, completions has {n}")
@@ -163,7 +174,9 @@ def _trl_samples(prompts: Sequence[Any], completions: Sequence[Any], kwargs: dic
     ]
 
 
-def _trl_func(scorer: _Scorer, component: str, answer_key: str, default_task_type: str) -> Callable[..., list[float | None]]:
+def _trl_func(
+    scorer: _Scorer, component: str, answer_key: str, default_task_type: str
+) -> Callable[..., list[float | None]]:
     if component not in COMPONENTS:
         raise ValueError(f"component must be one of {COMPONENTS}, got {component!r}")
 
@@ -175,7 +188,9 @@ def _trl_func(scorer: _Scorer, component: str, answer_key: str, default_task_typ
         if component == "hybrid":
             # A verdict nobody could judge (unreadable gold, no model fallback) is None: TRL then
             # leaves this reward out for the sample instead of counting a fake 0.
-            values = [None if (not v.confident and v.scored_by != "model") else x for v, x in zip(result.verdicts, values)]
+            values = [
+                None if (not v.confident and v.scored_by != "model") else x for v, x in zip(result.verdicts, values)
+            ]
         return values
 
     reward.__name__ = f"harmo_{component}"
@@ -184,7 +199,14 @@ def _trl_func(scorer: _Scorer, component: str, answer_key: str, default_task_typ
     return reward
 
 
-def trl_reward_func(cfg: RewardConfig = RewardConfig(), component: str = "total", *, answer_key: str = "answer", default_task_type: str = "math", use_pool: bool = True) -> Callable[..., list[float | None]]:
+def trl_reward_func(
+    cfg: RewardConfig = RewardConfig(),
+    component: str = "total",
+    *,
+    answer_key: str = "answer",
+    default_task_type: str = "math",
+    use_pool: bool = True,
+) -> Callable[..., list[float | None]]:
     """A TRL reward function returning the weighted total (default) or one unweighted component
     ("hybrid", "length", "format"). use_pool: verify in `cfg.num_workers` worker processes with
     hard timeouts, started on the first call and stopped by `func.close()` or at exit (else
@@ -192,7 +214,13 @@ def trl_reward_func(cfg: RewardConfig = RewardConfig(), component: str = "total"
     return _trl_func(_Scorer(cfg, use_pool), component, answer_key, default_task_type)
 
 
-def trl_reward_funcs(cfg: RewardConfig = RewardConfig(), *, answer_key: str = "answer", default_task_type: str = "math", use_pool: bool = True) -> tuple[list[Callable[..., list[float | None]]], list[float]]:
+def trl_reward_funcs(
+    cfg: RewardConfig = RewardConfig(),
+    *,
+    answer_key: str = "answer",
+    default_task_type: str = "math",
+    use_pool: bool = True,
+) -> tuple[list[Callable[..., list[float | None]]], list[float]]:
     """([hybrid, length, format] reward functions sharing one scorer, their reward_weights):
     pass them as `GRPOTrainer(reward_funcs=funcs, args=GRPOConfig(reward_weights=weights))`."""
     scorer = _Scorer(cfg, use_pool)
@@ -204,7 +232,16 @@ _VERL_SCORERS: dict[str, HybridReward] = {}
 _VERL_LOCK = threading.Lock()
 
 
-def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_info: dict[str, Any] | None = None, *, cfg: RewardConfig | None = None, component: str = "total", **_: Any) -> float:
+def compute_score(
+    data_source: str,
+    solution_str: str,
+    ground_truth: Any,
+    extra_info: dict[str, Any] | None = None,
+    *,
+    cfg: RewardConfig | None = None,
+    component: str = "total",
+    **_: Any,
+) -> float:
     """verl's reward-function signature (see the module docstring). component: "total"
     (w_hybrid * R_hyb + w_format * R_fmt), "hybrid" or "format" (unweighted). Extra keyword
     arguments verl passes are ignored."""

@@ -1,5 +1,6 @@
-"""Settings of the reward portfolio (SPEC.md section 1). The trainer's YAML nests these as
+"""Settings of the reward portfolio (docs/SPEC.md §1). The trainer's YAML nests these as
 `rewards.*`; a TRL or verl user builds them directly."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

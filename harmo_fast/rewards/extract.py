@@ -5,6 +5,7 @@ Order (verifier_notes.md section 7, rows 1-2): only the text after the last `</t
 brace-balanced `\\boxed{}` / `\\fbox{}` (adjacent boxes joined into a list); else a "final answer
 is" / "Answer:" phrase (markdown bold allowed); else, only when asked, the last number.
 Every scan is linear in the input: no pattern here can backtrack catastrophically."""
+
 from __future__ import annotations
 
 import re
@@ -31,7 +32,7 @@ def strip_reasoning(completion: str) -> str | None:
     """The text after the last `</think>`; None when a `<think>` is opened and never closed."""
     closes = list(_THINK_CLOSE.finditer(completion))
     if closes:
-        return completion[closes[-1].end():]
+        return completion[closes[-1].end() :]
     if _THINK_OPEN.search(completion):
         return None
     return completion
@@ -48,7 +49,7 @@ def last_boxed(text: str) -> str | None:
         return m.group(1) if m else None
     parts = [spans[-1]]
     for prev in reversed(spans[:-1]):
-        if prev[2] >= parts[0][0] or not _BOX_JOIN.fullmatch(text[prev[2] + 1:parts[0][0]]):
+        if prev[2] >= parts[0][0] or not _BOX_JOIN.fullmatch(text[prev[2] + 1 : parts[0][0]]):
             break  # nested in the next box, or separated by more than a joiner
         parts.insert(0, prev)
     return ", ".join(text[s:e].strip() for _, s, e in parts)
@@ -91,7 +92,7 @@ def _last_answer_block(text: str) -> str | None:
     opens = [m for m in _ANSWER_OPEN.finditer(text, 0, close.start())]
     if not opens:
         return None
-    return text[opens[-1].end():close.start()]
+    return text[opens[-1].end() : close.start()]
 
 
 def _anchor_answer(text: str) -> str | None:

@@ -1,4 +1,4 @@
-"""R_fmt, the format-adherence reward (SPEC.md section 1).
+"""R_fmt, the format-adherence reward (docs/SPEC.md §1).
 
 Two styles, chosen by `FormatConfig.style`:
 
@@ -15,6 +15,7 @@ With `require_nonempty` (default) the think/reasoning part and the answer must c
 non-whitespace text, so `<think></think><answer></answer>` does not earn the reward. Tags tolerate
 whitespace inside the angle brackets (`< think >`, `</ answer>`), as Qwen2.5-VL emits them.
 """
+
 from __future__ import annotations
 
 import re
@@ -101,7 +102,7 @@ def _follows_boxed(completion: str, cfg: FormatConfig) -> bool:
     if end is None or not _BOX_TAIL.match(completion, end):
         return False
     if cfg.require_nonempty:
-        reasoning = completion[:box.start()] if start == 0 else completion[:start]
+        reasoning = completion[: box.start()] if start == 0 else completion[:start]
         if not reasoning.strip() or not completion[box.end() : end - 1].strip():
             return False
     return True

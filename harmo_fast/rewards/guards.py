@@ -1,5 +1,6 @@
 """Size guards run before any string reaches sympy: inputs that would make sympy (or the
 `str()` of its result) run for minutes in C code are refused quickly as `parse_fail`."""
+
 from __future__ import annotations
 
 import re

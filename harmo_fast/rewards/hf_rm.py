@@ -7,6 +7,7 @@ tokenizer has one, else encoded as a text pair; the reward is `sigmoid(logit)` i
 models are trained with a Bradley-Terry loss, so the sigmoid of a score is the model's probability
 that the answer beats a zero-score answer). An empty answer scores 0.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,7 +26,14 @@ class HFSequenceRM:
 
     context = "prompt"  # the router passes each sample's prompt as the second argument
 
-    def __init__(self, path_or_model: Any, tokenizer: Any = None, device: str = "cpu", batch_size: int = 8, max_length: int = 2048) -> None:
+    def __init__(
+        self,
+        path_or_model: Any,
+        tokenizer: Any = None,
+        device: str = "cpu",
+        batch_size: int = 8,
+        max_length: int = 2048,
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not isinstance(path_or_model, str) and tokenizer is None:
@@ -68,7 +76,9 @@ class HFSequenceRM:
         common = {"padding": True, "truncation": True, "max_length": self.max_length, "return_tensors": "pt"}
         if getattr(tok, "chat_template", None):
             texts = [
-                tok.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": a}], tokenize=False)
+                tok.apply_chat_template(
+                    [{"role": "user", "content": p}, {"role": "assistant", "content": a}], tokenize=False
+                )
                 for p, a in zip(prompts, answers)
             ]
             return tok(texts, **common)

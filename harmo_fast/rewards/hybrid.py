@@ -1,4 +1,4 @@
-"""The hybrid router and the reward composer (SPEC.md section 1, paper Eq. 1 and Eq. 3).
+"""The hybrid router and the reward composer (docs/SPEC.md §1, paper Eq. 1 and Eq. 3).
 
 Routing, not mixing: each sample goes by its `task_type` either to its rule verifier (verdict
 1.0/0.0) or, for the task types in `RewardConfig.model_task_types` (default: open_ended), to the
@@ -19,6 +19,7 @@ Bad data inside a sample (unknown task type, unreadable gold, a verifier or mode
 becomes a verdict with reason "error" and score 0, logged once per kind; malformed arguments
 (a non-string completion, a negative length) raise at once.
 """
+
 from __future__ import annotations
 
 import logging
@@ -156,8 +157,10 @@ class HybridReward:
                     continue
                 # The cheap path here, per sample, so that one bad sample cannot fail the batch.
                 fast = fast_verify(s.completion, answer, s.task_type, **options)
-            except Exception as e:  # noqa: BLE001 - bad data becomes a verdict, never a dead batch
-                self._log_once(f"rule:{type(e).__name__}:{s.task_type}", "rule verifier failed on a %s sample: %s", s.task_type, e)
+            except Exception as e:
+                self._log_once(
+                    f"rule:{type(e).__name__}:{s.task_type}", "rule verifier failed on a %s sample: %s", s.task_type, e
+                )
                 out[i] = error_verdict(f"{type(e).__name__}: {e}")
                 continue
             if fast is not None:
@@ -170,13 +173,15 @@ class HybridReward:
                 verdicts = self.pool.verify_many(items)
                 if len(verdicts) != len(items):
                     raise RuntimeError(f"verify_many returned {len(verdicts)} verdicts for {len(items)} items")
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 self._log_once(f"pool:{type(e).__name__}", "verifier pool failed: %s", e)
                 verdicts = [error_verdict(f"verifier pool: {type(e).__name__}: {e}")] * len(items)
             out.update(zip(heavy, verdicts))
         return out
 
-    def model_verdicts(self, samples: Sequence[RewardSample], indices: Sequence[int], prior: dict[int, Verdict] | None = None) -> dict[int, Verdict]:
+    def model_verdicts(
+        self, samples: Sequence[RewardSample], indices: Sequence[int], prior: dict[int, Verdict] | None = None
+    ) -> dict[int, Verdict]:
         """Model-RM verdicts of `samples[i]` for i in `indices`; never raises. `prior` holds the
         rule verdicts being replaced (fallback), kept when there is no model RM."""
         prior = prior or {}
@@ -196,13 +201,17 @@ class HybridReward:
             return out
         try:
             rm = self.model_rm
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             self._log_once("model_build", "building the model RM failed: %s", e)
-            out.update({i: error_verdict(f"model RM unavailable: {type(e).__name__}: {e}", "model", answers[i]) for i in todo})
+            out.update(
+                {i: error_verdict(f"model RM unavailable: {type(e).__name__}: {e}", "model", answers[i]) for i in todo}
+            )
             return out
         if rm is None:
             for i in todo:
-                out[i] = prior.get(i) or error_verdict("no model RM configured (model_rm.kind='none')", "none", answers[i])
+                out[i] = prior.get(i) or error_verdict(
+                    "no model RM configured (model_rm.kind='none')", "none", answers[i]
+                )
             return out
         if rm.context == "prompt":
             contexts = [samples[i].prompt for i in todo]
@@ -212,7 +221,7 @@ class HybridReward:
             scores = list(rm.score([answers[i] for i in todo], contexts))
             if len(scores) != len(todo):
                 raise RuntimeError(f"the model RM returned {len(scores)} scores for {len(todo)} answers")
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             self._log_once(f"model:{type(e).__name__}", "model RM failed: %s", e)
             out.update({i: error_verdict(f"model RM: {type(e).__name__}: {e}", "model", answers[i]) for i in todo})
             return out
@@ -225,17 +234,23 @@ class HybridReward:
             score = min(1.0, max(0.0, score))
             detail = f"rule verdict {prior[i].reason} -> model" if i in prior else ""
             correct = score >= threshold
-            out[i] = Verdict(score, correct, "ok" if correct else "mismatch", answers[i], scored_by="model", detail=detail)
+            out[i] = Verdict(
+                score, correct, "ok" if correct else "mismatch", answers[i], scored_by="model", detail=detail
+            )
         return out
 
-    def compose(self, samples: Sequence[RewardSample], verdicts: Sequence[Verdict], timings: dict[str, float] | None = None) -> RewardResult:
+    def compose(
+        self, samples: Sequence[RewardSample], verdicts: Sequence[Verdict], timings: dict[str, float] | None = None
+    ) -> RewardResult:
         """R_len, R_fmt and the weighted total from the per-sample hybrid verdicts."""
         cfg = self.cfg
         hybrid = [float(v.score) for v in verdicts]
         length = length_reward([s.length for s in samples], hybrid, [s.group_id for s in samples], cfg.length)
         fmt = format_reward([s.completion for s in samples], cfg.format)
         total = [cfg.w_hybrid * h + cfg.w_length * ln + cfg.w_format * f for h, ln, f in zip(hybrid, length, fmt)]
-        return RewardResult(total, {"hybrid": hybrid, "length": length, "format": fmt}, list(verdicts), dict(timings or {}))
+        return RewardResult(
+            total, {"hybrid": hybrid, "length": length, "format": fmt}, list(verdicts), dict(timings or {})
+        )
 
     def score(self, samples: Sequence[RewardSample]) -> RewardResult:
         """Route, verify, model-score, fall back and compose one batch, in the calling thread."""

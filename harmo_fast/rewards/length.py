@@ -1,4 +1,4 @@
-"""R_len, the group-relative length penalty against brevity hacking (SPEC.md section 1).
+"""R_len, the group-relative length penalty against brevity hacking (docs/SPEC.md §1).
 
 Within each group, L* is the length of the shortest *correct* response (score >=
 `correct_threshold`). An incorrect response shorter than L* gets `-p_max * g((L* - L)/L*; tau)`;
@@ -8,6 +8,7 @@ This module owns the semantics (threshold, enabled flag, validation). The arithm
 batched kernel `harmo_fast.length_penalty` when that op is installed, else in
 `length_reward_python`, which is also the reference the tests hold the kernel to.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -23,14 +24,16 @@ _SHAPES = {
 }
 
 
-def _validate(lengths: Sequence[int], correct_scores: Sequence[float], group_ids: Sequence[int], cfg: LengthPenaltyConfig) -> None:
+def _validate(
+    lengths: Sequence[int], correct_scores: Sequence[float], group_ids: Sequence[int], cfg: LengthPenaltyConfig
+) -> None:
     n = len(lengths)
     if len(correct_scores) != n:
         raise ValueError(f"correct_scores has {len(correct_scores)} entries, lengths has {n}")
     if len(group_ids) != n:
         raise ValueError(f"group_ids has {len(group_ids)} entries, lengths has {n}")
     for i, length in enumerate(lengths):
-        if isinstance(length, bool) or not isinstance(length, int) and not float(length).is_integer():
+        if isinstance(length, bool) or (not isinstance(length, int) and not float(length).is_integer()):
             raise TypeError(f"lengths[{i}] must be an integer token count, got {length!r}")
         if length < 0:
             raise ValueError(f"lengths[{i}] must be >= 0, got {length}")
@@ -42,7 +45,9 @@ def _validate(lengths: Sequence[int], correct_scores: Sequence[float], group_ids
         raise ValueError(f"LengthPenaltyConfig.p_max must be >= 0, got {cfg.p_max}")
 
 
-def length_reward_python(lengths: Sequence[int], correct: Sequence[bool], group_ids: Sequence[int], p_max: float, tau: float, shape: str) -> list[float]:
+def length_reward_python(
+    lengths: Sequence[int], correct: Sequence[bool], group_ids: Sequence[int], p_max: float, tau: float, shape: str
+) -> list[float]:
     """The penalty in plain Python, from a boolean `correct` per response."""
     anchor: dict[int, int] = {}
     for length, ok, gid in zip(lengths, correct, group_ids):
@@ -63,7 +68,9 @@ def _kernel_available() -> bool:
     return importlib.util.find_spec("harmo_fast.ops.length_penalty") is not None
 
 
-def _length_reward_kernel(lengths: Sequence[int], correct: Sequence[bool], group_ids: Sequence[int], cfg: LengthPenaltyConfig) -> list[float]:
+def _length_reward_kernel(
+    lengths: Sequence[int], correct: Sequence[bool], group_ids: Sequence[int], cfg: LengthPenaltyConfig
+) -> list[float]:
     import torch
 
     from harmo_fast.ops.length_penalty import length_penalty
@@ -79,7 +86,12 @@ def _length_reward_kernel(lengths: Sequence[int], correct: Sequence[bool], group
     return [float(x) for x in out.tolist()]
 
 
-def length_reward(lengths: Sequence[int], correct_scores: Sequence[float], group_ids: Sequence[int], cfg: LengthPenaltyConfig = LengthPenaltyConfig()) -> list[float]:
+def length_reward(
+    lengths: Sequence[int],
+    correct_scores: Sequence[float],
+    group_ids: Sequence[int],
+    cfg: LengthPenaltyConfig = LengthPenaltyConfig(),
+) -> list[float]:
     """R_len per response.
 
     lengths: completion lengths in tokens. correct_scores: the hybrid accuracy scores; a response

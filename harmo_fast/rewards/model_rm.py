@@ -6,6 +6,7 @@ Every model RM has `score(answers, contexts) -> list[float]` with rewards in [0,
 e.g. EmbeddingRM) or "prompt" (the question, e.g. a preference head or a Hugging Face RM). The
 hybrid router reads `context` to pass the right field of each sample.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

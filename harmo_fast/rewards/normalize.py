@@ -1,4 +1,5 @@
 """Shared text and number normalisation for the verifiers (pure string work, bounded time)."""
+
 from __future__ import annotations
 
 import re
@@ -7,9 +8,26 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 _SMALL = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
-    "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
+    "zero": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
 }
 _TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
 NUMBER_WORD = re.compile(
@@ -81,6 +99,7 @@ def anls(pred: str, gold: str, threshold: float = 0.5) -> float:
 
 # ---------------------------------------------------------------- numbers
 
+
 @dataclass(frozen=True)
 class Number:
     """A number read from text. `ulp` is the unit in the last printed place of a decimal
@@ -100,13 +119,17 @@ _PERCENT = re.compile(r"\s*(?:\\%|%|\\text\{\s*\\?%\s*\}|\s+percent|\s*pct)$", r
 _DEC = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+"
 _PLAIN = re.compile(r"([+-]?)(" + _DEC + r")")
 _SCI = re.compile(
-    r"([+-]?)(" + _DEC + r")\s*(?:[eE]\s*([+-]?\d+)|(?:\\times|\\cdot|×|\*|x)\s*10\s*\^\s*(?:\{\s*([+-]?\d+)\s*\}|([+-]?\d)))"
+    r"([+-]?)("
+    + _DEC
+    + r")\s*(?:[eE]\s*([+-]?\d+)|(?:\\times|\\cdot|×|\*|x)\s*10\s*\^\s*(?:\{\s*([+-]?\d+)\s*\}|([+-]?\d)))"
 )
 _REPEATING = re.compile(r"([+-]?)(\d*)\.(\d*)\\overline\s*\{(\d+)\}")  # 0.1\overline{6} = 1/6
 _POW10 = re.compile(r"([+-]?)10\s*\^\s*(?:\{\s*([+-]?\d+)\s*\}|([+-]?\d))")
 _FRAC = re.compile(r"([+-]?)\\[dt]?frac\s*(?:\{\s*([+-]?\d+)\s*\}|(\d))\s*(?:\{\s*([+-]?\d+)\s*\}|(\d))")
 _SLASH = re.compile(r"([+-]?)(\d+)\s*/\s*(\d+)")
-_MIXED = re.compile(r"([+-]?)(\d+)\s*(?:\\[dt]?frac\s*(?:\{\s*(\d+)\s*\}|(\d))\s*(?:\{\s*(\d+)\s*\}|(\d))|\s(\d+)\s*/\s*(\d+))")
+_MIXED = re.compile(
+    r"([+-]?)(\d+)\s*(?:\\[dt]?frac\s*(?:\{\s*(\d+)\s*\}|(\d))\s*(?:\{\s*(\d+)\s*\}|(\d))|\s(\d+)\s*/\s*(\d+))"
+)
 
 
 def _clean_number_text(text: str) -> tuple[str, bool]:

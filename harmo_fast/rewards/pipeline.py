@@ -12,6 +12,7 @@ RM become verdicts with reason "error" (logged once per kind), and the future st
 a full `RewardResult`. Malformed arguments (not RewardSamples, negative lengths) raise in
 `submit` itself.
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,7 +47,14 @@ class RewardPipeline:
         model thread).
     """
 
-    def __init__(self, cfg: RewardConfig = RewardConfig(), *, pool: Any = None, model_rm: ModelRM | None = None, max_inflight: int = 2) -> None:
+    def __init__(
+        self,
+        cfg: RewardConfig = RewardConfig(),
+        *,
+        pool: Any = None,
+        model_rm: ModelRM | None = None,
+        max_inflight: int = 2,
+    ) -> None:
         if max_inflight < 1:
             raise ValueError(f"max_inflight must be >= 1, got {max_inflight}")
         self._own_pool = pool is None
@@ -93,14 +101,20 @@ class RewardPipeline:
                 verdicts.update(more)
                 t_model += t_more
             ordered = [verdicts[i] for i in range(len(samples))]
-            return hybrid.compose(samples, ordered, {"rules": t_rules, "model": t_model, "total": time.perf_counter() - t0})
-        except Exception as e:  # noqa: BLE001 - the stages catch their own errors; this is the last net
+            return hybrid.compose(
+                samples, ordered, {"rules": t_rules, "model": t_model, "total": time.perf_counter() - t0}
+            )
+        except Exception as e:
             log.exception("reward batch failed; every sample gets an error verdict")
             n = len(samples)
             verdicts = [error_verdict(f"reward pipeline: {type(e).__name__}: {e}", "none")] * n
             zeros = [0.0] * n
-            return RewardResult(list(zeros), {"hybrid": list(zeros), "length": list(zeros), "format": list(zeros)}, verdicts,
-                                {"rules": 0.0, "model": 0.0, "total": time.perf_counter() - t0})
+            return RewardResult(
+                list(zeros),
+                {"hybrid": list(zeros), "length": list(zeros), "format": list(zeros)},
+                verdicts,
+                {"rules": 0.0, "model": 0.0, "total": time.perf_counter() - t0},
+            )
 
     def close(self) -> None:
         """Finish the submitted batches, then stop the threads and the pool it created

@@ -7,6 +7,7 @@ method: the parent may hold torch threads, so forking the parent is unsafe) that
 reward verifiers, never the caller's `__main__` (see pool_worker.py); a killed worker is
 replaced in milliseconds. Cheap cases (plain numbers, letters, yes/no, short strings) never leave the calling
 process: `verify_many` decides them on the in-process fast path first."""
+
 from __future__ import annotations
 
 import atexit
@@ -18,9 +19,10 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from multiprocessing.connection import Connection, wait
 from multiprocessing.reduction import recv_handle
-from typing import Any, Sequence
+from typing import Any
 
 from harmo_fast.rewards.types import Verdict
 
@@ -37,9 +39,16 @@ class _Zygote:
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", "from harmo_fast.rewards.pool_worker import zygote_main; zygote_main()",
-                 str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env, close_fds=True,
+                [
+                    sys.executable,
+                    "-c",
+                    "from harmo_fast.rewards.pool_worker import zygote_main; zygote_main()",
+                    str(theirs.fileno()),
+                ],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                env=env,
+                close_fds=True,
             )
         finally:
             theirs.close()
@@ -128,8 +137,15 @@ class VerifierPool:
     `memory_limit_mb` caps each worker's address space (None = no cap).
     """
 
-    def __init__(self, num_workers: int = 2, timeout_s: float = 5.0, *, preload: Sequence[str] = (),
-                 memory_limit_mb: int | None = 4096, startup_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        num_workers: int = 2,
+        timeout_s: float = 5.0,
+        *,
+        preload: Sequence[str] = (),
+        memory_limit_mb: int | None = 4096,
+        startup_timeout_s: float = 120.0,
+    ) -> None:
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
             raise ValueError(f"num_workers must be a positive int, got {num_workers!r}")
         if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
@@ -149,7 +165,7 @@ class VerifierPool:
         self.restarts = 0  # workers replaced after a timeout or a death
         self.dispatched = 0  # samples sent to workers (the rest took the in-process fast path)
 
-    def __enter__(self) -> "VerifierPool":
+    def __enter__(self) -> VerifierPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -166,7 +182,7 @@ class VerifierPool:
         self._workers = []
         self._zygote.close()
 
-    def start(self) -> "VerifierPool":
+    def start(self) -> VerifierPool:
         """Block until the workers are up (otherwise the first batch that needs them waits)."""
         with self._lock:
             self._ensure_workers()
@@ -239,8 +255,11 @@ class VerifierPool:
                 self.dispatched += 1
                 inflight += 1
                 active += 1
-            events = [w.started_at + (self.soft_s if now - w.started_at < self.soft_s else self.timeout_s)
-                      for w in self._workers if w.task is not None]
+            events = [
+                w.started_at + (self.soft_s if now - w.started_at < self.soft_s else self.timeout_s)
+                for w in self._workers
+                if w.task is not None
+            ]
             wait_s = max(0.0, min(events) - time.monotonic()) if events else 0.0
             ready = set(wait([w.conn for w in self._workers], timeout=wait_s))
             for k, w in enumerate(list(self._workers)):
@@ -250,8 +269,14 @@ class VerifierPool:
                     index, verdict = w.conn.recv()
                 except (EOFError, OSError):
                     if w.task is not None:
-                        results[w.task] = Verdict(0.0, False, "error", None, confident=False,
-                                                  detail="verifier worker died (crash, os._exit or out of memory)")
+                        results[w.task] = Verdict(
+                            0.0,
+                            False,
+                            "error",
+                            None,
+                            confident=False,
+                            detail="verifier worker died (crash, os._exit or out of memory)",
+                        )
                         inflight -= 1
                     self._replace(k)
                     continue
@@ -262,8 +287,9 @@ class VerifierPool:
             now = time.monotonic()
             for k, w in enumerate(self._workers):
                 if w.task is not None and now - w.started_at >= self.timeout_s:
-                    results[w.task] = Verdict(0.0, False, "timeout", None, confident=False,
-                                              detail=f"no verdict within {self.timeout_s:g} s")
+                    results[w.task] = Verdict(
+                        0.0, False, "timeout", None, confident=False, detail=f"no verdict within {self.timeout_s:g} s"
+                    )
                     inflight -= 1
                     w.task = None
                     self._replace(k)

@@ -9,6 +9,7 @@ worker is ready in milliseconds instead of a fresh interpreter's seconds.
 Zygote protocol (over the control socket): config dict in; ("ready",) out; then per "spawn"
 request: a file descriptor (SCM_RIGHTS) followed by the worker's pid. Worker protocol: requests
 (index, completion, gold, task_type, options) answered by (index, Verdict); None or EOF stops."""
+
 from __future__ import annotations
 
 import importlib
@@ -20,17 +21,36 @@ import traceback
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import send_handle
 
-
 WARM_UP = [
-    ("x^2+\\frac{1}{2}", "\\frac{1}{2}+x^2"), ("(x+1)^2", "x^2+2x+1"), ("(y-3)^{3}", "y^3-9y^2+27y-27"),
-    ("\\frac{\\sqrt{3}}{2}", "\\frac{1}{2}\\sqrt{3}"), ("2\\sqrt{2}+1", "1+\\sqrt{8}"), ("\\sqrt[3]{8}", "2"),
-    ("\\frac{a+b}{c}", "\\frac{b+a}{c}"), ("3\\pi/4", "\\frac{3\\pi}{4}"), ("e^{i\\pi}", "-1"),
-    ("\\sin^2 x+\\cos^2 x", "1"), ("\\log_2 8", "3"), ("\\ln(e^2)", "2"), ("\\tan(\\theta)", "\\frac{\\sin\\theta}{\\cos\\theta}"),
-    ("2^{10}", "1024"), ("5!", "120"), ("\\binom{5}{2}", "10"), ("a_1+a_{n}", "a_{n}+a_1"), ("\\alpha+\\beta", "\\beta+\\alpha"),
-    ("(1,2)", "1<x<2"), ("[2,\\infty)", "x \\ge 2"), ("(-\\infty,0)\\cup(1,\\infty)", "x<0 \\text{ or } x>1"),
-    ("1 \\pm \\sqrt{2}", "1+\\sqrt{2}, 1-\\sqrt{2}"), ("y=2x+1", "2x-y+1=0"), ("3+4i", "4i+3"),
+    ("x^2+\\frac{1}{2}", "\\frac{1}{2}+x^2"),
+    ("(x+1)^2", "x^2+2x+1"),
+    ("(y-3)^{3}", "y^3-9y^2+27y-27"),
+    ("\\frac{\\sqrt{3}}{2}", "\\frac{1}{2}\\sqrt{3}"),
+    ("2\\sqrt{2}+1", "1+\\sqrt{8}"),
+    ("\\sqrt[3]{8}", "2"),
+    ("\\frac{a+b}{c}", "\\frac{b+a}{c}"),
+    ("3\\pi/4", "\\frac{3\\pi}{4}"),
+    ("e^{i\\pi}", "-1"),
+    ("\\sin^2 x+\\cos^2 x", "1"),
+    ("\\log_2 8", "3"),
+    ("\\ln(e^2)", "2"),
+    ("\\tan(\\theta)", "\\frac{\\sin\\theta}{\\cos\\theta}"),
+    ("2^{10}", "1024"),
+    ("5!", "120"),
+    ("\\binom{5}{2}", "10"),
+    ("a_1+a_{n}", "a_{n}+a_1"),
+    ("\\alpha+\\beta", "\\beta+\\alpha"),
+    ("(1,2)", "1<x<2"),
+    ("[2,\\infty)", "x \\ge 2"),
+    ("(-\\infty,0)\\cup(1,\\infty)", "x<0 \\text{ or } x>1"),
+    ("1 \\pm \\sqrt{2}", "1+\\sqrt{2}, 1-\\sqrt{2}"),
+    ("y=2x+1", "2x-y+1=0"),
+    ("3+4i", "4i+3"),
     ("\\begin{pmatrix}1&x\\\\0&\\frac12\\end{pmatrix}", "\\begin{pmatrix}1&x\\\\0&0.5\\end{pmatrix}"),
-    ("0.1x", "\\frac{x}{10}"), ("f(x)+1", "1+f(x)"), ("|x-1|", "|1-x|"), ("\\frac{1}{x^2-1}", "\\frac{1}{(x-1)(x+1)}"),
+    ("0.1x", "\\frac{x}{10}"),
+    ("f(x)+1", "1+f(x)"),
+    ("|x-1|", "|1-x|"),
+    ("\\frac{1}{x^2-1}", "\\frac{1}{(x-1)(x+1)}"),
 ]
 
 
@@ -49,7 +69,7 @@ def serve(conn: Connection) -> None:
         index, completion, gold, task_type, options = msg
         try:
             verdict = verify_inline(completion, gold, task_type, **options)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a verdict
+        except Exception as exc:
             text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             verdict = Verdict(0.0, False, "error", None, confident=False, detail=text[:2000])
         conn.send((index, verdict))

@@ -1,5 +1,5 @@
 """A learned reward head on frozen sentence embeddings, trained on preference pairs with the
-Bradley-Terry loss (beyond the paper; SPEC.md section 1, "Model-based reward").
+Bradley-Terry loss (beyond the paper; docs/SPEC.md §1, "Model-based reward").
 
 Features of a (prompt, response) pair are `[e_p, e_r, e_p * e_r]` with e the unit-norm embeddings
 of the frozen embedder (all-MiniLM-L6-v2 by default); the product term lets a small MLP score how
@@ -14,6 +14,7 @@ PROMPTS (questions), not reference answers.
 On disk (`harmo rm train --out DIR`): `DIR/head.safetensors` (the MLP weights) and
 `DIR/config.json` (format tag, embedder, sizes, offset, training summary).
 """
+
 from __future__ import annotations
 
 import json
@@ -55,7 +56,9 @@ def read_pairs(path: str | Path) -> list[PreferencePair]:
             except json.JSONDecodeError as e:
                 raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
             if not isinstance(obj, dict):
-                raise ValueError(f"{where}: expected a JSON object with prompt/chosen/rejected, got {type(obj).__name__}")
+                raise ValueError(
+                    f"{where}: expected a JSON object with prompt/chosen/rejected, got {type(obj).__name__}"
+                )
             for key in ("prompt", "chosen", "rejected"):
                 if key not in obj:
                     raise ValueError(f"{where}: missing key {key!r}")
@@ -80,7 +83,9 @@ class PreferenceHead(torch.nn.Module):
         return self.net(torch.cat([prompt_emb, response_emb, prompt_emb * response_emb], dim=-1)).squeeze(-1)
 
 
-def _embed_pairs(prompts: list[str], responses: list[str], embedder: str | None, device: str, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _embed_pairs(
+    prompts: list[str], responses: list[str], embedder: str | None, device: str, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     unique = list(dict.fromkeys(prompts + responses))
     row = {t: k for k, t in enumerate(unique)}
     emb = embed(unique, embedder, device, batch_size)
@@ -134,7 +139,9 @@ class PreferenceHeadRM:
                 raise FileNotFoundError(f"{path / name} not found: is {path} a directory written by `harmo rm train`?")
         config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
         if config.get("format") != FORMAT or config.get("version") != VERSION:
-            raise ValueError(f"{path / CONFIG}: not a {FORMAT} v{VERSION} config (format={config.get('format')!r}, version={config.get('version')!r})")
+            raise ValueError(
+                f"{path / CONFIG}: not a {FORMAT} v{VERSION} config (format={config.get('format')!r}, version={config.get('version')!r})"
+            )
         head = PreferenceHead(config["embedding_dim"], config["hidden"])
         head.load_state_dict(load_file(str(path / WEIGHTS)))
         return cls(head, config, batch_size=batch_size, device=device)

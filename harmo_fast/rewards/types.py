@@ -1,5 +1,6 @@
 """The data that flows through the reward layer: one verdict per (completion, gold) check, the
 per-sample inputs a trainer hands over, and the per-component results it gets back."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,8 +1,10 @@
 """The public rule-verification entry point: `verify(completion, gold, task_type, **options)`."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any
 
 from harmo_fast.rewards.extract import last_number, locate_answer, strip_reasoning
 from harmo_fast.rewards.types import Verdict
@@ -62,7 +64,7 @@ def fast_verify(completion: str, gold: str | Sequence[str], task_type: str = "ma
         return early
     try:
         verdict = verifier.fast_check(answer, golds, opts)
-    except Exception as exc:  # noqa: BLE001 - see verify_inline
+    except Exception as exc:
         verdict = _error(exc)
     return None if verdict is None else _with_answer(verdict, answer)
 
@@ -76,7 +78,7 @@ def verify_inline(completion: str, gold: str | Sequence[str], task_type: str = "
         verdict = verifier.fast_check(answer, golds, opts)
         if verdict is None:
             verdict = verifier.check(answer, golds, opts)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         # Model text must never take the reward layer down: a verifier failure scores this
         # sample as an error (not confident) instead of raising. Arguments were validated above.
         verdict = _error(exc)

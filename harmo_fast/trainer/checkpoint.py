@@ -3,6 +3,7 @@ numpy, torch, CUDA), data position, counters and the config. Written to a tempor
 renamed into place, so a crash never leaves a half-written checkpoint; the last k are kept.
 
 Layout: <run>/checkpoints/step-000012/{weights.safetensors, optim.pt, state.json, config.yaml}."""
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,10 @@ def rng_state() -> dict[str, Any]:
     """Python and numpy RNG states as JSON-able values (torch's go in optim.pt)."""
     py = random.getstate()
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"python": [py[0], list(py[1]), py[2]], "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
+    return {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+    }
 
 
 def set_rng_state(state: dict[str, Any], torch_state: dict[str, Any]) -> None:
@@ -43,7 +47,7 @@ def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
     if not root.is_dir():
         return []
     found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and (p / "state.json").is_file()]
-    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
@@ -51,7 +55,17 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return dirs[-1] if dirs else None
 
 
-def save_checkpoint(run_dir: str | Path, step: int, *, model: Any, optimizer: torch.optim.Optimizer, scheduler: Any, state: dict[str, Any], config: Config, keep_last: int = 2) -> Path:
+def save_checkpoint(
+    run_dir: str | Path,
+    step: int,
+    *,
+    model: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: dict[str, Any],
+    config: Config,
+    keep_last: int = 2,
+) -> Path:
     """Write checkpoint `step` atomically and prune all but the newest `keep_last`."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
@@ -83,10 +97,14 @@ def save_checkpoint(run_dir: str | Path, step: int, *, model: Any, optimizer: to
 def load_weights(model: Any, ckpt: str | Path) -> None:
     missing, unexpected = load_model(model, str(Path(ckpt) / "weights.safetensors"), strict=False)
     if missing or unexpected:
-        raise RuntimeError(f"{ckpt}: checkpoint weights do not match the model (missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
+        raise RuntimeError(
+            f"{ckpt}: checkpoint weights do not match the model (missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})"
+        )
 
 
-def load_checkpoint(ckpt: str | Path, *, model: Any, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
+def load_checkpoint(
+    ckpt: str | Path, *, model: Any, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> dict[str, Any]:
     """Restore everything saved by `save_checkpoint`, RNG states included; returns state.json."""
     ckpt = Path(ckpt)
     load_weights(model, ckpt)

@@ -1,6 +1,7 @@
 """The trainer's settings: typed dataclasses, loaded from YAML and overridden from the command line
 with dotted keys (`trainer.lr=1e-6 rewards.length.p_max=0.3`). Every key and value is checked: an
 unknown key lists the valid keys at its level, a value of the wrong type names the key."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,7 +39,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Where the prompts come from: a JSONL file (SPEC section 4), a Hugging Face dataset
+    """Where the prompts come from: a JSONL file (docs/SPEC.md §4), a Hugging Face dataset
     ("hf:name[:split]"), or "synth" (the synthetic task set, written into the run directory)."""
 
     train: str = "synth"
@@ -65,7 +66,7 @@ class RolloutConfig:
 
 @dataclass
 class AlgorithmConfig:
-    """GRPO as HARMO runs it (SPEC section 2): mean-only advantage, clipped loss, optional KL."""
+    """GRPO as HARMO runs it (docs/SPEC.md §2): mean-only advantage, clipped loss, optional KL."""
 
     group_size: int = 8  # G, completions per prompt
     prompts_per_step: int = 4
@@ -77,8 +78,10 @@ class AlgorithmConfig:
     beta: float = 0.0
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"
     ratio_level: Literal["token", "sequence"] = "token"
-    # SPEC section 2 names; seq_mean_token_sum_norm (Dr. GRPO) normalizes by rollout.max_new_tokens
-    loss_agg: Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm"] = "token_mean"
+    # docs/SPEC.md §2 names; seq_mean_token_sum_norm (Dr. GRPO) normalizes by rollout.max_new_tokens
+    loss_agg: Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm"] = (
+        "token_mean"
+    )
     num_iterations: int = 1  # PPO epochs over each generation batch
     num_minibatches: int = 1  # optimizer steps per epoch
 
@@ -178,7 +181,9 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     """`value` checked against the annotation `tp` (ints are accepted where floats are expected)."""
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping of {sorted(f.name for f in dataclasses.fields(tp))}, got {value!r}")
+            raise ConfigError(
+                f"{key}: expected a mapping of {sorted(f.name for f in dataclasses.fields(tp))}, got {value!r}"
+            )
         return _build(tp, value, key)
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):

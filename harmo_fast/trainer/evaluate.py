@@ -1,5 +1,6 @@
 """Held-out evaluation: greedy decoding, our verifiers (through the reward pipeline, so routing and
 the model-based fallback are the training ones), accuracy overall and per task type."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,15 @@ from harmo_fast.trainer.rollout import RolloutEngine
 from harmo_fast.trainer.step import reward_samples
 
 
-def evaluate(engine: RolloutEngine, rewards: Any, samples: list[Sample], *, batch_size: int = 32, max_new_tokens: int | None = None, format_enabled: bool = True) -> dict[str, Any]:
+def evaluate(
+    engine: RolloutEngine,
+    rewards: Any,
+    samples: list[Sample],
+    *,
+    batch_size: int = 32,
+    max_new_tokens: int | None = None,
+    format_enabled: bool = True,
+) -> dict[str, Any]:
     """Accuracy report of greedy completions; scoring of one chunk overlaps the next generation."""
     pending = []
     for i in range(0, len(samples), batch_size):
@@ -56,7 +65,9 @@ def paired_gain(before: dict[str, Any], after: dict[str, Any]) -> dict[str, floa
 
 
 def format_table(report: dict[str, Any], title: str = "evaluation") -> str:
-    rows = [(t, v["n"], v["accuracy"]) for t, v in report["per_task_type"].items()] + [("overall", report["n"], report["accuracy"])]
+    rows = [(t, v["n"], v["accuracy"]) for t, v in report["per_task_type"].items()] + [
+        ("overall", report["n"], report["accuracy"])
+    ]
     width = max(len(r[0]) for r in rows + [("task type", 0, 0)])
     lines = [title, f"{'task type':<{width}}  {'n':>5}  accuracy", "-" * (width + 17)]
     lines += [f"{name:<{width}}  {n:>5}  {acc:8.1%}" for name, n, acc in rows]

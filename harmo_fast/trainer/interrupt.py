@@ -1,5 +1,6 @@
 """Ctrl-C during training: the first SIGINT asks the loop to finish its step, save a checkpoint
 and exit cleanly; a second one aborts at once."""
+
 from __future__ import annotations
 
 import signal
@@ -20,7 +21,11 @@ class GracefulInterrupt:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\ninterrupt: finishing this step and saving a checkpoint (Ctrl-C again to abort)", file=sys.stderr, flush=True)
+        print(
+            "\ninterrupt: finishing this step and saving a checkpoint (Ctrl-C again to abort)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def __enter__(self) -> GracefulInterrupt:
         if threading.current_thread() is threading.main_thread():

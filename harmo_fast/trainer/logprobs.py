@@ -1,16 +1,17 @@
 """Per-token log-probs (and entropy) of the completion tokens under a model.
 
 The fused path runs the model's base (no LM head), keeps the hidden states of the completion
-tokens only, and calls `hf.linear_log_probs` so the (tokens, vocab) logits never exist. Models
+tokens only, and calls `harmo.linear_log_probs` so the (tokens, vocab) logits never exist. Models
 whose head is not a plain linear layer (logit soft-capping, logit scaling) take the logits path:
-the full forward, then `hf.selective_log_softmax`."""
+the full forward, then `harmo.selective_log_softmax`."""
+
 from __future__ import annotations
 
 from typing import Any
 
 import torch
 
-import harmo_fast as hf
+import harmo_fast as harmo
 
 # Config attributes that mean "the logits are not just hidden @ W.T + b".
 _NONLINEAR_HEAD_ATTRS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
@@ -22,7 +23,9 @@ def supports_linear_path(model: Any) -> bool:
         return False
     config = getattr(model, "config", None)
     text_config = getattr(config, "text_config", None) or config
-    return not any(getattr(c, a, None) not in (None, 1, 1.0) for c in (config, text_config) for a in _NONLINEAR_HEAD_ATTRS)
+    return not any(
+        getattr(c, a, None) not in (None, 1, 1.0) for c in (config, text_config) for a in _NONLINEAR_HEAD_ATTRS
+    )
 
 
 def completion_logprobs(
@@ -49,7 +52,14 @@ def _scatter(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.zeros(mask.shape, dtype=values.dtype, device=values.device).masked_scatter(mask, values)
 
 
-def _linear_path(model: Any, inputs: dict[str, torch.Tensor], ids: torch.Tensor, mask: torch.Tensor, temperature: float, entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _linear_path(
+    model: Any,
+    inputs: dict[str, torch.Tensor],
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    temperature: float,
+    entropy: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     T = ids.shape[1]
     hidden = model.base_model(**inputs, use_cache=False).last_hidden_state
     # The token at column t is predicted by the hidden state one column earlier.
@@ -59,17 +69,24 @@ def _linear_path(model: Any, inputs: dict[str, torch.Tensor], ids: torch.Tensor,
     head = model.get_output_embeddings()
     weight = head.weight if head.weight.dtype == h.dtype else head.weight.to(h.dtype)
     bias = None if head.bias is None else head.bias.to(h.dtype)
-    out = hf.linear_log_probs(h, weight, ids[mask], bias=bias, temperature=temperature, return_entropy=entropy)
+    out = harmo.linear_log_probs(h, weight, ids[mask], bias=bias, temperature=temperature, return_entropy=entropy)
     if entropy:
         logp, ent = out
         return _scatter(logp, mask), _scatter(ent.detach(), mask)
     return _scatter(out, mask), None
 
 
-def _logits_path(model: Any, inputs: dict[str, torch.Tensor], ids: torch.Tensor, mask: torch.Tensor, temperature: float, entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _logits_path(
+    model: Any,
+    inputs: dict[str, torch.Tensor],
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    temperature: float,
+    entropy: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     T = ids.shape[1]
     logits = model(**inputs, use_cache=False, logits_to_keep=T + 1).logits[:, :-1]
-    out = hf.selective_log_softmax(logits, ids, temperature=temperature, return_entropy=entropy)
+    out = harmo.selective_log_softmax(logits, ids, temperature=temperature, return_entropy=entropy)
     m = mask.to(torch.float32)
     if entropy:
         logp, ent = out

@@ -10,6 +10,7 @@ time/generation (includes time/data, the prompt encoding), time/logprobs (old/re
 time/rewards_wait (reward time not hidden behind them), time/advantages, time/update (includes
 time/loss, the loss math), time/other (logging, sampling), time/step; time/rewards_total is the
 reward pipeline's own compute time."""
+
 from __future__ import annotations
 
 import json
@@ -41,10 +42,21 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(t.mean()), float(t.std(unbiased=False)) if len(values) > 1 else 0.0
 
 
-def reward_metrics(total: list[float], components: dict[str, list[float]], correct: list[bool], task_types: list[str], group_ids: list[int], lengths: list[int], truncated: list[bool], format_enabled: bool) -> dict[str, float]:
+def reward_metrics(
+    total: list[float],
+    components: dict[str, list[float]],
+    correct: list[bool],
+    task_types: list[str],
+    group_ids: list[int],
+    lengths: list[int],
+    truncated: list[bool],
+    format_enabled: bool,
+) -> dict[str, float]:
     """Reward, accuracy, format and length statistics of one generation batch."""
     out: dict[str, float] = {}
-    for name, values in [("total", total)] + [(k, components[k]) for k in ("hybrid", "length", "format") if k in components]:
+    for name, values in [("total", total)] + [
+        (k, components[k]) for k in ("hybrid", "length", "format") if k in components
+    ]:
         out[f"reward/{name}_mean"], out[f"reward/{name}_std"] = _mean_std(values)
     out["accuracy"] = sum(correct) / len(correct)
     by_type: dict[str, list[bool]] = defaultdict(list)
@@ -62,7 +74,9 @@ def reward_metrics(total: list[float], components: dict[str, list[float]], corre
     for i, g in enumerate(group_ids):
         groups[g].append(i)
     out["groups/no_correct_frac"] = sum(not any(correct[i] for i in idx) for idx in groups.values()) / len(groups)
-    out["groups/zero_spread_frac"] = sum(max(total[i] for i in idx) == min(total[i] for i in idx) for idx in groups.values()) / len(groups)
+    out["groups/zero_spread_frac"] = sum(
+        max(total[i] for i in idx) == min(total[i] for i in idx) for idx in groups.values()
+    ) / len(groups)
     pen = components.get("length", [])
     out["length_penalty/fire_rate"] = sum(v < 0 for v in pen) / len(pen) if pen else 0.0
     return out
@@ -108,7 +122,9 @@ class MetricsLogger:
         """On resume: drop records of steps after the checkpoint (they will be redone)."""
         for path in (self.metrics_path, self.samples_path):
             if path.is_file():
-                keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+                keep = [
+                    line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step
+                ]
                 path.write_text("".join(line + "\n" for line in keep))
 
     def close(self) -> None:

@@ -1,5 +1,6 @@
 """PNG plots of a run's metrics.jsonl (rewards, accuracy, response length and KL per step), and one
 figure overlaying several runs' curves (`harmo compare`)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,9 +10,26 @@ from harmo_fast.trainer.metrics import read_metrics
 
 # file name -> (title, y label, series as (metric key or key prefix, legend label))
 PLOTS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
-    "rewards.png": ("Rewards (batch mean)", "reward", [("reward/total_mean", "total"), ("reward/hybrid_mean", "hybrid"), ("reward/length_mean", "length"), ("reward/format_mean", "format")]),
-    "accuracy.png": ("Training accuracy", "accuracy", [("accuracy", "all"), ("accuracy/*", ""), ("format_compliance", "format compliance")]),
-    "response_length.png": ("Response length (tokens)", "tokens", [("length/mean", "mean"), ("length/min", "min"), ("length/max", "max")]),
+    "rewards.png": (
+        "Rewards (batch mean)",
+        "reward",
+        [
+            ("reward/total_mean", "total"),
+            ("reward/hybrid_mean", "hybrid"),
+            ("reward/length_mean", "length"),
+            ("reward/format_mean", "format"),
+        ],
+    ),
+    "accuracy.png": (
+        "Training accuracy",
+        "accuracy",
+        [("accuracy", "all"), ("accuracy/*", ""), ("format_compliance", "format compliance")],
+    ),
+    "response_length.png": (
+        "Response length (tokens)",
+        "tokens",
+        [("length/mean", "mean"), ("length/min", "min"), ("length/max", "max")],
+    ),
     "kl.png": ("KL to the frozen reference (0 when beta = 0: no reference)", "KL", [("kl", "kl")]),
 }
 

@@ -1,6 +1,7 @@
 """The policy (and, only when beta > 0, a frozen reference copy): any Hugging Face causal LM or
 vision-language model by hub id or local path, a built-in tiny model, or a `harmo train`
 checkpoint directory."""
+
 from __future__ import annotations
 
 import contextlib
@@ -117,10 +118,16 @@ def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu", seed: int 
     tower = vision_tower(model)
     if cfg.freeze_vision:
         if tower is None:
-            raise ValueError(f"model.freeze_vision: {cfg.name!r} has no vision tower (one of {', '.join(VISION_TOWER_ATTRS)})")
+            raise ValueError(
+                f"model.freeze_vision: {cfg.name!r} has no vision tower (one of {', '.join(VISION_TOWER_ATTRS)})"
+            )
         tower.requires_grad_(False)
     dedup_repeated_images(tower)
-    if device.type == "cuda" and cfg.gradient_checkpointing and getattr(model, "supports_gradient_checkpointing", False):
+    if (
+        device.type == "cuda"
+        and cfg.gradient_checkpointing
+        and getattr(model, "supports_gradient_checkpointing", False)
+    ):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     return Policy(model, processor, is_vlm, device, cfg.name)

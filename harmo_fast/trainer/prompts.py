@@ -1,5 +1,6 @@
 """Samples -> model inputs: the chat template (with image slots for a vision-language processor),
 left padding for generation, images loaded once and cached."""
+
 from __future__ import annotations
 
 import functools
@@ -47,7 +48,14 @@ class PromptEncoder:
         """The full prompt string, generation prompt included."""
         messages: list[dict[str, Any]] = []
         if self.system_prompt:
-            messages.append({"role": "system", "content": self.system_prompt if not self.is_vlm else [{"type": "text", "text": self.system_prompt}]})
+            messages.append(
+                {
+                    "role": "system",
+                    "content": self.system_prompt
+                    if not self.is_vlm
+                    else [{"type": "text", "text": self.system_prompt}],
+                }
+            )
         if self.is_vlm:
             content = [{"type": "image"} for _ in sample.images] + [{"type": "text", "text": self.user_text(sample)}]
             messages.append({"role": "user", "content": content})

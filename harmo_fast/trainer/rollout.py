@@ -1,5 +1,6 @@
 """Rollout: G sampled completions per prompt. `RolloutEngine` is the interface (a vLLM engine can
 implement it later); `HFRolloutEngine` runs Hugging Face `generate`."""
+
 from __future__ import annotations
 
 import abc
@@ -14,9 +15,15 @@ import torch
 from harmo_fast.data.jsonl import Sample
 from harmo_fast.trainer.prompts import PromptEncoder
 
-
 TEXT_TYPE_IDS = ("mm_token_type_ids", "token_type_ids")
-MEDIA_TOKEN_ATTRS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id", "image_token_index", "video_token_index")
+MEDIA_TOKEN_ATTRS = (
+    "image_token_id",
+    "video_token_id",
+    "vision_start_token_id",
+    "vision_end_token_id",
+    "image_token_index",
+    "video_token_index",
+)
 
 
 @dataclass
@@ -64,7 +71,9 @@ def _ranges(offsets: torch.Tensor, counts: torch.Tensor, which: list[int]) -> to
     return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
 
 
-def select_rows(tensors: dict[str, torch.Tensor], rows: list[int], n: int, image_counts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def select_rows(
+    tensors: dict[str, torch.Tensor], rows: list[int], n: int, image_counts: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
     """A row subset of processor outputs. Per-row tensors are indexed; Qwen-VL style flattened
     image patches (`pixel_values` with `image_grid_thw`) are gathered by the images of those rows."""
     if rows == list(range(n)):
@@ -94,7 +103,9 @@ class RolloutEngine(abc.ABC):
     """Produces completions for prompts with the current policy weights."""
 
     @abc.abstractmethod
-    def generate(self, samples: list[Sample], num_generations: int, *, greedy: bool = False, max_new_tokens: int | None = None) -> RolloutBatch:
+    def generate(
+        self, samples: list[Sample], num_generations: int, *, greedy: bool = False, max_new_tokens: int | None = None
+    ) -> RolloutBatch:
         """`num_generations` completions for each sample, grouped contiguously."""
 
     encode_seconds: float = 0.0  # time the last generate() spent building prompt tensors (data work)
@@ -106,7 +117,18 @@ class RolloutEngine(abc.ABC):
 class HFRolloutEngine(RolloutEngine):
     """Sampling with `model.generate` under `torch.inference_mode`, in eval mode."""
 
-    def __init__(self, model: Any, encoder: PromptEncoder, *, max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, device: torch.device | str = "cpu", autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
+    def __init__(
+        self,
+        model: Any,
+        encoder: PromptEncoder,
+        *,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        device: torch.device | str = "cpu",
+        autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    ):
         self.model = model
         self.autocast = autocast
         self.encoder = encoder
@@ -133,9 +155,19 @@ class HFRolloutEngine(RolloutEngine):
 
         # A fresh config: hub models ship sampling defaults (top_k, repetition penalty) we must not inherit.
         sampling = {} if greedy else dict(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
-        return GenerationConfig(do_sample=not greedy, max_new_tokens=max_new_tokens, eos_token_id=self.eos_ids, pad_token_id=self.pad_id, use_cache=True, suppress_tokens=self.suppress_ids or None, **sampling)
+        return GenerationConfig(
+            do_sample=not greedy,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=self.eos_ids,
+            pad_token_id=self.pad_id,
+            use_cache=True,
+            suppress_tokens=self.suppress_ids or None,
+            **sampling,
+        )
 
-    def generate(self, samples: list[Sample], num_generations: int, *, greedy: bool = False, max_new_tokens: int | None = None) -> RolloutBatch:
+    def generate(
+        self, samples: list[Sample], num_generations: int, *, greedy: bool = False, max_new_tokens: int | None = None
+    ) -> RolloutBatch:
         t0 = time.perf_counter()
         rows = [s for s in samples for _ in range(num_generations)]
         # Encode each prompt (and its images) once, then repeat the tensors for its G rows.
@@ -152,14 +184,18 @@ class HFRolloutEngine(RolloutEngine):
         self.model.eval()
         try:
             with torch.inference_mode(), self.autocast():
-                out = self.model.generate(**prompt, generation_config=self._generation_config(greedy, max_new_tokens or self.max_new_tokens))
+                out = self.model.generate(
+                    **prompt, generation_config=self._generation_config(greedy, max_new_tokens or self.max_new_tokens)
+                )
         finally:
             self.model.train(was_training)
         completion = out[:, width:].clone()  # a normal tensor: inference tensors cannot enter autograd
         mask, lengths, truncated = completion_mask(completion, self.eos_ids)
         completion = completion.masked_fill(~mask, self.pad_id)
         tok = self.encoder.tokenizer
-        texts = tok.batch_decode([ids[:n] for ids, n in zip(completion.tolist(), lengths.tolist())], skip_special_tokens=True)
+        texts = tok.batch_decode(
+            [ids[:n] for ids, n in zip(completion.tolist(), lengths.tolist())], skip_special_tokens=True
+        )
         group_ids = torch.arange(len(samples), device=self.device).repeat_interleave(num_generations)
         return RolloutBatch(rows, group_ids, prompt, completion, mask, lengths, truncated, texts, image_counts)
 
@@ -168,7 +204,9 @@ def completion_mask(ids: torch.Tensor, eos_ids: list[int]) -> tuple[torch.Tensor
     """(mask up to and including the first EOS, lengths, truncated = no EOS within the budget)."""
     is_eos = torch.isin(ids, torch.tensor(eos_ids, device=ids.device))
     has_eos = is_eos.any(dim=1)
-    first = torch.where(has_eos, is_eos.int().argmax(dim=1), torch.full_like(has_eos, ids.shape[1], dtype=torch.long) - 1)
+    first = torch.where(
+        has_eos, is_eos.int().argmax(dim=1), torch.full_like(has_eos, ids.shape[1], dtype=torch.long) - 1
+    )
     mask = torch.arange(ids.shape[1], device=ids.device)[None, :] <= first[:, None]
     return mask, mask.sum(dim=1), ~has_eos
 

@@ -5,6 +5,7 @@ Run directory: config.yaml, metrics.jsonl, samples.jsonl, eval_start.json, eval_
 warm-up ran), eval_end.json, grpo_gain.json (end over warm-up, paired per sample), rewards.png /
 accuracy.png / response_length.png / kl.png, checkpoints/step-NNNNNN/, final_model/ (a Hugging Face
 model directory), data/ (synthetic set)."""
+
 from __future__ import annotations
 
 import json
@@ -96,7 +97,16 @@ def _sample_rows(out: StepOutput, k: int) -> list[dict[str, Any]]:
 
 def _step_metrics(st: TrainState, out: StepOutput, lr: float, seconds: float) -> dict[str, float]:
     b, r = out.batch, out.rewards
-    m = reward_metrics(r.total, r.components, [v.correct for v in r.verdicts], [s.task_type for s in b.samples], b.group_ids.tolist(), b.lengths.tolist(), b.truncated.tolist(), st.cfg.rewards.format.enabled)
+    m = reward_metrics(
+        r.total,
+        r.components,
+        [v.correct for v in r.verdicts],
+        [s.task_type for s in b.samples],
+        b.group_ids.tolist(),
+        b.lengths.tolist(),
+        b.truncated.tolist(),
+        st.cfg.rewards.format.enabled,
+    )
     m.update(out.stats)
     m["lr"] = lr
     m["nan_skipped"] = st.nan_skipped
@@ -105,7 +115,9 @@ def _step_metrics(st: TrainState, out: StepOutput, lr: float, seconds: float) ->
         m[f"time/{k}"] = st.timings.get(k, 0.0)
     m["time/rewards_total"] = float(r.timings.get("total", sum(r.timings.values()))) if r.timings else float("nan")
     m["time/step"] = seconds
-    m["time/other"] = seconds - sum(st.timings.get(k, 0.0) for k in ("generation", "logprobs", "rewards_wait", "advantages", "update"))
+    m["time/other"] = seconds - sum(
+        st.timings.get(k, 0.0) for k in ("generation", "logprobs", "rewards_wait", "advantages", "update")
+    )
     m["tokens_per_second"] = float(b.lengths.sum()) / seconds
     return m
 
@@ -116,7 +128,14 @@ def _evaluate(name: str, st: TrainState, test: Dataset | None, out_dir: Path) ->
         return None
     samples = test.samples[: e.max_samples] if e.max_samples else test.samples
     t0 = time.perf_counter()
-    report = evaluate(st.engine, st.rewards, samples, batch_size=e.batch_size, max_new_tokens=e.max_new_tokens, format_enabled=st.cfg.rewards.format.enabled)
+    report = evaluate(
+        st.engine,
+        st.rewards,
+        samples,
+        batch_size=e.batch_size,
+        max_new_tokens=e.max_new_tokens,
+        format_enabled=st.cfg.rewards.format.enabled,
+    )
     report["seconds"] = time.perf_counter() - t0
     write_report(report, out_dir / f"eval_{name}.json")
     print(format_table(report, f"eval_{name} ({len(samples)} samples, {report['seconds']:.0f}s)"))
@@ -136,8 +155,10 @@ def _write_gain(out_dir: Path) -> None:
     gain = paired_gain(base, end)
     gain["baseline"] = base_path.stem
     (out_dir / "grpo_gain.json").write_text(json.dumps(gain, indent=2) + "\n")
-    print(f"GRPO gain over {base_path.stem}: {gain['gain']:+.1%} (paired standard error {gain['stderr']:.1%}; "
-          f"{gain['gained']} samples gained, {gain['lost']} lost)")
+    print(
+        f"GRPO gain over {base_path.stem}: {gain['gain']:+.1%} (paired standard error {gain['stderr']:.1%}; "
+        f"{gain['gained']} samples gained, {gain['lost']} lost)"
+    )
 
 
 def _export(policy: Policy, out_dir: Path) -> None:
@@ -153,14 +174,34 @@ def build_state(cfg: Config, rewards: Any | None = None) -> TrainState:
     policy = load_policy(cfg.model, device, cfg.trainer.seed)
     encoder = PromptEncoder(policy.processor, policy.is_vlm, cfg.data.prompt_template, cfg.data.system_prompt)
     r, a, t = cfg.rollout, cfg.algorithm, cfg.trainer
-    engine = build_engine(r.engine, model=policy.model, encoder=encoder, max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, device=device, autocast=lambda: autocast(cfg.model, device))
+    engine = build_engine(
+        r.engine,
+        model=policy.model,
+        encoder=encoder,
+        max_new_tokens=r.max_new_tokens,
+        temperature=r.temperature,
+        top_p=r.top_p,
+        top_k=r.top_k,
+        device=device,
+        autocast=lambda: autocast(cfg.model, device),
+    )
     params = [p for p in policy.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=t.lr, betas=tuple(t.adam_betas), eps=t.adam_eps, weight_decay=t.weight_decay)
-    scheduler = build_scheduler(optimizer, t.lr_warmup_steps, t.steps * a.num_iterations * a.num_minibatches, t.min_lr_ratio, t.lr_schedule)
+    optimizer = torch.optim.AdamW(
+        params, lr=t.lr, betas=tuple(t.adam_betas), eps=t.adam_eps, weight_decay=t.weight_decay
+    )
+    scheduler = build_scheduler(
+        optimizer, t.lr_warmup_steps, t.steps * a.num_iterations * a.num_minibatches, t.min_lr_ratio, t.lr_schedule
+    )
     return TrainState(cfg, policy, engine, rewards if rewards is not None else build_rewards(cfg), optimizer, scheduler)
 
 
-def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, on_step: Callable[[int, dict[str, float]], None] | None = None, rewards: Any | None = None) -> RunResult:
+def train(
+    cfg: Config,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    rewards: Any | None = None,
+) -> RunResult:
     """Run (or, with resume=True, continue from the latest checkpoint in `out_dir`) a GRPO run.
 
     on_step(step, metrics): called after each step's metrics are logged.
@@ -197,8 +238,18 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
                 from harmo_fast.trainer.warmup import supervised_warmup
 
                 w = cfg.warmup
-                info = supervised_warmup(policy.model, policy.processor, train_set.samples, steps=w.steps, lr=w.lr, batch_size=w.batch_size, seed=t.seed)
-                print(f"warm-up: {w.steps} steps, loss {info['loss_first']:.3f} -> {info['loss_final']:.3f} in {info['seconds']:.0f}s")
+                info = supervised_warmup(
+                    policy.model,
+                    policy.processor,
+                    train_set.samples,
+                    steps=w.steps,
+                    lr=w.lr,
+                    batch_size=w.batch_size,
+                    seed=t.seed,
+                )
+                print(
+                    f"warm-up: {w.steps} steps, loss {info['loss_first']:.3f} -> {info['loss_final']:.3f} in {info['seconds']:.0f}s"
+                )
                 result.evals["warmup"] = _evaluate("warmup", st, test_set, out_dir)
         if a.beta > 0:
             st.ref_model = _reference(policy, out_dir, fresh=ckpt is None)
@@ -216,15 +267,34 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
                     logger.log_samples(step, _sample_rows(out, cfg.logging.num_samples))
                 result.steps_done = step
                 bar.update(1)
-                bar.set_postfix(reward=f"{metrics['reward/total_mean']:.2f}", acc=f"{metrics['accuracy']:.2f}", len=f"{metrics['length/mean']:.0f}")
+                bar.set_postfix(
+                    reward=f"{metrics['reward/total_mean']:.2f}",
+                    acc=f"{metrics['accuracy']:.2f}",
+                    len=f"{metrics['length/mean']:.0f}",
+                )
                 if on_step is not None:
                     on_step(step, metrics)
                 state = {"nan_skipped": st.nan_skipped, "data": sampler.state_dict()}
-                if interrupt.requested or (cfg.checkpoint.every and step % cfg.checkpoint.every == 0) or step == t.steps:
-                    save_checkpoint(out_dir, step, model=policy.model, optimizer=optimizer, scheduler=scheduler, state=state, config=cfg, keep_last=cfg.checkpoint.keep_last)
+                if (
+                    interrupt.requested
+                    or (cfg.checkpoint.every and step % cfg.checkpoint.every == 0)
+                    or step == t.steps
+                ):
+                    save_checkpoint(
+                        out_dir,
+                        step,
+                        model=policy.model,
+                        optimizer=optimizer,
+                        scheduler=scheduler,
+                        state=state,
+                        config=cfg,
+                        keep_last=cfg.checkpoint.keep_last,
+                    )
                 if interrupt.requested:
                     result.interrupted = True
-                    print(f"interrupted: checkpoint saved at step {step}; continue with `harmo train --resume {out_dir}`")
+                    print(
+                        f"interrupted: checkpoint saved at step {step}; continue with `harmo train --resume {out_dir}`"
+                    )
                     return result
         if cfg.eval.at_end:
             result.evals["end"] = _evaluate("end", st, test_set, out_dir)
@@ -258,4 +328,11 @@ def _reference(policy: Policy, out_dir: Path, fresh: bool) -> Any:
 def _progress(cfg: Config, start: int) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=cfg.trainer.steps, initial=start, disable=not cfg.logging.progress_bar, desc="GRPO", unit="step", dynamic_ncols=True)
+    return tqdm(
+        total=cfg.trainer.steps,
+        initial=start,
+        disable=not cfg.logging.progress_bar,
+        desc="GRPO",
+        unit="step",
+        dynamic_ncols=True,
+    )

@@ -1,5 +1,6 @@
 """Which prompts each step trains on: a seeded permutation per epoch, consumed in order. Its
 position (epoch, offset) is part of a checkpoint, so a resumed run sees the same prompts."""
+
 from __future__ import annotations
 
 import torch

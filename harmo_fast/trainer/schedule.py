@@ -1,5 +1,6 @@
 """Learning-rate schedule: linear warm-up from 0, then cosine decay to `min_ratio` x the peak
 (or constant). Counted in optimizer steps."""
+
 from __future__ import annotations
 
 import math
@@ -28,5 +29,7 @@ class WarmupCosine:
         return self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_ratio: float = 0.0, kind: str = "cosine") -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_ratio: float = 0.0, kind: str = "cosine"
+) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup_steps, total_steps, min_ratio, kind))

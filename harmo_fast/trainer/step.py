@@ -1,19 +1,21 @@
 """THE GRPO step: rollout -> rewards (async, overlapped with the old/ref log-prob passes) ->
 mean-only group advantages -> `num_iterations` epochs of minibatches (gradient accumulation over
-micro-batches): log-probs -> `hf.grpo_loss` -> backward -> clip -> AdamW -> lr schedule.
+micro-batches): log-probs -> `harmo.grpo_loss` -> backward -> clip -> AdamW -> lr schedule.
 A non-finite loss or gradient norm skips that optimizer step, warns and is counted."""
+
 from __future__ import annotations
 
 import time
 import warnings
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
-import harmo_fast as hf
+import harmo_fast as harmo
 from harmo_fast.data.jsonl import Sample
 from harmo_fast.rewards.types import RewardResult, RewardSample
 from harmo_fast.trainer.config import Config
@@ -51,7 +53,16 @@ class StepOutput:
 
 def reward_samples(batch: RolloutBatch) -> list[RewardSample]:
     return [
-        RewardSample(completion=text, answer=s.answer, task_type=s.task_type, group_id=int(g), length=int(n), prompt=s.prompt, reference=s.reference, choices=s.choices)
+        RewardSample(
+            completion=text,
+            answer=s.answer,
+            task_type=s.task_type,
+            group_id=int(g),
+            length=int(n),
+            prompt=s.prompt,
+            reference=s.reference,
+            choices=s.choices,
+        )
         for s, text, g, n in zip(batch.samples, batch.texts, batch.group_ids.tolist(), batch.lengths.tolist())
     ]
 
@@ -70,12 +81,22 @@ def _minibatches(n: int, parts: int) -> list[list[int]]:
     return _chunks(list(range(n)), -(-n // max(1, parts)))
 
 
-def _forward(st: TrainState, model: Any, batch: RolloutBatch, rows: list[int], entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+def _forward(
+    st: TrainState, model: Any, batch: RolloutBatch, rows: list[int], entropy: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None, int]:
     """(logp, entropy, width) of `rows`, over their first `width` = longest completion columns."""
     width = int(batch.lengths[rows].max())
     inputs = batch.model_inputs(rows, width)
     with autocast(st.cfg.model, st.policy.device):
-        logp, ent = completion_logprobs(model, inputs, batch.completion_ids[rows, :width], batch.completion_mask[rows, :width], temperature=st.cfg.rollout.temperature, entropy=entropy, path=st.cfg.model.logprobs)
+        logp, ent = completion_logprobs(
+            model,
+            inputs,
+            batch.completion_ids[rows, :width],
+            batch.completion_mask[rows, :width],
+            temperature=st.cfg.rollout.temperature,
+            entropy=entropy,
+            path=st.cfg.model.logprobs,
+        )
     return logp, ent, width
 
 
@@ -105,11 +126,15 @@ class PendingAdvantages:
                 self.result = self.future.result()
             with st.timer("advantages"):
                 rewards = torch.tensor(self.result.total, dtype=torch.float32, device=st.policy.device)
-                self.adv = hf.group_advantages(rewards, group_size=a.group_size, scale=a.advantage_scale, eps=a.advantage_eps)
+                self.adv = harmo.group_advantages(
+                    rewards, group_size=a.group_size, scale=a.advantage_scale, eps=a.advantage_eps
+                )
         return self.adv
 
 
-def update(st: TrainState, batch: RolloutBatch, pending: PendingAdvantages, old: torch.Tensor | None, ref: torch.Tensor | None) -> dict[str, float]:
+def update(
+    st: TrainState, batch: RolloutBatch, pending: PendingAdvantages, old: torch.Tensor | None, ref: torch.Tensor | None
+) -> dict[str, float]:
     """`num_iterations` epochs of `num_minibatches` optimizer steps over the batch.
 
     With beta = 0 a response whose advantage is exactly 0 (every response of a zero-spread group)
@@ -137,13 +162,15 @@ def update(st: TrainState, batch: RolloutBatch, pending: PendingAdvantages, old:
                 early = _forward(st, st.policy.model, batch, head, entropy=cfg.logging.entropy)
             adv = pending.get()
             nonzero = (adv != 0).tolist()
-            active = [i for i in mb[len(head):] if a.beta > 0 or nonzero[i]]
+            active = [i for i in mb[len(head) :] if a.beta > 0 or nonzero[i]]
             for rows in ([head] if head else []) + _chunks(active, cfg.trainer.micro_batch_size):
-                logp, ent, w = early if rows is head else _forward(st, st.policy.model, batch, rows, entropy=cfg.logging.entropy)
+                logp, ent, w = (
+                    early if rows is head else _forward(st, st.policy.model, batch, rows, entropy=cfg.logging.entropy)
+                )
                 early = None
                 m_rows = mask[rows, :w]
                 with st.timer("loss"):
-                    loss, m = hf.grpo_loss(
+                    loss, m = harmo.grpo_loss(
                         logp, None if old is None else old[rows, :w], adv[rows], m_rows, ref_logp=None if ref is None else ref[rows, :w],
                         eps_low=a.eps_low, eps_high=a.eps_high, delta=a.delta, beta=a.beta, kl_estimator=a.kl_estimator,
                         ratio_level=a.ratio_level, loss_agg=a.loss_agg, normalizer=_normalizer(a.loss_agg, tokens_mb, cfg.rollout.max_new_tokens),
@@ -161,10 +188,18 @@ def update(st: TrainState, batch: RolloutBatch, pending: PendingAdvantages, old:
                     sums[k] += float(m[k]) * tok
                 if ent is not None:
                     sums["entropy"] += float((ent * m_rows).sum())
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.trainer.max_grad_norm) if finite else torch.tensor(float("nan"))
+            grad_norm = (
+                torch.nn.utils.clip_grad_norm_(params, cfg.trainer.max_grad_norm)
+                if finite
+                else torch.tensor(float("nan"))
+            )
             if not finite or not torch.isfinite(grad_norm):
                 st.nan_skipped += 1
-                warnings.warn(f"non-finite {'loss' if not finite else 'gradient norm'}: optimizer step skipped ({st.nan_skipped} so far)", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"non-finite {'loss' if not finite else 'gradient norm'}: optimizer step skipped ({st.nan_skipped} so far)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 continue
             st.optimizer.step()
             st.scheduler.step()
@@ -175,7 +210,10 @@ def update(st: TrainState, batch: RolloutBatch, pending: PendingAdvantages, old:
     for p in params:
         p.grad = None
     nonzero = (pending.get() != 0).tolist()
-    out = {k: sums[k] / n_tokens if n_tokens else float("nan") for k in ("kl_mean", "clip_low_frac", "clip_high_frac", "ratio_mean", "entropy")}
+    out = {
+        k: sums[k] / n_tokens if n_tokens else float("nan")
+        for k in ("kl_mean", "clip_low_frac", "clip_high_frac", "ratio_mean", "entropy")
+    }
     out["kl"] = out.pop("kl_mean")
     out["loss"] = sums["loss"] / n_steps if n_steps else float("nan")
     out["grad_norm"] = sums["grad_norm"] / n_steps if n_steps else float("nan")

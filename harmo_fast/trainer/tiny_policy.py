@@ -3,6 +3,7 @@ small enough to train on a CPU in minutes, with the code-built tokenizer of
 `harmo_fast.trainer.tokenizer` and an image processor that turns a small image into a handful of
 vision tokens. It behaves like a hub Qwen2-VL checkpoint (chat template, processor call,
 `generate`, `save_pretrained`/`from_pretrained`), so the trainer has no special path for it."""
+
 from __future__ import annotations
 
 from typing import Any

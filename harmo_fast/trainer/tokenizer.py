@@ -2,6 +2,7 @@
 synthetic task set, with and without a leading space) over a per-character fallback, so any ASCII
 text round-trips exactly and the synthetic prompts and answers cost one token per word. Nothing is
 downloaded; the vocabulary is fixed in this file, so a saved tokenizer reloads identically."""
+
 from __future__ import annotations
 
 import string
@@ -21,16 +22,7 @@ TAG_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
 UNK = "<unk>"
 
 # The words of the synthetic task set (harmo_fast.data.synth) plus a little common English.
-WORDS = """
-a an the is are there in of to and or what which how many much where color colour shape shapes
-image picture shown number numbers value expression result answer question first then think
-inside give final one two three four five zero yes no true false left right top bottom middle
-center up down red green blue yellow orange purple black white gray circle circles square squares
-triangle triangles i see count counted it its this that read reads says equals plus minus times
-only choose option options letter with word words text at on by for from be as not any some all
-user assistant system
-each side half sum difference so
-""".split()
+WORDS = ["a", "an", "the", "is", "are", "there", "in", "of", "to", "and", "or", "what", "which", "how", "many", "much", "where", "color", "colour", "shape", "shapes", "image", "picture", "shown", "number", "numbers", "value", "expression", "result", "answer", "question", "first", "then", "think", "inside", "give", "final", "one", "two", "three", "four", "five", "zero", "yes", "no", "true", "false", "left", "right", "top", "bottom", "middle", "center", "up", "down", "red", "green", "blue", "yellow", "orange", "purple", "black", "white", "gray", "circle", "circles", "square", "squares", "triangle", "triangles", "i", "see", "count", "counted", "it", "its", "this", "that", "read", "reads", "says", "equals", "plus", "minus", "times", "only", "choose", "option", "options", "letter", "with", "word", "words", "text", "at", "on", "by", "for", "from", "be", "as", "not", "any", "some", "all", "user", "assistant", "system", "each", "side", "half", "sum", "difference", "so"]
 
 # Qwen-style chat template: images become <|vision_start|><|image_pad|><|vision_end|>; the
 # processor then expands <|image_pad|> to the image's number of merged patches.

@@ -6,6 +6,7 @@ image does not depend on the other images of the batch; python_tests/test_vision
 it), with 1/G of the vision work in the rollout's prefill and the update's forward passes.
 
 Installed as forward hooks, so the module tree and state-dict keys stay as they are."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,7 +24,9 @@ class ImageDedup:
     def __init__(self) -> None:
         self.plan: tuple[list[int], list[int]] | None = None
 
-    def before(self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]] | None:
+    def before(
+        self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]
+    ) -> tuple[tuple, dict[str, Any]] | None:
         self.plan = None
         grid = kwargs.get("grid_thw")
         if len(args) != 1 or not isinstance(grid, torch.Tensor) or grid.ndim != 2:
@@ -67,7 +70,9 @@ def _repeat_rows(t: torch.Tensor, sizes: list[int], copies: list[int]) -> torch.
     total = sum(sizes)
     k = total // t.shape[0] if t.shape[0] else 0
     if k == 0 or k * t.shape[0] != total or any(s % k for s in sizes):
-        raise RuntimeError(f"vision dedup: an output of {t.shape[0]} rows does not split over images of {sizes} patches")
+        raise RuntimeError(
+            f"vision dedup: an output of {t.shape[0]} rows does not split over images of {sizes} patches"
+        )
     index, start = [], 0
     for size, n in zip(sizes, copies):
         rows = torch.arange(start, start + size // k)

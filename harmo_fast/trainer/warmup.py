@@ -1,6 +1,7 @@
 """The supervised warm-up: a short SFT stage that teaches a randomly initialised policy the
 `<think>...</think><answer>...</answer>` format (and some of the task) before GRPO, so that the
 first GRPO groups already contain rewarded responses. The loss covers the completion tokens only."""
+
 from __future__ import annotations
 
 import math
@@ -69,7 +70,9 @@ class _Batcher:
         prompt = str(_field(sample, "prompt"))
         if self.is_vlm:
             content = [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": prompt}]
-            return self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
+            return self.processor.apply_chat_template(
+                [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+            )
         if getattr(self.tokenizer, "chat_template", None):
             msgs = [{"role": "user", "content": prompt}]
             return self.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
@@ -83,7 +86,9 @@ class _Batcher:
             enc = dict(self.processor(text=texts, images=flat or None, return_tensors="pt", padding=True))
         else:
             enc = dict(self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False))
-        targets = [self.tokenizer(target_completion(s) + self.eos, add_special_tokens=False)["input_ids"] for s in samples]
+        targets = [
+            self.tokenizer(target_completion(s) + self.eos, add_special_tokens=False)["input_ids"] for s in samples
+        ]
         width = max(len(t) for t in targets)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         tgt = torch.full((len(samples), width), pad, dtype=torch.long)
@@ -94,7 +99,11 @@ class _Batcher:
         prompt_ids = enc.pop("input_ids")
         prompt_mask = enc.pop("attention_mask")
         labels = torch.cat([torch.full_like(prompt_ids, IGNORE), tgt.masked_fill(tgt_mask == 0, IGNORE)], dim=1)
-        batch = {"input_ids": torch.cat([prompt_ids, tgt], 1), "attention_mask": torch.cat([prompt_mask, tgt_mask], 1), "labels": labels}
+        batch = {
+            "input_ids": torch.cat([prompt_ids, tgt], 1),
+            "attention_mask": torch.cat([prompt_mask, tgt_mask], 1),
+            "labels": labels,
+        }
         if "mm_token_type_ids" in enc:  # zeros (text) for the appended target tokens
             mm = enc.pop("mm_token_type_ids")
             batch["mm_token_type_ids"] = torch.cat([mm, torch.zeros_like(tgt)], 1)
@@ -107,7 +116,9 @@ def completion_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> t
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     logits = model(**inputs).logits[:, :-1].float()
     labels = batch["labels"][:, 1:]
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE)
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE
+    )
 
 
 def supervised_warmup(

@@ -1,5 +1,6 @@
 """Group addressing shared by the one-program-per-group Triton kernels (group_advantages,
 length_penalty): contiguous groups are addressed directly, ragged ones through a row order."""
+
 from __future__ import annotations
 
 import triton

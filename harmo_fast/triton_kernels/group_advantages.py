@@ -2,6 +2,7 @@
 csrc/group_advantages/group_advantages_math.h: statistics in float64 over the group's non-NaN
 rewards, deviations from a pivot (the first non-NaN reward) so that all-equal groups give exactly 0.
 Batch scale adds a one-program combination of the group summaries and an elementwise rescale."""
+
 from __future__ import annotations
 
 import torch
@@ -16,8 +17,19 @@ SCALE_BLOCK = 1024
 
 
 @triton.jit
-def _group_kernel(r_ptr, out_ptr, order_ptr, offsets_ptr, summary_ptr, group_size, eps,
-                  SCALE: tl.constexpr, UNBIASED: tl.constexpr, CONTIGUOUS: tl.constexpr, BLOCK: tl.constexpr):
+def _group_kernel(
+    r_ptr,
+    out_ptr,
+    order_ptr,
+    offsets_ptr,
+    summary_ptr,
+    group_size,
+    eps,
+    SCALE: tl.constexpr,
+    UNBIASED: tl.constexpr,
+    CONTIGUOUS: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     g = tl.program_id(0).to(tl.int64)
     if CONTIGUOUS:
         begin = g * group_size
@@ -117,7 +129,9 @@ def _rescale_kernel(out_ptr, inv_ptr, n, BLOCK: tl.constexpr):
     tl.store(out_ptr + offs, (a * inv).to(tl.float32), mask=m)
 
 
-def group_advantages(rewards: torch.Tensor, groups: GroupLayout, scale: int, eps: float, unbiased: bool) -> torch.Tensor:
+def group_advantages(
+    rewards: torch.Tensor, groups: GroupLayout, scale: int, eps: float, unbiased: bool
+) -> torch.Tensor:
     """fp32 advantages of contiguous rewards (N,) over `groups` (N > 0)."""
     n = rewards.shape[0]
     out = torch.empty(n, dtype=torch.float32, device=rewards.device)
@@ -128,10 +142,19 @@ def group_advantages(rewards: torch.Tensor, groups: GroupLayout, scale: int, eps
     order = groups.order if not contiguous else out
     offsets = groups.offsets if not contiguous else out
     _group_kernel[(groups.num_groups,)](
-        rewards, out, order, offsets, summary, max(groups.size, 1), eps,
-        SCALE=scale, UNBIASED=unbiased, CONTIGUOUS=contiguous, BLOCK=block,
+        rewards,
+        out,
+        order,
+        offsets,
+        summary,
+        max(groups.size, 1),
+        eps,
+        SCALE=scale,
+        UNBIASED=unbiased,
+        CONTIGUOUS=contiguous,
+        BLOCK=block,
     )
     if scale == 2:
         _batch_inverse_std_kernel[(1,)](summary, groups.num_groups, eps, UNBIASED=unbiased, BLOCK=MAX_BLOCK)
-        _rescale_kernel[(triton.cdiv(n, SCALE_BLOCK),)](out, summary[3 * groups.num_groups:], n, BLOCK=SCALE_BLOCK)
+        _rescale_kernel[(triton.cdiv(n, SCALE_BLOCK),)](out, summary[3 * groups.num_groups :], n, BLOCK=SCALE_BLOCK)
     return out

@@ -2,6 +2,7 @@
 makes the row's partial sums [loss, count, kl, clip_low, clip_high, ratio] and writes the
 per-token gradient coefficient (before the row's aggregation weight); a second kernel scales the
 coefficients by grad_output * alpha_b in place."""
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,9 @@ PARTIALS = 8
 
 
 @triton.jit
-def _grpo_token(r, adv, w, d, clip_lo, clip_hi, delta, beta, no_clamp, HAS_REF: tl.constexpr, BIAS: tl.constexpr,
-                EST: tl.constexpr):
+def _grpo_token(
+    r, adv, w, d, clip_lo, clip_hi, delta, beta, no_clamp, HAS_REF: tl.constexpr, BIAS: tl.constexpr, EST: tl.constexpr
+):
     """(loss, dL/dr, dL/dlogp at fixed r, kl term, clip_low, clip_high) of each token."""
     r1 = tl.where(r > delta, delta, r)
     r2 = tl.where(r < clip_lo, clip_lo, tl.where(r > clip_hi, clip_hi, r))
@@ -51,10 +53,30 @@ def _grpo_token(r, adv, w, d, clip_lo, clip_hi, delta, beta, no_clamp, HAS_REF: 
 
 
 @triton.jit
-def _rows_kernel(lp_ptr, old_ptr, ref_ptr, mask_ptr, adv_ptr, w_ptr, coef_ptr, part_ptr, T,
-                 clip_lo, clip_hi, delta, beta, no_clamp,
-                 HAS_REF: tl.constexpr, BIAS: tl.constexpr, EST: tl.constexpr, SEQ: tl.constexpr,
-                 ADV_TOK: tl.constexpr, W_MODE: tl.constexpr, NEED_GRAD: tl.constexpr, BLOCK: tl.constexpr):
+def _rows_kernel(
+    lp_ptr,
+    old_ptr,
+    ref_ptr,
+    mask_ptr,
+    adv_ptr,
+    w_ptr,
+    coef_ptr,
+    part_ptr,
+    T,
+    clip_lo,
+    clip_hi,
+    delta,
+    beta,
+    no_clamp,
+    HAS_REF: tl.constexpr,
+    BIAS: tl.constexpr,
+    EST: tl.constexpr,
+    SEQ: tl.constexpr,
+    ADV_TOK: tl.constexpr,
+    W_MODE: tl.constexpr,
+    NEED_GRAD: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     b = tl.program_id(0).to(tl.int64)
     base = b * T
     cols = tl.arange(0, BLOCK)
@@ -105,8 +127,9 @@ def _rows_kernel(lp_ptr, old_ptr, ref_ptr, mask_ptr, adv_ptr, w_ptr, coef_ptr, p
             d = tl.where(on, rf - x, 0.0)
         else:
             d = tl.zeros([BLOCK], tl.float32)
-        loss, dl_dr, dl_dlogp, kl, clo, chi = _grpo_token(r, adv, w, d, clip_lo, clip_hi, delta, beta, no_clamp, HAS_REF, BIAS,
-                                                      EST)
+        loss, dl_dr, dl_dlogp, kl, clo, chi = _grpo_token(
+            r, adv, w, d, clip_lo, clip_hi, delta, beta, no_clamp, HAS_REF, BIAS, EST
+        )
         acc_loss += tl.where(on, m * loss, 0.0)
         acc_kl += tl.where(on, m * kl, 0.0)
         acc_lo += tl.where(on, m * clo, 0.0)
@@ -130,8 +153,9 @@ def _rows_kernel(lp_ptr, old_ptr, ref_ptr, mask_ptr, adv_ptr, w_ptr, coef_ptr, p
                 ok = offs < T
                 m = tl.load(mask_ptr + base + offs, mask=ok, other=0).to(tl.float32)
                 cf = tl.load(coef_ptr + base + offs, mask=ok, other=0.0).to(tl.float32)
-                tl.store(coef_ptr + base + offs, tl.where(m != 0.0, cf + m * c, 0.0).to(coef_ptr.dtype.element_ty),
-                         mask=ok)
+                tl.store(
+                    coef_ptr + base + offs, tl.where(m != 0.0, cf + m * c, 0.0).to(coef_ptr.dtype.element_ty), mask=ok
+                )
     out = part_ptr + b * 8
     tl.store(out + 0, tl.sum(acc_loss, 0))
     tl.store(out + 1, cnt)
@@ -153,7 +177,7 @@ def _scale_kernel(coef_ptr, scale_ptr, grad_ptr, T, BLOCK: tl.constexpr):
         tl.store(coef_ptr + b * T + offs, (c * s).to(coef_ptr.dtype.element_ty), mask=ok)
 
 
-def forward(logp, old, adv, mask, ref, w, cfg, need_grad):  # noqa: ANN001, ANN201
+def forward(logp, old, adv, mask, ref, w, cfg, need_grad):
     """Row partials (N, 8) fp32 and the coefficient tensor (or None); inputs as the launchers get them."""
     clip_lo, clip_hi, delta, beta, kl_code, bias, seq = cfg[:7]
     n, t = logp.shape
@@ -162,10 +186,28 @@ def forward(logp, old, adv, mask, ref, w, cfg, need_grad):  # noqa: ANN001, ANN2
     if n and t:
         w_mode = 0 if w is None else (2 if w.dim() == 2 else 1)
         _rows_kernel[(n,)](
-            logp, old, logp if ref is None else ref, mask, adv, adv if w is None else w,
-            logp if coef is None else coef, partials, t, clip_lo, clip_hi, delta, beta, math.inf,
-            HAS_REF=ref is not None, BIAS=bool(bias), EST=kl_code, SEQ=bool(seq), ADV_TOK=adv.dim() == 2,
-            W_MODE=w_mode, NEED_GRAD=need_grad, BLOCK=BLOCK,
+            logp,
+            old,
+            logp if ref is None else ref,
+            mask,
+            adv,
+            adv if w is None else w,
+            logp if coef is None else coef,
+            partials,
+            t,
+            clip_lo,
+            clip_hi,
+            delta,
+            beta,
+            math.inf,
+            HAS_REF=ref is not None,
+            BIAS=bool(bias),
+            EST=kl_code,
+            SEQ=bool(seq),
+            ADV_TOK=adv.dim() == 2,
+            W_MODE=w_mode,
+            NEED_GRAD=need_grad,
+            BLOCK=BLOCK,
         )
     elif need_grad:
         coef.zero_()

@@ -1,6 +1,7 @@
 """Triton kernel of length_penalty, one program per group, mirroring
 csrc/length_penalty/length_penalty_math.h (the anchor is the group's shortest correct length;
 d and g in float64)."""
+
 from __future__ import annotations
 
 import torch
@@ -15,8 +16,20 @@ _NO_ANCHOR = 9223372036854775807
 
 
 @triton.jit
-def _length_penalty_kernel(len_ptr, correct_ptr, out_ptr, order_ptr, offsets_ptr, group_size, p_max, tau, no_anchor,
-                           SHAPE: tl.constexpr, CONTIGUOUS: tl.constexpr, BLOCK: tl.constexpr):
+def _length_penalty_kernel(
+    len_ptr,
+    correct_ptr,
+    out_ptr,
+    order_ptr,
+    offsets_ptr,
+    group_size,
+    p_max,
+    tau,
+    no_anchor,
+    SHAPE: tl.constexpr,
+    CONTIGUOUS: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     g = tl.program_id(0).to(tl.int64)
     if CONTIGUOUS:
         begin = g * group_size
@@ -57,8 +70,9 @@ def _length_penalty_kernel(len_ptr, correct_ptr, out_ptr, order_ptr, offsets_ptr
         tl.store(out_ptr + rows, value.to(tl.float32), mask=inb)
 
 
-def length_penalty(lengths: torch.Tensor, correct: torch.Tensor, groups: GroupLayout, p_max: float, tau: float,
-                   shape: int) -> torch.Tensor:
+def length_penalty(
+    lengths: torch.Tensor, correct: torch.Tensor, groups: GroupLayout, p_max: float, tau: float, shape: int
+) -> torch.Tensor:
     """fp32 penalties of contiguous lengths/correct (N,) over `groups` (N > 0)."""
     n = lengths.shape[0]
     out = torch.empty(n, dtype=torch.float32, device=lengths.device)
@@ -68,7 +82,17 @@ def length_penalty(lengths: torch.Tensor, correct: torch.Tensor, groups: GroupLa
     order = groups.order if not contiguous else out
     offsets = groups.offsets if not contiguous else out
     _length_penalty_kernel[(groups.num_groups,)](
-        lengths, correct.view(torch.uint8), out, order, offsets, max(groups.size, 1), p_max, tau, _NO_ANCHOR,
-        SHAPE=shape, CONTIGUOUS=contiguous, BLOCK=block,
+        lengths,
+        correct.view(torch.uint8),
+        out,
+        order,
+        offsets,
+        max(groups.size, 1),
+        p_max,
+        tau,
+        _NO_ANCHOR,
+        SHAPE=shape,
+        CONTIGUOUS=contiguous,
+        BLOCK=block,
     )
     return out

@@ -1,6 +1,7 @@
 """Triton kernels of selective log-softmax: one program per row on a 1-D grid, 64-bit row offsets,
 an online max / sum-exp over the vocabulary in BLOCK-wide slices (the same math as
 csrc/selective_log_softmax/selective_log_softmax_math.h)."""
+
 from __future__ import annotations
 
 import torch
@@ -12,9 +13,18 @@ _MAX_BLOCK = 4096
 
 @triton.jit
 def _forward_kernel(
-    logits_ptr, index_ptr, logp_ptr, lse_ptr, entropy_ptr,
-    vocab, inner, stride_outer, stride_inner, inv_tau,
-    HAS_ENTROPY: tl.constexpr, BLOCK: tl.constexpr,
+    logits_ptr,
+    index_ptr,
+    logp_ptr,
+    lse_ptr,
+    entropy_ptr,
+    vocab,
+    inner,
+    stride_outer,
+    stride_inner,
+    inv_tau,
+    HAS_ENTROPY: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
     base = logits_ptr + (row // inner) * stride_outer + (row % inner) * stride_inner
@@ -48,9 +58,24 @@ def _forward_kernel(
 
 @triton.jit
 def _backward_kernel(
-    logits_ptr, index_ptr, grad_logp_ptr, grad_entropy_ptr, lse_ptr, entropy_ptr, grad_ptr,
-    vocab, inner, stride_outer, stride_inner, grad_inner, grad_stride_outer, grad_stride_inner, inv_tau,
-    HAS_GRAD_LOGP: tl.constexpr, HAS_GRAD_ENTROPY: tl.constexpr, BLOCK: tl.constexpr,
+    logits_ptr,
+    index_ptr,
+    grad_logp_ptr,
+    grad_entropy_ptr,
+    lse_ptr,
+    entropy_ptr,
+    grad_ptr,
+    vocab,
+    inner,
+    stride_outer,
+    stride_inner,
+    grad_inner,
+    grad_stride_outer,
+    grad_stride_inner,
+    inv_tau,
+    HAS_GRAD_LOGP: tl.constexpr,
+    HAS_GRAD_ENTROPY: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
     src = logits_ptr + (row // inner) * stride_outer + (row % inner) * stride_inner
@@ -79,29 +104,64 @@ def _block(vocab: int) -> int:
 
 
 def forward(
-    logits: torch.Tensor, layout: tuple[int, int, int, int, int], index: torch.Tensor, inv_tau: float,
-    logp: torch.Tensor, lse: torch.Tensor, entropy: torch.Tensor | None,
+    logits: torch.Tensor,
+    layout: tuple[int, int, int, int, int],
+    index: torch.Tensor,
+    inv_tau: float,
+    logp: torch.Tensor,
+    lse: torch.Tensor,
+    entropy: torch.Tensor | None,
 ) -> None:
     """Fill logp, lse (and entropy) per row; layout = (rows, vocab, inner, stride_outer, stride_inner)."""
     rows, vocab, inner, so, si = layout
     _forward_kernel[(rows,)](
-        logits, index, logp, lse, entropy if entropy is not None else lse,
-        vocab, inner, so, si, inv_tau,
-        HAS_ENTROPY=entropy is not None, BLOCK=_block(vocab),
+        logits,
+        index,
+        logp,
+        lse,
+        entropy if entropy is not None else lse,
+        vocab,
+        inner,
+        so,
+        si,
+        inv_tau,
+        HAS_ENTROPY=entropy is not None,
+        BLOCK=_block(vocab),
     )
 
 
 def backward(
-    logits: torch.Tensor, layout: tuple[int, int, int, int, int], index: torch.Tensor, inv_tau: float,
-    grad_logp: torch.Tensor | None, grad_entropy: torch.Tensor | None, lse: torch.Tensor,
-    entropy: torch.Tensor | None, grad: torch.Tensor, grad_layout: tuple[int, int, int, int, int],
+    logits: torch.Tensor,
+    layout: tuple[int, int, int, int, int],
+    index: torch.Tensor,
+    inv_tau: float,
+    grad_logp: torch.Tensor | None,
+    grad_entropy: torch.Tensor | None,
+    lse: torch.Tensor,
+    entropy: torch.Tensor | None,
+    grad: torch.Tensor,
+    grad_layout: tuple[int, int, int, int, int],
 ) -> None:
     """Write d loss / d logits into grad (which may be logits itself)."""
     rows, vocab, inner, so, si = layout
     _, _, g_inner, g_so, g_si = grad_layout
     _backward_kernel[(rows,)](
-        logits, index, grad_logp if grad_logp is not None else lse,
-        grad_entropy if grad_entropy is not None else lse, lse, entropy if entropy is not None else lse, grad,
-        vocab, inner, so, si, g_inner, g_so, g_si, inv_tau,
-        HAS_GRAD_LOGP=grad_logp is not None, HAS_GRAD_ENTROPY=grad_entropy is not None, BLOCK=_block(vocab),
+        logits,
+        index,
+        grad_logp if grad_logp is not None else lse,
+        grad_entropy if grad_entropy is not None else lse,
+        lse,
+        entropy if entropy is not None else lse,
+        grad,
+        vocab,
+        inner,
+        so,
+        si,
+        g_inner,
+        g_so,
+        g_si,
+        inv_tau,
+        HAS_GRAD_LOGP=grad_logp is not None,
+        HAS_GRAD_ENTROPY=grad_entropy is not None,
+        BLOCK=_block(vocab),
     )

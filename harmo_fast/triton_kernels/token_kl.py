@@ -1,5 +1,6 @@
 """Triton kernels of token_kl: flat elementwise forward (fp32 value) and backward (recomputes the
 local derivative), mirroring csrc/token_kl/token_kl_math.h."""
+
 from __future__ import annotations
 
 import torch
@@ -59,7 +60,9 @@ def forward(logp: torch.Tensor, ref: torch.Tensor, code: int, clamp_d: float, cl
     return out
 
 
-def backward(grad: torch.Tensor, logp: torch.Tensor, ref: torch.Tensor, code: int, clamp_d: float, clamp_v: float) -> torch.Tensor:
+def backward(
+    grad: torch.Tensor, logp: torch.Tensor, ref: torch.Tensor, code: int, clamp_d: float, clamp_v: float
+) -> torch.Tensor:
     """grad_logp (logp's dtype) = grad (fp32, contiguous) * d kl / d logp."""
     out = torch.empty(logp.shape, dtype=logp.dtype, device=logp.device)
     n = logp.numel()

@@ -3,9 +3,11 @@
 A verifier is a `Verifier` subclass registered under one or more task types with `@register`.
 The built-in families live in the modules imported at the bottom; a user module can register
 more (pass its name to `VerifierPool(preload=...)` so worker processes see it too)."""
+
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from harmo_fast.rewards.verifiers.base import Verifier
 
@@ -52,4 +54,4 @@ from harmo_fast.rewards.verifiers import (  # noqa: E402,F401
     yes_no,
 )
 
-__all__ = ["Verifier", "register", "get_verifier", "registered_task_types"]
+__all__ = ["Verifier", "get_verifier", "register", "registered_task_types"]

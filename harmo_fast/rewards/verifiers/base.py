@@ -1,7 +1,9 @@
 """The verifier base class: per-gold comparison, combined over a list of acceptable golds."""
+
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from harmo_fast.rewards.types import Verdict
 

@@ -1,5 +1,6 @@
 """Counting questions: one integer, written as digits or as a number word. An answer that
 mentions several different numbers ("3 apples, not 4") is a hedge and is wrong."""
+
 from __future__ import annotations
 
 import re

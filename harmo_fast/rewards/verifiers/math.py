@@ -8,6 +8,7 @@ relative tolerance; `ordered` (default False) compares bare lists `1, 2, 3` in o
 A gold inequality accepts an equal interval, but a gold interval does not accept a restated
 inequality (verifier_notes.md 1.1). Lists are never judged by a subset: `1728` is wrong for
 `1331, 1728`, and `5 or 7` is a hedge."""
+
 from __future__ import annotations
 
 import re
@@ -35,8 +36,7 @@ _PLAIN_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 _ELLIPSIS = re.compile(r"\\[lc]?dots|\.\.\.|…")
 _PROSE = re.compile(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}")
 _MATH_WORDS = frozenset(
-    "sin cos tan cot sec csc log ln exp arcsin arccos arctan sinh cosh tanh sqrt frac pi infty "
-    "cdot times div binom lim sum int min max gcd lcm mod pmod det".split()
+    ["sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "sqrt", "frac", "pi", "infty", "cdot", "times", "div", "binom", "lim", "sum", "int", "min", "max", "gcd", "lcm", "mod", "pmod", "det"]
 )
 
 
@@ -127,7 +127,7 @@ class _Comparer:
         p_vals = self._readings(pe, "%" in p)
         for gv in g_vals:
             for pv in p_vals:
-                if gn is not None and gn.ulp is not None or pn is not None and pn.ulp is not None:
+                if (gn is not None and gn.ulp is not None) or (pn is not None and pn.ulp is not None):
                     if self._decimal_close(pv, gv, pn, gn):
                         return MATCH
                 elif exprs_equal(pv, gv):

@@ -1,23 +1,14 @@
 """LaTeX clean-up of a math answer before it is compared: delimiters, boxes, spacing
 commands, `\\left`/`\\right`, degree signs, trailing units and text (never single letters)."""
+
 from __future__ import annotations
 
 import re
 import unicodedata
 
-UNIT_WORDS = frozenset("""
-cm mm km m2 cm2 mm2 km2 m3 cm3 meter meters metre metres centimeter centimeters millimeter
-millimeters kilometer kilometers inch inches foot feet ft yard yards yd mile miles mi
-gram grams kg kilogram kilograms mg pound pounds lb lbs ounce ounces oz ton tons tonne tonnes
-liter liters litre litres ml gallon gallons
-second seconds sec secs minute minutes min mins hour hours hr hrs day days week weeks month
-months year years
-degree degrees deg radian radians rad
-dollar dollars cent cents euro euros usd
-unit units sq square cubic mph kmh kph
-people person persons students student ways times apples cookies marbles items pieces
-point points integer integers number numbers outcomes cars boxes balls coins books pages
-""".split())
+UNIT_WORDS = frozenset(
+    ["cm", "mm", "km", "m2", "cm2", "mm2", "km2", "m3", "cm3", "meter", "meters", "metre", "metres", "centimeter", "centimeters", "millimeter", "millimeters", "kilometer", "kilometers", "inch", "inches", "foot", "feet", "ft", "yard", "yards", "yd", "mile", "miles", "mi", "gram", "grams", "kg", "kilogram", "kilograms", "mg", "pound", "pounds", "lb", "lbs", "ounce", "ounces", "oz", "ton", "tons", "tonne", "tonnes", "liter", "liters", "litre", "litres", "ml", "gallon", "gallons", "second", "seconds", "sec", "secs", "minute", "minutes", "min", "mins", "hour", "hours", "hr", "hrs", "day", "days", "week", "weeks", "month", "months", "year", "years", "degree", "degrees", "deg", "radian", "radians", "rad", "dollar", "dollars", "cent", "cents", "euro", "euros", "usd", "unit", "units", "sq", "square", "cubic", "mph", "kmh", "kph", "people", "person", "persons", "students", "student", "ways", "times", "apples", "cookies", "marbles", "items", "pieces", "point", "points", "integer", "integers", "number", "numbers", "outcomes", "cars", "boxes", "balls", "coins", "books", "pages"]
+)
 
 _DELIMS = re.compile(r"\\[()\[\]]|\$")
 _SPACING = re.compile(r"(?<!\\)\\[,;:! ]|~|\\quad|\\qquad")
@@ -25,10 +16,12 @@ _SIZING = re.compile(r"\\(?:left|right|big|Big|bigg|Bigg)[lr]?(?![a-zA-Z])\.?")
 _STYLE = re.compile(r"\\(?:displaystyle|textstyle|scriptstyle)")
 _DEGREE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree")
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|operatorname|mbox)\s*\{([^{}]*)\}")
-_TRAILING_TEXT_UNIT = re.compile(r"^(.*?[\d}.)])\s*\\(?:text|mathrm|mbox)\s*\{\s*([A-Za-z][A-Za-z .]*)\}\s*(?:\^\s*\{?\d\}?)?$")
+_TRAILING_TEXT_UNIT = re.compile(
+    r"^(.*?[\d}.)])\s*\\(?:text|mathrm|mbox)\s*\{\s*([A-Za-z][A-Za-z .]*)\}\s*(?:\^\s*\{?\d\}?)?$"
+)
 _TRAILING_WORDS = re.compile(r"^(.*?[\d}.)%])\s+([A-Za-z]{2,}(?:[ /][A-Za-z]{2,})*)(?:\s*\^\s*\{?\d\}?)?$")
 _ORDINAL = re.compile(r"(\d)\s*\^?\s*\{?\s*(?:\\text\{\s*)?(?:st|nd|rd|th)\s*\}?\}?$")
-_FUNCTION_WORDS = frozenset("sin cos tan cot sec csc log ln exp arcsin arccos arctan sinh cosh tanh and or".split())
+_FUNCTION_WORDS = frozenset(["sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "and", "or"])
 
 
 def unwrap_boxed(text: str) -> str:
@@ -36,9 +29,9 @@ def unwrap_boxed(text: str) -> str:
     t = text.strip()
     while True:
         m = re.match(r"\\(?:boxed|fbox)\s*\{", t)
-        if not m or not t.endswith("}") or not _balanced(t[m.end():-1]):
+        if not m or not t.endswith("}") or not _balanced(t[m.end() : -1]):
             return t
-        t = t[m.end():-1].strip()
+        t = t[m.end() : -1].strip()
 
 
 def _balanced(s: str) -> bool:
@@ -95,7 +88,9 @@ def _strip_units(t: str) -> str:
             t = m.group(1).strip()
             continue
         m = _TRAILING_WORDS.match(t)
-        if m and all(w.lower() in UNIT_WORDS or w.lower().rstrip("s") in UNIT_WORDS for w in re.split(r"[ /]", m.group(2))):
+        if m and all(
+            w.lower() in UNIT_WORDS or w.lower().rstrip("s") in UNIT_WORDS for w in re.split(r"[ /]", m.group(2))
+        ):
             t = m.group(1).strip()
             continue
         m = re.match(r"^(.*?\d)\s*\\?(?:cm|mm|km|m|kg|g|s|ml)\s*\^\s*\{?[23]\}?$", t)

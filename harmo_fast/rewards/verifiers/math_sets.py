@@ -1,4 +1,5 @@
 """Inequalities, intervals and unions as sympy sets of reals, and their equality."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -7,6 +7,7 @@ Nodes are tuples, cheap to build and compare:
     ("union", parts)            ("matrix", rows)       rows of nodes
     ("rel", exprs, ops)         a chain `e0 op0 e1 op1 e2 ...`, ops in = < <= > >= !=
 """
+
 from __future__ import annotations
 
 import re
@@ -22,8 +23,18 @@ _OPENERS = "([{"
 _CLOSERS = ")]}"
 _SEPARATORS = re.compile(r",|;|\\text\{\s*(?:and|or)\s*\}|\s(?:and|or)\s|\\(?:lor|vee)(?![a-zA-Z])")
 _REL = re.compile(r"\\(?:leq?|geq?|neq?|approx)(?![a-zA-Z])|<=|>=|!=|≤|≥|≠|=|<|>")
-_REL_CANON = {"\\le": "<=", "\\leq": "<=", "\\ge": ">=", "\\geq": ">=", "\\ne": "!=", "\\neq": "!=",
-              "\\approx": "=", "≤": "<=", "≥": ">=", "≠": "!="}
+_REL_CANON = {
+    "\\le": "<=",
+    "\\leq": "<=",
+    "\\ge": ">=",
+    "\\geq": ">=",
+    "\\ne": "!=",
+    "\\neq": "!=",
+    "\\approx": "=",
+    "≤": "<=",
+    "≥": ">=",
+    "≠": "!=",
+}
 _MATRIX = re.compile(r"^\\begin\{([pbvBV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}$", re.DOTALL)
 _PM = re.compile(r"\\(?:pm|mp)(?![a-zA-Z])|±|∓")
 
@@ -54,7 +65,7 @@ def _depths(text: str) -> list[int]:
 def _split(text: str, matches: list[re.Match[str]]) -> list[str]:
     parts, last = [], 0
     for m in matches:
-        parts.append(text[last:m.start()])
+        parts.append(text[last : m.start()])
         last = m.end()
     parts.append(text[last:])
     return [p.strip() for p in parts]
@@ -68,7 +79,7 @@ def _wrapped(text: str) -> tuple[str, str, str] | None:
         inner = text[2:-2]
         return ("{", inner, "}") if _closes_at_end(text) else None
     if text.startswith("\\langle") and text.endswith("\\rangle"):
-        return "<", text[len("\\langle"):-len("\\rangle")], ">"
+        return "<", text[len("\\langle") : -len("\\rangle")], ">"
     if text[0] in "([" and text[-1] in ")]" and _closes_at_end(text):
         return text[0], text[1:-1], text[-1]
     return None
@@ -112,7 +123,7 @@ def parse_structure(text: str, depth: int = 0) -> Node:
     pms = _top_level(t, _PM)
     if len(pms) == 1:
         m = pms[0]
-        head, tail = t[:m.start()].strip(), t[m.end():].strip()
+        head, tail = t[: m.start()].strip(), t[m.end() :].strip()
         plus = f"{head}+{tail}" if head else tail
         minus = f"{head}-{tail}" if head else f"-{tail}"
         sign = -1 if m.group(0) in ("\\mp", "∓") else 1

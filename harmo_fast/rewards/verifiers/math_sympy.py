@@ -7,6 +7,7 @@ to zero under sympy's adaptive-precision evalf, never "close to zero" (so `(x+y+
 `(x+y+1)^{40}+1` differ, and so do `1/2004!` and `1/2006!`). Expressions with decimal literals
 compare to a relative 1e-10. `simplify` is the last resort when evaluation is undefined. Results are never printed with `str()`, whose
 cost on huge numbers is what makes other verifiers hang."""
+
 from __future__ import annotations
 
 import random
@@ -36,7 +37,7 @@ def to_sympy(text: str) -> Any:
 
     try:
         expr = latex2sympy(text)
-    except Exception as exc:  # noqa: BLE001 - the parser raises many kinds
+    except Exception as exc:
         raise SympyParseError(f"unparseable: {type(exc).__name__}") from None
     if not isinstance(expr, sympy.Basic):
         raise SympyParseError(f"not an expression: {type(expr).__name__}")
@@ -159,8 +160,11 @@ def _agree_at_points(p: Any, g: Any, exact: bool) -> bool:
     points = _points(names, exact, 12345)
     for _ in range(3 * NUM_POINTS):
         vals = next(points)
-        same = _same_value(p.xreplace({s: vals[s.name] for s in p.free_symbols}),
-                           g.xreplace({s: vals[s.name] for s in g.free_symbols}), exact)
+        same = _same_value(
+            p.xreplace({s: vals[s.name] for s in p.free_symbols}),
+            g.xreplace({s: vals[s.name] for s in g.free_symbols}),
+            exact,
+        )
         if same is None:
             continue
         if not same:

@@ -1,11 +1,13 @@
 """Multiple choice: the option letter in any usual notation (`A`, `(A)`, `A.`, `**A**`,
 `\\boxed{A}`, `\\text{(A)}`, lower case), or the option's text when `choices` are given.
 Letters are limited to the valid options; several different letters are a hedge and wrong."""
+
 from __future__ import annotations
 
 import re
 import string
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from harmo_fast.rewards.normalize import normalize_text
 from harmo_fast.rewards.verifiers import register
@@ -13,7 +15,9 @@ from harmo_fast.rewards.verifiers.base import Outcome, Verifier
 
 _WRAPPERS = re.compile(r"\\(?:boxed|text|textbf|mathrm|mathbf|fbox)\s*\{([^{}]*)\}")
 # The whole answer is one letter: `B`, `(b)`, `B.`, `B)`, `[B]`, `Option B`, `B: 12`, `(B) 12`.
-_LEADING = re.compile(r"^(?:(?:option|choice|answer)\s*(?::\s*)?)?[(\[]?([A-Za-z])[)\]]?(?:\s*$|\s*[.:)]\s*|(?<=[)\]])\s+)", re.IGNORECASE)
+_LEADING = re.compile(
+    r"^(?:(?:option|choice|answer)\s*(?::\s*)?)?[(\[]?([A-Za-z])[)\]]?(?:\s*$|\s*[.:)]\s*|(?<=[)\]])\s+)", re.IGNORECASE
+)
 _PAREN = re.compile(r"[(\[]([A-Z])[)\]]")
 _STANDALONE = re.compile(r"(?<![\w'\\])([A-Z])(?![\w'])")
 
@@ -40,7 +44,7 @@ def letter_of(text: str, valid: str, choices: Sequence[str] | None) -> tuple[str
     m = _LEADING.match(t)
     if m and m.group(1).upper() in valid:
         found.add(m.group(1).upper())
-        t = t[m.end():]  # the rest may still name other options: "(A) (B) (C)" is a hedge
+        t = t[m.end() :]  # the rest may still name other options: "(A) (B) (C)" is a hedge
     elif choices:
         norm = normalize_text(t)
         hits = {valid[i] for i, c in enumerate(choices[: len(valid)]) if normalize_text(str(c)) == norm and norm}
@@ -52,7 +56,7 @@ def letter_of(text: str, valid: str, choices: Sequence[str] | None) -> tuple[str
         if c not in valid:
             continue
         # "A cat", "I think": a capital A or I followed by a lower-case word is prose.
-        if c in "AI" and re.match(r"\s+[a-z]", t[m.end():m.end() + 3]):
+        if c in "AI" and re.match(r"\s+[a-z]", t[m.end() : m.end() + 3]):
             continue
         found.add(c)
     if len(found) == 1:

@@ -1,6 +1,7 @@
 """Numeric answers: one number, exact for integers and fractions, to half a unit in the
 gold's last printed place for decimals (relative for scientific notation), or within
 `rel_tol`; a percent policy as for math. Expressions (`\\sqrt{2}`) fall back to sympy."""
+
 from __future__ import annotations
 
 from typing import Any

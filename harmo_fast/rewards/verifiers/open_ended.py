@@ -1,7 +1,9 @@
 """Open-ended answers have no rule verdict: the hybrid router scores them with the model RM."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from harmo_fast.rewards.types import Verdict
 from harmo_fast.rewards.verifiers import register
@@ -19,5 +21,6 @@ class OpenEndedVerifier(Verifier):
         return "parse_fail", "open-ended: no rule verdict"
 
     def check(self, answer: str, golds: Sequence[str], options: dict[str, Any]) -> Verdict:
-        return Verdict(0.0, False, "parse_fail", answer, confident=False, scored_by="none",
-                       detail="open-ended: no rule verdict")
+        return Verdict(
+            0.0, False, "parse_fail", answer, confident=False, scored_by="none", detail="open-ended: no rule verdict"
+        )

@@ -1,8 +1,10 @@
 """OCR and short-text answers: exact match after normalisation (Unicode NFKC, case,
 punctuation, articles, number words), with ANLS reported as a separate partial score."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from harmo_fast.rewards.normalize import anls, normalize_text
 from harmo_fast.rewards.types import Verdict

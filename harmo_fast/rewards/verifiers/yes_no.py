@@ -1,4 +1,5 @@
 """Yes/no questions: whole words only, never substrings ("know" is not "no")."""
+
 from __future__ import annotations
 
 import re
@@ -14,7 +15,7 @@ _LEAD = re.compile(r"\s*(?:\*\*)?(yes|no)(?:\*\*)?\s*(?:[,.!;:]|$)", re.IGNORECA
 
 
 def yes_no_of(text: str, *, whole_response: bool = False) -> str | None:
-    """"yes" / "no" when the text commits to exactly one of them, else None.
+    """ "yes" / "no" when the text commits to exactly one of them, else None.
 
     A marked answer must contain one kind only ("yes or no" is a hedge). A bare response counts
     when it opens with the word as a clause ("Yes, because..."), or mentions only one of them.
