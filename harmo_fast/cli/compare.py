@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from harmo_fast.trainer.smoothing import SMOOTH
+
 EVALS = (("eval_start.json", "start"), ("eval_warmup.json", "warm-up"), ("eval_end.json", "end"))
 
 
@@ -16,7 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("compare", help="overlay the curves of several runs", description=__doc__)
     p.add_argument("runs", nargs="+", type=Path, help="run directories written by harmo train")
     p.add_argument("--out", type=Path, default=Path("compare.png"), help="the PNG to write (default compare.png)")
-    p.add_argument("--smooth", type=int, default=10, help="trailing mean over this many steps (1: raw)")
+    p.add_argument(
+        "--smooth", type=int, default=SMOOTH, help=f"trailing mean over this many steps (1: raw; default {SMOOTH})"
+    )
     p.set_defaults(func=run)
 
 
