@@ -45,6 +45,7 @@ def summary_table(run_dirs: list[Path]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # matplotlib and torch: every sub-command module is imported to build the parser (harmo data, harmo backends)
     from harmo_fast.trainer.plots import write_comparison
 
     missing = [str(d) for d in args.runs if not (d / "metrics.jsonl").is_file()]
