@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harmo_fast.cli import main
-from harmo_fast.trainer.plots import moving_average
+from harmo_fast.trainer.smoothing import moving_average
 
 
 @pytest.mark.parametrize("window", [1, 3, 7, 50])

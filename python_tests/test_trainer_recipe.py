@@ -7,13 +7,14 @@ import argparse
 from pathlib import Path
 
 import torch
-from trainer_fakes import TINY
+from trainer_fakes import TINY, LetterRewards
 
 from harmo_fast.cli import train as train_cli
 from harmo_fast.data.jsonl import load_jsonl
 from harmo_fast.data.synth import write_synth
+from harmo_fast.rewards.pipeline import RewardPipeline
 from harmo_fast.trainer.config import load_config
-from harmo_fast.trainer.rollout import HFRolloutEngine
+from harmo_fast.trainer.rollout import HFRolloutEngine, reward_samples
 from harmo_fast.trainer.run import build_state
 from harmo_fast.trainer.step import grpo_step, needs_old_logprobs
 
@@ -24,12 +25,14 @@ torch.set_num_threads(1)
 def test_paper_recipe_builds_and_steps_with_a_tiny_vlm(tmp_path):
     write_synth(tmp_path, 4, 0, seed=3)
     cfg = load_config(RECIPE, [
-        "model.name=tiny-vlm", f"model.builtin_overrides={TINY}", "trainer.device=cpu", "model.attn_implementation=null",
+        "model.name=tiny-vlm", f"model.builtin_overrides={TINY}", "trainer.device=cpu",
+        "model.attn_implementation=null",
         "rewards.num_workers=1", "rewards.model_rm.device=cpu",
         # keep the recipe's G = 8 but one prompt and short completions, so the step is fast
         "algorithm.prompts_per_step=1", "rollout.max_new_tokens=6", "trainer.micro_batch_size=4",
     ])  # fmt: skip
-    st = build_state(cfg)
+    # LetterRewards gives every group a reward spread (a random tiny policy is never right), so the step must update
+    st = build_state(cfg, rewards=LetterRewards())
     try:
         assert isinstance(st.engine, HFRolloutEngine) and st.ref_model is None  # beta = 0: no reference
         assert st.policy.is_vlm and not needs_old_logprobs(cfg)
@@ -39,11 +42,16 @@ def test_paper_recipe_builds_and_steps_with_a_tiny_vlm(tmp_path):
         out = grpo_step(st, samples)
         assert out.batch.size == 8 and out.advantages.shape == (8,)
         assert torch.allclose(out.advantages.view(1, 8).sum(1), torch.zeros(1), atol=1e-5)  # mean-only, per group
-        assert len(out.rewards.total) == 8 and set(out.rewards.components) == {"hybrid", "length", "format"}
-        if (out.advantages != 0).any():
-            assert any(not torch.equal(b, p) for b, p in zip(before, st.policy.model.parameters()))
+        assert (out.advantages != 0).all() and out.stats["trained_frac"] == 1.0
+        assert any(not torch.equal(b, p) for b, p in zip(before, st.policy.model.parameters()))
     finally:
         st.rewards.close()
+    pipeline = RewardPipeline(cfg.rewards)  # the recipe's own rewards score the same batch
+    try:
+        result = pipeline.submit(reward_samples(out.batch)).result()
+    finally:
+        pipeline.close()
+    assert len(result.total) == 8 and set(result.components) == {"hybrid", "length", "format"}
 
 
 def test_train_cli_reports_config_errors(tmp_path, capsys):

@@ -11,6 +11,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # torch: every sub-command module is imported to build the parser (harmo data must not pay for it)
     from harmo_fast._dispatch import available_backends
 
     for name, status in available_backends().items():

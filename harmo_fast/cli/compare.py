@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from harmo_fast.trainer.smoothing import SMOOTH
+
 EVALS = (("eval_start.json", "start"), ("eval_warmup.json", "warm-up"), ("eval_end.json", "end"))
 
 
@@ -16,7 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("compare", help="overlay the curves of several runs", description=__doc__)
     p.add_argument("runs", nargs="+", type=Path, help="run directories written by harmo train")
     p.add_argument("--out", type=Path, default=Path("compare.png"), help="the PNG to write (default compare.png)")
-    p.add_argument("--smooth", type=int, default=10, help="trailing mean over this many steps (1: raw)")
+    p.add_argument(
+        "--smooth", type=int, default=SMOOTH, help=f"trailing mean over this many steps (1: raw; default {SMOOTH})"
+    )
     p.set_defaults(func=run)
 
 
@@ -41,6 +45,7 @@ def summary_table(run_dirs: list[Path]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # matplotlib and torch: every sub-command module is imported to build the parser (harmo data, harmo backends)
     from harmo_fast.trainer.plots import write_comparison
 
     missing = [str(d) for d in args.runs if not (d / "metrics.jsonl").is_file()]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from harmo_fast.data.synth import write_synth
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("data", help="data set tools")
@@ -21,8 +23,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from harmo_fast.data.synth import write_synth
-
     paths = write_synth(
         args.out,
         n_train=args.n_train,

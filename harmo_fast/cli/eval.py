@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harmo_fast.data.jsonl import DataError, load_dataset
+from harmo_fast.trainer.config import Config, ConfigError, load_config
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("eval", help="evaluate a policy on a JSONL set", description=__doc__)
@@ -27,13 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harmo_fast.data.jsonl import DataError, load_dataset
-    from harmo_fast.rewards import RewardPipeline
-    from harmo_fast.trainer.config import Config, ConfigError, load_config
-    from harmo_fast.trainer.evaluate import evaluate, format_table, write_report
-    from harmo_fast.trainer.policy import load_policy, resolve_device
-    from harmo_fast.trainer.prompts import PromptEncoder
-    from harmo_fast.trainer.rollout import build_engine
+    # torch-heavy: every sub-command module is imported to build the parser (harmo data, harmo backends)
+    from harmo_fast.trainer.evaluate import evaluate_model, format_table, write_report
 
     try:
         cfg = load_config(args.config) if args.config else Config()
@@ -42,24 +40,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"harmo eval: {exc}")
         return 2
     cfg.model.name = args.model
-    device = resolve_device(args.device)
-    policy = load_policy(cfg.model, device, cfg.trainer.seed)
-    encoder = PromptEncoder(policy.processor, policy.is_vlm, cfg.data.prompt_template, cfg.data.system_prompt)
-    engine = build_engine(
-        cfg.rollout.engine,
-        model=policy.model,
-        encoder=encoder,
-        max_new_tokens=args.max_new_tokens or cfg.rollout.max_new_tokens,
-        device=device,
-    )
     samples = data.samples[: args.max_samples] if args.max_samples else data.samples
-    rewards = RewardPipeline(cfg.rewards)
-    try:
-        report = evaluate(
-            engine, rewards, samples, batch_size=args.batch_size, format_enabled=cfg.rewards.format.enabled
-        )
-    finally:
-        rewards.close()
+    report = evaluate_model(
+        cfg, samples, device=args.device, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens
+    )
     report["model"] = args.model
     report["data"] = str(args.data)
     print(format_table(report, f"{args.model} on {args.data}"))

@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    # torch: every sub-command module is imported to build the parser (harmo data, harmo backends)
     from harmo_fast.rewards.preference_head import read_pairs, train_preference_head
 
     try:
@@ -47,6 +48,7 @@ def run_train(args: argparse.Namespace) -> int:
     out = rm.save(args.out)
     stats = rm.config["train"]
     print(
-        f"trained on {stats['pairs']} pairs: loss {stats['final_loss']:.4f}, train accuracy {stats['accuracy']:.3f}; saved to {out}"
+        f"trained on {stats['pairs']} pairs: loss {stats['final_loss']:.4f}, "
+        f"train accuracy {stats['accuracy']:.3f}; saved to {out}"
     )
     return 0

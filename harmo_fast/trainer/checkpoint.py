@@ -98,7 +98,8 @@ def load_weights(model: Any, ckpt: str | Path) -> None:
     missing, unexpected = load_model(model, str(Path(ckpt) / "weights.safetensors"), strict=False)
     if missing or unexpected:
         raise RuntimeError(
-            f"{ckpt}: checkpoint weights do not match the model (missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})"
+            f"{ckpt}: checkpoint weights do not match the model "
+            f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})"
         )
 
 

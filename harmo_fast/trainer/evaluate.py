@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from harmo_fast.data.jsonl import Sample
-from harmo_fast.trainer.rollout import RolloutEngine
-from harmo_fast.trainer.step import reward_samples
+from harmo_fast.rewards.pipeline import RewardPipeline
+from harmo_fast.trainer.config import Config
+from harmo_fast.trainer.policy import load_policy, resolve_device
+from harmo_fast.trainer.prompts import PromptEncoder
+from harmo_fast.trainer.rollout import RolloutEngine, build_engine, reward_samples
 
 
 def evaluate(
@@ -52,6 +55,28 @@ def evaluate(
     }
 
 
+def evaluate_model(
+    cfg: Config, samples: list[Sample], *, device: str = "auto", batch_size: int, max_new_tokens: int | None = None
+) -> dict[str, Any]:
+    """`evaluate` of the policy `cfg.model` names on `device` ("auto": CUDA when available), with
+    the config's prompt, rollout and reward settings."""
+    device = resolve_device(device)
+    policy = load_policy(cfg.model, device, cfg.trainer.seed)
+    encoder = PromptEncoder(policy.processor, policy.is_vlm, cfg.data.prompt_template, cfg.data.system_prompt)
+    engine = build_engine(
+        cfg.rollout.engine,
+        model=policy.model,
+        encoder=encoder,
+        max_new_tokens=max_new_tokens or cfg.rollout.max_new_tokens,
+        device=device,
+    )
+    rewards = RewardPipeline(cfg.rewards)
+    try:
+        return evaluate(engine, rewards, samples, batch_size=batch_size, format_enabled=cfg.rewards.format.enabled)
+    finally:
+        rewards.close()
+
+
 def paired_gain(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
     """Accuracy gain of `after` over `before` on the samples both reports scored, with the paired
     standard error std(d) / sqrt(n) of the per-sample differences d in {-1, 0, 1}."""
@@ -68,7 +93,7 @@ def format_table(report: dict[str, Any], title: str = "evaluation") -> str:
     rows = [(t, v["n"], v["accuracy"]) for t, v in report["per_task_type"].items()] + [
         ("overall", report["n"], report["accuracy"])
     ]
-    width = max(len(r[0]) for r in rows + [("task type", 0, 0)])
+    width = max(len(r[0]) for r in [*rows, ("task type", 0, 0)])
     lines = [title, f"{'task type':<{width}}  {'n':>5}  accuracy", "-" * (width + 17)]
     lines += [f"{name:<{width}}  {n:>5}  {acc:8.1%}" for name, n, acc in rows]
     if report.get("format_compliance") is not None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from harmo_fast.trainer.metrics import read_metrics
+from harmo_fast.trainer.smoothing import SMOOTH, moving_average
 
 # file name -> (title, y label, series as (metric key or key prefix, legend label))
 PLOTS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
@@ -39,8 +40,9 @@ def _series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[fl
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def write_plots(metrics_path: str | Path, out_dir: str | Path) -> list[Path]:
-    """Write the PNGs of PLOTS into `out_dir`; returns their paths."""
+def write_plots(metrics_path: str | Path, out_dir: str | Path, smooth: int = SMOOTH) -> list[Path]:
+    """Write the PNGs of PLOTS into `out_dir`: each series as a `smooth`-step trailing mean over
+    its faint raw per-step curve (per-step batch means are noisy); returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,13 +53,20 @@ def write_plots(metrics_path: str | Path, out_dir: str | Path) -> list[Path]:
     written = []
     for name, (title, ylabel, series) in PLOTS.items():
         fig, ax = plt.subplots(figsize=(7, 4))
-        for key, label in series:
+        for i, (key, label) in enumerate(series):
             matches = [k for k in keys if k.startswith(key[:-1])] if key.endswith("*") else [key]
             for k in matches:
                 xs, ys = _series(records, k)
-                if xs:
-                    ax.plot(xs, ys, label=label or k.split("/", 1)[-1])
-        ax.set_title(title)
+                if not xs:
+                    continue
+                # the first series is the plot's headline: drawn thicker, on top
+                width, z = (2.4, 3) if i == 0 else (1.4, 2)
+                (line,) = ax.plot(
+                    xs, moving_average(ys, smooth), lw=width, zorder=z, label=label or k.split("/", 1)[-1]
+                )
+                if smooth > 1:
+                    ax.plot(xs, ys, color=line.get_color(), lw=0.7, alpha=0.25, zorder=1)
+        ax.set_title(title + (f", {smooth}-step mean over the raw steps" if smooth > 1 else ""), fontsize=10)
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel)
         if ax.lines:
@@ -80,20 +89,7 @@ COMPARE_PANELS: list[tuple[str, str]] = [
 ]
 
 
-def moving_average(values: list[float], window: int) -> list[float]:
-    """Trailing mean over the last `window` values (fewer at the start); window 1 returns a copy."""
-    if window < 1:
-        raise ValueError(f"smoothing window must be >= 1, got {window}")
-    out, total = [], 0.0
-    for i, v in enumerate(values):
-        total += v
-        if i >= window:
-            total -= values[i - window]
-        out.append(total / min(i + 1, window))
-    return out
-
-
-def write_comparison(run_dirs: list[Path], out_path: str | Path, smooth: int = 10) -> Path:
+def write_comparison(run_dirs: list[Path], out_path: str | Path, smooth: int = SMOOTH) -> Path:
     """One PNG with a panel per COMPARE_PANELS metric, a curve per run (named after its directory)."""
     import matplotlib
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from harmo_fast.trainer.config import ModelConfig
+from harmo_fast.trainer.checkpoint import load_weights
+from harmo_fast.trainer.config import ModelConfig, load_config
 from harmo_fast.trainer.vision_dedup import dedup_repeated_images
 
 # name -> (module, builder function, is a vision-language model); builders take seed= and return (model, processor).
@@ -52,25 +53,31 @@ def is_checkpoint_dir(path: str | Path) -> bool:
     return p.is_dir() and (p / "weights.safetensors").is_file() and (p / "config.yaml").is_file()
 
 
-def _load_hf(cfg: ModelConfig) -> tuple[Any, Any, bool]:
+def _load_hf(model_cfg: ModelConfig) -> tuple[Any, Any, bool]:
     from transformers import AutoConfig
 
-    hf_config = AutoConfig.from_pretrained(cfg.name, trust_remote_code=cfg.trust_remote_code)
+    hf_config = AutoConfig.from_pretrained(model_cfg.name, trust_remote_code=model_cfg.trust_remote_code)
     is_vlm = getattr(hf_config, "vision_config", None) is not None
-    kwargs: dict[str, Any] = {"dtype": DTYPES[cfg.dtype], "trust_remote_code": cfg.trust_remote_code}
-    if cfg.attn_implementation:
-        kwargs["attn_implementation"] = cfg.attn_implementation
+    kwargs: dict[str, Any] = {"dtype": DTYPES[model_cfg.dtype], "trust_remote_code": model_cfg.trust_remote_code}
+    if model_cfg.attn_implementation:
+        kwargs["attn_implementation"] = model_cfg.attn_implementation
     if is_vlm:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        model = AutoModelForImageTextToText.from_pretrained(cfg.name, **kwargs)
-        pixels = {k: v for k, v in (("min_pixels", cfg.min_pixels), ("max_pixels", cfg.max_pixels)) if v is not None}
-        processor = AutoProcessor.from_pretrained(cfg.name, trust_remote_code=cfg.trust_remote_code, **pixels)
+        model = AutoModelForImageTextToText.from_pretrained(model_cfg.name, **kwargs)
+        pixels = {
+            k: v
+            for k, v in (("min_pixels", model_cfg.min_pixels), ("max_pixels", model_cfg.max_pixels))
+            if v is not None
+        }
+        processor = AutoProcessor.from_pretrained(
+            model_cfg.name, trust_remote_code=model_cfg.trust_remote_code, **pixels
+        )
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model = AutoModelForCausalLM.from_pretrained(cfg.name, **kwargs)
-        processor = AutoTokenizer.from_pretrained(cfg.name, trust_remote_code=cfg.trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(model_cfg.name, **kwargs)
+        processor = AutoTokenizer.from_pretrained(model_cfg.name, trust_remote_code=model_cfg.trust_remote_code)
     return model, processor, is_vlm
 
 
@@ -81,21 +88,18 @@ def _load_builtin(name: str, seed: int, overrides: dict[str, int]) -> tuple[Any,
 
 
 def _load_checkpoint(path: str, seed: int) -> tuple[Any, Any, bool]:
-    from harmo_fast.trainer.checkpoint import load_weights
-    from harmo_fast.trainer.config import load_config
-
-    run_cfg = load_config(Path(path) / "config.yaml")
-    model, processor, is_vlm = _load_any(run_cfg.model, seed)
+    cfg = load_config(Path(path) / "config.yaml")
+    model, processor, is_vlm = _load_any(cfg.model, seed)
     load_weights(model, Path(path))
     return model, processor, is_vlm
 
 
-def _load_any(cfg: ModelConfig, seed: int) -> tuple[Any, Any, bool]:
-    if cfg.name in BUILTIN_MODELS:
-        return _load_builtin(cfg.name, seed, cfg.builtin_overrides)
-    if is_checkpoint_dir(cfg.name):
-        return _load_checkpoint(cfg.name, seed)
-    return _load_hf(cfg)
+def _load_any(model_cfg: ModelConfig, seed: int) -> tuple[Any, Any, bool]:
+    if model_cfg.name in BUILTIN_MODELS:
+        return _load_builtin(model_cfg.name, seed, model_cfg.builtin_overrides)
+    if is_checkpoint_dir(model_cfg.name):
+        return _load_checkpoint(model_cfg.name, seed)
+    return _load_hf(model_cfg)
 
 
 def vision_tower(model: Any) -> torch.nn.Module | None:
@@ -108,29 +112,29 @@ def vision_tower(model: Any) -> torch.nn.Module | None:
     return None
 
 
-def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu", seed: int = 0) -> Policy:
+def load_policy(model_cfg: ModelConfig, device: torch.device | str = "cpu", seed: int = 0) -> Policy:
     """Load the trainable policy onto `device` (gradient checkpointing on CUDA when enabled; the
-    vision tower frozen when `cfg.freeze_vision`, and encoding each of a batch's G image copies
+    vision tower frozen when `model_cfg.freeze_vision`, and encoding each of a batch's G image copies
     once where it is a Qwen-VL tower)."""
     device = torch.device(device)
-    model, processor, is_vlm = _load_any(cfg, seed)
-    model = model.to(device=device, dtype=DTYPES[cfg.dtype])
+    model, processor, is_vlm = _load_any(model_cfg, seed)
+    model = model.to(device=device, dtype=DTYPES[model_cfg.dtype])
     tower = vision_tower(model)
-    if cfg.freeze_vision:
+    if model_cfg.freeze_vision:
         if tower is None:
             raise ValueError(
-                f"model.freeze_vision: {cfg.name!r} has no vision tower (one of {', '.join(VISION_TOWER_ATTRS)})"
+                f"model.freeze_vision: {model_cfg.name!r} has no vision tower (one of {', '.join(VISION_TOWER_ATTRS)})"
             )
         tower.requires_grad_(False)
     dedup_repeated_images(tower)
     if (
         device.type == "cuda"
-        and cfg.gradient_checkpointing
+        and model_cfg.gradient_checkpointing
         and getattr(model, "supports_gradient_checkpointing", False)
     ):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
-    return Policy(model, processor, is_vlm, device, cfg.name)
+    return Policy(model, processor, is_vlm, device, model_cfg.name)
 
 
 def reference_model(policy: Policy) -> Any:
@@ -141,8 +145,8 @@ def reference_model(policy: Policy) -> Any:
     return ref
 
 
-def autocast(cfg: ModelConfig, device: torch.device) -> contextlib.AbstractContextManager:
+def autocast(model_cfg: ModelConfig, device: torch.device) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA for fp32 weights when `model.bf16_autocast`; nothing otherwise."""
-    if cfg.bf16_autocast and device.type == "cuda" and cfg.dtype == "float32":
+    if model_cfg.bf16_autocast and device.type == "cuda" and model_cfg.dtype == "float32":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -7,14 +7,13 @@ import functools
 from typing import Any
 
 import torch
+from PIL import Image
 
 from harmo_fast.data.jsonl import Sample
 
 
 @functools.lru_cache(maxsize=4096)
 def _load_image(path: str) -> Any:
-    from PIL import Image
-
     with Image.open(path) as img:
         return img.convert("RGB")
 

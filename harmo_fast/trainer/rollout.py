@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from harmo_fast.data.jsonl import Sample
+from harmo_fast.rewards.types import RewardSample
 from harmo_fast.trainer.prompts import PromptEncoder
 
 TEXT_TYPE_IDS = ("mm_token_type_ids", "token_type_ids")
@@ -218,3 +219,20 @@ def build_engine(name: str, **kwargs: Any) -> RolloutEngine:
     if name not in ENGINES:
         raise ValueError(f"rollout.engine: unknown engine {name!r}; available: {', '.join(ENGINES)}")
     return ENGINES[name](**kwargs)
+
+
+def reward_samples(batch: RolloutBatch) -> list[RewardSample]:
+    """The reward pipeline's view of a batch's completions."""
+    return [
+        RewardSample(
+            completion=text,
+            answer=s.answer,
+            task_type=s.task_type,
+            group_id=int(g),
+            length=int(n),
+            prompt=s.prompt,
+            reference=s.reference,
+            choices=s.choices,
+        )
+        for s, text, g, n in zip(batch.samples, batch.texts, batch.group_ids.tolist(), batch.lengths.tolist())
+    ]

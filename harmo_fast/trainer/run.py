@@ -20,19 +20,25 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import save_model
+from tqdm import tqdm
 
 from harmo_fast.data.jsonl import Dataset, load_dataset
+from harmo_fast.data.synth import write_synth
+from harmo_fast.rewards.pipeline import RewardPipeline
 from harmo_fast.trainer.checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint
 from harmo_fast.trainer.config import Config, dump_config
 from harmo_fast.trainer.evaluate import evaluate, format_table, paired_gain, write_report
 from harmo_fast.trainer.interrupt import GracefulInterrupt
 from harmo_fast.trainer.metrics import MetricsLogger, reward_metrics
+from harmo_fast.trainer.plots import write_plots
 from harmo_fast.trainer.policy import Policy, autocast, load_policy, reference_model, resolve_device
 from harmo_fast.trainer.prompts import PromptEncoder
 from harmo_fast.trainer.rollout import build_engine
 from harmo_fast.trainer.sampler import PromptSampler
 from harmo_fast.trainer.schedule import build_scheduler
 from harmo_fast.trainer.step import StepOutput, TrainState, grpo_step
+from harmo_fast.trainer.warmup import supervised_warmup
 
 # Parts of a step that are not model compute (the <= 10% budget): data, waiting for rewards, loss math.
 TIME_KEYS = ("generation", "data", "logprobs", "rewards_wait", "advantages", "update", "loss")
@@ -61,8 +67,6 @@ def load_data(cfg: Config, out_dir: Path) -> tuple[Dataset, Dataset | None]:
     d = cfg.data
     synth_dir = out_dir / "data"
     if "synth" in (d.train, d.test) and not (synth_dir / "train.jsonl").is_file():
-        from harmo_fast.data.synth import write_synth
-
         write_synth(synth_dir, d.synth_train, d.synth_test, d.synth_seed)
 
     def one(spec: str, split: str) -> Dataset:
@@ -74,12 +78,6 @@ def load_data(cfg: Config, out_dir: Path) -> tuple[Dataset, Dataset | None]:
         if ds is not None and ds.skipped:
             print(f"data: skipped {len(ds.skipped)} bad samples of {ds.source}; first: {ds.skipped[0]}")
     return train, test
-
-
-def build_rewards(cfg: Config) -> Any:
-    from harmo_fast.rewards import RewardPipeline
-
-    return RewardPipeline(cfg.rewards)
 
 
 def _sample_rows(out: StepOutput, k: int) -> list[dict[str, Any]]:
@@ -192,7 +190,27 @@ def build_state(cfg: Config, rewards: Any | None = None) -> TrainState:
     scheduler = build_scheduler(
         optimizer, t.lr_warmup_steps, t.steps * a.num_iterations * a.num_minibatches, t.min_lr_ratio, t.lr_schedule
     )
-    return TrainState(cfg, policy, engine, rewards if rewards is not None else build_rewards(cfg), optimizer, scheduler)
+    return TrainState(
+        cfg, policy, engine, rewards if rewards is not None else RewardPipeline(cfg.rewards), optimizer, scheduler
+    )
+
+
+@dataclass
+class Run:
+    """Everything a run's stages share."""
+
+    cfg: Config
+    out_dir: Path
+    train_set: Dataset
+    test_set: Dataset | None
+    st: TrainState
+    logger: MetricsLogger
+    sampler: PromptSampler
+    result: RunResult
+
+    def close(self) -> None:
+        self.logger.close()
+        self.st.rewards.close()
 
 
 def train(
@@ -209,112 +227,149 @@ def train(
         submit(list[RewardSample]) -> Future[RewardResult] and close(). The run closes it.
     """
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir()
-    ckpt = latest_checkpoint(out_dir) if resume else None
-    if resume and ckpt is None:
+    ckpt = checkpoint_to_resume(out_dir) if resume else None
+    run = open_run(cfg, out_dir, rewards)
+    try:
+        if ckpt is not None:
+            start = restore(run, ckpt)
+        else:
+            start = 0
+            evaluate_and_warm_up(run)
+        if cfg.algorithm.beta > 0:
+            run.st.ref_model = _reference(run.st.policy, out_dir, fresh=ckpt is None)
+        run.result.steps_done = start
+        grpo_loop(run, start, on_step)
+        if not run.result.interrupted:
+            finish(run)
+        return run.result
+    finally:
+        run.close()
+
+
+def checkpoint_to_resume(out_dir: Path) -> Path:
+    ckpt = latest_checkpoint(out_dir)
+    if ckpt is None:
         raise FileNotFoundError(f"--resume {out_dir}: no checkpoint under {out_dir / 'checkpoints'}")
+    return ckpt
+
+
+def open_run(cfg: Config, out_dir: Path, rewards: Any | None) -> Run:
+    """The run directory with its config, seeds, data, train state, metrics logger and prompt sampler."""
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, out_dir / "config.yaml")
     torch.set_num_threads(cfg.trainer.num_threads or os.cpu_count() or 1)
     seed_everything(cfg.trainer.seed)
     train_set, test_set = load_data(cfg, out_dir)
     st = build_state(cfg, rewards)
-    policy, optimizer, scheduler = st.policy, st.optimizer, st.scheduler
-    a, t = cfg.algorithm, cfg.trainer
     logger = MetricsLogger(out_dir, cfg.logging.tensorboard)
-    sampler = PromptSampler(len(train_set), t.seed, cfg.data.shuffle)
-    result = RunResult(out_dir, 0, False)
-    try:
-        start = 0
-        if ckpt is not None:
-            state = load_checkpoint(ckpt, model=policy.model, optimizer=optimizer, scheduler=scheduler)
-            start, st.nan_skipped = state["step"], state["nan_skipped"]
-            sampler.load_state_dict(state["data"])
-            logger.truncate_after(start)
-            print(f"resumed from {ckpt} at step {start}")
-        else:
-            if cfg.eval.at_start:
-                result.evals["start"] = _evaluate("start", st, test_set, out_dir)
-            if cfg.warmup.steps > 0:
-                from harmo_fast.trainer.warmup import supervised_warmup
+    sampler = PromptSampler(len(train_set), cfg.trainer.seed, cfg.data.shuffle)
+    return Run(cfg, out_dir, train_set, test_set, st, logger, sampler, RunResult(out_dir, 0, False))
 
-                w = cfg.warmup
-                info = supervised_warmup(
-                    policy.model,
-                    policy.processor,
-                    train_set.samples,
-                    steps=w.steps,
-                    lr=w.lr,
-                    batch_size=w.batch_size,
-                    seed=t.seed,
-                )
+
+def restore(run: Run, ckpt: Path) -> int:
+    """Load the checkpoint's weights, optimizer, schedule, counters and data order; its step."""
+    st = run.st
+    state = load_checkpoint(ckpt, model=st.policy.model, optimizer=st.optimizer, scheduler=st.scheduler)
+    st.nan_skipped = state["nan_skipped"]
+    run.sampler.load_state_dict(state["data"])
+    run.logger.truncate_after(state["step"])
+    print(f"resumed from {ckpt} at step {state['step']}")
+    return state["step"]
+
+
+def evaluate_and_warm_up(run: Run) -> None:
+    """Before GRPO: the start evaluation, then the supervised warm-up and its evaluation."""
+    cfg, st = run.cfg, run.st
+    if cfg.eval.at_start:
+        run.result.evals["start"] = _evaluate("start", st, run.test_set, run.out_dir)
+    w = cfg.warmup
+    if w.steps <= 0:
+        return
+    info = supervised_warmup(
+        st.policy.model,
+        st.policy.processor,
+        run.train_set.samples,
+        steps=w.steps,
+        lr=w.lr,
+        batch_size=w.batch_size,
+        seed=cfg.trainer.seed,
+    )
+    print(
+        f"warm-up: {w.steps} steps, loss {info['loss_first']:.3f} -> {info['loss_final']:.3f} in {info['seconds']:.0f}s"
+    )
+    run.result.evals["warmup"] = _evaluate("warmup", st, run.test_set, run.out_dir)
+
+
+def grpo_loop(run: Run, start: int, on_step: Callable[[int, dict[str, float]], None] | None) -> None:
+    """GRPO steps start+1 .. trainer.steps with checkpoints; on Ctrl-C a checkpoint, then stop."""
+    cfg = run.cfg
+    with GracefulInterrupt() as interrupt, _progress(cfg, start) as bar:
+        for step in range(start + 1, cfg.trainer.steps + 1):
+            metrics = run_step(run, step)
+            bar.update(1)
+            bar.set_postfix(
+                reward=f"{metrics['reward/total_mean']:.2f}",
+                acc=f"{metrics['accuracy']:.2f}",
+                len=f"{metrics['length/mean']:.0f}",
+            )
+            if on_step is not None:
+                on_step(step, metrics)
+            every = cfg.checkpoint.every
+            if interrupt.requested or (every and step % every == 0) or step == cfg.trainer.steps:
+                _save(run, step)
+            if interrupt.requested:
+                run.result.interrupted = True
                 print(
-                    f"warm-up: {w.steps} steps, loss {info['loss_first']:.3f} -> {info['loss_final']:.3f} in {info['seconds']:.0f}s"
+                    f"interrupted: checkpoint saved at step {step}; continue with `harmo train --resume {run.out_dir}`"
                 )
-                result.evals["warmup"] = _evaluate("warmup", st, test_set, out_dir)
-        if a.beta > 0:
-            st.ref_model = _reference(policy, out_dir, fresh=ckpt is None)
-        result.steps_done = start
-        with GracefulInterrupt() as interrupt, _progress(cfg, start) as bar:
-            for step in range(start + 1, t.steps + 1):
-                samples = [train_set.samples[i] for i in sampler.next(a.prompts_per_step)]
-                lr = scheduler.get_last_lr()[0]
-                st.timings.clear()
-                t0 = time.perf_counter()
-                out = grpo_step(st, samples)
-                metrics = _step_metrics(st, out, lr, time.perf_counter() - t0)
-                logger.log(step, metrics)
-                if cfg.logging.sample_every and (step % cfg.logging.sample_every == 0 or step == 1):
-                    logger.log_samples(step, _sample_rows(out, cfg.logging.num_samples))
-                result.steps_done = step
-                bar.update(1)
-                bar.set_postfix(
-                    reward=f"{metrics['reward/total_mean']:.2f}",
-                    acc=f"{metrics['accuracy']:.2f}",
-                    len=f"{metrics['length/mean']:.0f}",
-                )
-                if on_step is not None:
-                    on_step(step, metrics)
-                state = {"nan_skipped": st.nan_skipped, "data": sampler.state_dict()}
-                if (
-                    interrupt.requested
-                    or (cfg.checkpoint.every and step % cfg.checkpoint.every == 0)
-                    or step == t.steps
-                ):
-                    save_checkpoint(
-                        out_dir,
-                        step,
-                        model=policy.model,
-                        optimizer=optimizer,
-                        scheduler=scheduler,
-                        state=state,
-                        config=cfg,
-                        keep_last=cfg.checkpoint.keep_last,
-                    )
-                if interrupt.requested:
-                    result.interrupted = True
-                    print(
-                        f"interrupted: checkpoint saved at step {step}; continue with `harmo train --resume {out_dir}`"
-                    )
-                    return result
-        if cfg.eval.at_end:
-            result.evals["end"] = _evaluate("end", st, test_set, out_dir)
-            _write_gain(out_dir)
-        if cfg.logging.plots:
-            from harmo_fast.trainer.plots import write_plots
+                return
 
-            write_plots(logger.metrics_path, out_dir)
-        if cfg.checkpoint.save_final_model:
-            _export(policy, out_dir)
-        return result
-    finally:
-        logger.close()
-        st.rewards.close()
+
+def run_step(run: Run, step: int) -> dict[str, float]:
+    """One GRPO step on the sampler's next prompts; its metrics (and samples) logged."""
+    cfg, st = run.cfg, run.st
+    samples = [run.train_set.samples[i] for i in run.sampler.next(cfg.algorithm.prompts_per_step)]
+    lr = st.scheduler.get_last_lr()[0]
+    st.timings.clear()
+    t0 = time.perf_counter()
+    out = grpo_step(st, samples)
+    metrics = _step_metrics(st, out, lr, time.perf_counter() - t0)
+    run.logger.log(step, metrics)
+    every = cfg.logging.sample_every
+    if every and (step % every == 0 or step == 1):
+        run.logger.log_samples(step, _sample_rows(out, cfg.logging.num_samples))
+    run.result.steps_done = step
+    return metrics
+
+
+def finish(run: Run) -> None:
+    """After GRPO: the end evaluation and GRPO's gain, plots, the exported model."""
+    cfg = run.cfg
+    if cfg.eval.at_end:
+        run.result.evals["end"] = _evaluate("end", run.st, run.test_set, run.out_dir)
+        _write_gain(run.out_dir)
+    if cfg.logging.plots:
+        write_plots(run.logger.metrics_path, run.out_dir)
+    if cfg.checkpoint.save_final_model:
+        _export(run.st.policy, run.out_dir)
+
+
+def _save(run: Run, step: int) -> None:
+    st = run.st
+    save_checkpoint(
+        run.out_dir,
+        step,
+        model=st.policy.model,
+        optimizer=st.optimizer,
+        scheduler=st.scheduler,
+        state={"nan_skipped": st.nan_skipped, "data": run.sampler.state_dict()},
+        config=run.cfg,
+        keep_last=run.cfg.checkpoint.keep_last,
+    )
 
 
 def _reference(policy: Policy, out_dir: Path, fresh: bool) -> Any:
     """The frozen reference: the policy as GRPO starts (after any warm-up), kept on disk for resumes."""
-    from safetensors.torch import save_model
-
     ref_dir = out_dir / "reference"
     ref = reference_model(policy)
     if fresh:
@@ -326,8 +381,6 @@ def _reference(policy: Policy, out_dir: Path, fresh: bool) -> Any:
 
 
 def _progress(cfg: Config, start: int) -> Any:
-    from tqdm import tqdm
-
     return tqdm(
         total=cfg.trainer.steps,
         initial=start,

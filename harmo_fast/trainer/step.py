@@ -1,6 +1,7 @@
-"""THE GRPO step: rollout -> rewards (async, overlapped with the old/ref log-prob passes) ->
-mean-only group advantages -> `num_iterations` epochs of minibatches (gradient accumulation over
-micro-batches): log-probs -> `harmo.grpo_loss` -> backward -> clip -> AdamW -> lr schedule.
+"""THE GRPO step (docs/SPEC.md §2), top to bottom in `grpo_step`: rollout -> rewards (scored in the
+background while the old/reference log-prob passes run) -> mean-only group advantages ->
+`num_iterations` epochs of `num_minibatches` optimizer steps, each accumulating the gradient of
+its micro-batches (log-probs -> `harmo.grpo_loss` -> backward), then clip -> AdamW -> lr schedule.
 A non-finite loss or gradient norm skips that optimizer step, warns and is counted."""
 
 from __future__ import annotations
@@ -15,13 +16,17 @@ from typing import Any
 
 import torch
 
-import harmo_fast as harmo
 from harmo_fast.data.jsonl import Sample
-from harmo_fast.rewards.types import RewardResult, RewardSample
+from harmo_fast.rewards.types import RewardResult
+from harmo_fast.trainer.advantages import PendingAdvantages, trained_fraction
 from harmo_fast.trainer.config import Config
 from harmo_fast.trainer.logprobs import completion_logprobs
+from harmo_fast.trainer.loss import micro_batch_loss
 from harmo_fast.trainer.policy import Policy, autocast
-from harmo_fast.trainer.rollout import RolloutBatch, RolloutEngine
+from harmo_fast.trainer.rollout import RolloutBatch, RolloutEngine, reward_samples
+
+# Loss-side metrics averaged over the trained tokens (grpo_loss's names; kl_mean is logged as kl).
+TOKEN_STATS = ("kl_mean", "clip_low_frac", "clip_high_frac", "ratio_mean")
 
 
 @dataclass
@@ -51,20 +56,152 @@ class StepOutput:
     stats: dict[str, float]
 
 
-def reward_samples(batch: RolloutBatch) -> list[RewardSample]:
-    return [
-        RewardSample(
-            completion=text,
-            answer=s.answer,
-            task_type=s.task_type,
-            group_id=int(g),
-            length=int(n),
-            prompt=s.prompt,
-            reference=s.reference,
-            choices=s.choices,
-        )
-        for s, text, g, n in zip(batch.samples, batch.texts, batch.group_ids.tolist(), batch.lengths.tolist())
-    ]
+def grpo_step(st: TrainState, samples: list[Sample]) -> StepOutput:
+    """One generation batch (len(samples) prompts x G responses) and its policy updates."""
+    a = st.cfg.algorithm
+    with st.timer("generation"):
+        batch = st.engine.generate(samples, a.group_size)
+    future = st.rewards.submit(reward_samples(batch))  # scored in the background ...
+    pending = PendingAdvantages(future, a, st.policy.device, st.timer)
+    with st.timer("logprobs"):  # ... while the frozen passes (and the first forward of update) run
+        old = batch_logprobs(st, st.policy.model, batch) if needs_old_logprobs(st.cfg) else None
+        ref = batch_logprobs(st, st.ref_model, batch) if a.beta > 0 else None
+    t0 = time.perf_counter()
+    stats = update(st, batch, pending, old, ref)
+    # update's own time, without the reward wait and advantage math that happened inside it
+    st.timings["update"] += time.perf_counter() - t0 - st.timings["rewards_wait"] - st.timings["advantages"]
+    return StepOutput(batch, pending.result, pending.adv, stats)
+
+
+def update(
+    st: TrainState, batch: RolloutBatch, pending: PendingAdvantages, old: torch.Tensor | None, ref: torch.Tensor | None
+) -> dict[str, float]:
+    """`num_iterations` epochs of `num_minibatches` optimizer steps over the batch; their stats."""
+    a = st.cfg.algorithm
+    params = [p for p in st.policy.model.parameters() if p.requires_grad]
+    stats = UpdateStats()
+    for _ in range(a.num_iterations):
+        for mb in _minibatches(batch.size, a.num_minibatches):
+            # zeros, not None: a minibatch whose rows are all skipped still takes the same AdamW step
+            for p in params:
+                p.grad = torch.zeros_like(p) if p.grad is None else p.grad.zero_()
+            loss = accumulate_gradients(st, batch, mb, pending, old, ref, stats)
+            grad_norm = clip_gradients(params, st.cfg.trainer.max_grad_norm) if loss is not None else None
+            if grad_norm is None:
+                _skip_step(st, "loss" if loss is None else "gradient norm")
+                continue
+            st.optimizer.step()
+            st.scheduler.step()
+            st.engine.sync_weights()
+            stats.add_step(loss, grad_norm)
+    for p in params:
+        p.grad = None
+    return stats.summary(trained_fraction(pending.get(), a.beta))
+
+
+def accumulate_gradients(
+    st: TrainState,
+    batch: RolloutBatch,
+    mb: list[int],
+    pending: PendingAdvantages,
+    old: torch.Tensor | None,
+    ref: torch.Tensor | None,
+    stats: UpdateStats,
+) -> float | None:
+    """Backward of every micro-batch of minibatch `mb` into the parameters' gradients; the summed
+    loss, or None at the first non-finite micro-batch loss (the optimizer step is then skipped)."""
+    a, cfg = st.cfg.algorithm, st.cfg
+    mask = batch.completion_mask.to(torch.float32)
+    tokens_mb = max(float(mask[mb].sum()), 1.0)
+    total = 0.0
+    for rows, (logp, ent, width) in _micro_batch_forwards(st, batch, mb, pending):
+        m_rows = mask[rows, :width]
+        adv = pending.get()
+        with st.timer("loss"):
+            loss, metrics = micro_batch_loss(
+                a,
+                logp,
+                None if old is None else old[rows, :width],
+                None if ref is None else ref[rows, :width],
+                adv[rows],
+                m_rows,
+                tokens_mb=tokens_mb,
+                share=len(rows) / len(mb),
+                max_new_tokens=cfg.rollout.max_new_tokens,
+            )
+        if not torch.isfinite(loss):
+            return None
+        loss.backward()
+        total += float(loss.detach())
+        stats.add_micro_batch(metrics, m_rows, ent)
+    return total
+
+
+def _micro_batch_forwards(
+    st: TrainState, batch: RolloutBatch, mb: list[int], pending: PendingAdvantages
+) -> Iterator[tuple[list[int], tuple[torch.Tensor, torch.Tensor | None, int]]]:
+    """(rows, forward) of each micro-batch of `mb` that needs a backward.
+
+    While the rewards are pending, the first micro-batch (all its rows) is forwarded before the
+    advantages are read, so the reward computation overlaps it; always, not only when the rewards
+    happen to be late, so that the computation does not depend on timing (reproducible runs).
+    With beta = 0 a response whose advantage is exactly 0 (every response of a zero-spread group)
+    contributes exactly zero gradient, so the other micro-batches leave it out; loss-side metrics
+    (ratio, clip fractions, entropy) are then over the trained responses' tokens."""
+    cfg = st.cfg
+    size, entropy = cfg.trainer.micro_batch_size, cfg.logging.entropy
+    rest = mb
+    if not pending.ready:
+        head = _chunks(mb, size)[0]
+        rest = mb[len(head) :]
+        yield head, _forward(st, st.policy.model, batch, head, entropy=entropy)
+    nonzero = (pending.get() != 0).tolist()
+    trained = [i for i in rest if cfg.algorithm.beta > 0 or nonzero[i]]
+    for rows in _chunks(trained, size):
+        yield rows, _forward(st, st.policy.model, batch, rows, entropy=entropy)
+
+
+def clip_gradients(params: list[torch.Tensor], max_norm: float) -> float | None:
+    """Clip the gradients to `max_norm`; their norm before clipping, None when it is not finite."""
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    return float(grad_norm) if torch.isfinite(grad_norm) else None
+
+
+def _skip_step(st: TrainState, what: str) -> None:
+    st.nan_skipped += 1
+    warnings.warn(f"non-finite {what}: optimizer step skipped ({st.nan_skipped} so far)", RuntimeWarning, stacklevel=3)
+
+
+class UpdateStats:
+    """Sums over an update: token-weighted loss-side metrics per micro-batch, loss and gradient
+    norm per optimizer step taken."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = defaultdict(float)
+        self.tokens = 0.0
+        self.steps = 0
+
+    def add_micro_batch(self, metrics: dict[str, torch.Tensor], mask: torch.Tensor, ent: torch.Tensor | None) -> None:
+        tok = float(mask.sum())
+        self.tokens += tok
+        for k in TOKEN_STATS:
+            self.sums[k] += float(metrics[k]) * tok
+        if ent is not None:
+            self.sums["entropy"] += float((ent * mask).sum())
+
+    def add_step(self, loss: float, grad_norm: float) -> None:
+        self.sums["loss"] += loss
+        self.sums["grad_norm"] += grad_norm
+        self.steps += 1
+
+    def summary(self, trained_frac: float) -> dict[str, float]:
+        """Means (nan where nothing was trained or no step was taken)."""
+        out = {k: self.sums[k] / self.tokens if self.tokens else float("nan") for k in (*TOKEN_STATS, "entropy")}
+        out["kl"] = out.pop("kl_mean")
+        for k in ("loss", "grad_norm"):
+            out[k] = self.sums[k] / self.steps if self.steps else float("nan")
+        out["trained_frac"] = trained_frac
+        return out
 
 
 def needs_old_logprobs(cfg: Config) -> bool:
@@ -72,13 +209,14 @@ def needs_old_logprobs(cfg: Config) -> bool:
     return cfg.algorithm.num_iterations > 1 or cfg.algorithm.num_minibatches > 1
 
 
-def _chunks(rows: list[int], size: int | None) -> list[list[int]]:
-    size = size or max(1, len(rows))
-    return [rows[i : i + size] for i in range(0, len(rows), size)]
-
-
-def _minibatches(n: int, parts: int) -> list[list[int]]:
-    return _chunks(list(range(n)), -(-n // max(1, parts)))
+def batch_logprobs(st: TrainState, model: Any, batch: RolloutBatch) -> torch.Tensor:
+    """Log-probs of all completions under `model`, no gradient (old policy or reference)."""
+    out = torch.zeros(batch.completion_ids.shape, dtype=torch.float32, device=batch.completion_ids.device)
+    with torch.no_grad():
+        for rows in _chunks(list(range(batch.size)), st.cfg.trainer.micro_batch_size):
+            logp, _, width = _forward(st, model, batch, rows)
+            out[rows, :width] = logp
+    return out
 
 
 def _forward(
@@ -100,146 +238,10 @@ def _forward(
     return logp, ent, width
 
 
-def batch_logprobs(st: TrainState, model: Any, batch: RolloutBatch) -> torch.Tensor:
-    """Log-probs of all completions under `model`, no gradient (old policy or reference)."""
-    out = torch.zeros(batch.completion_ids.shape, dtype=torch.float32, device=batch.completion_ids.device)
-    with torch.no_grad():
-        for rows in _chunks(list(range(batch.size)), st.cfg.trainer.micro_batch_size):
-            logp, _, width = _forward(st, model, batch, rows)
-            out[rows, :width] = logp
-    return out
+def _chunks(rows: list[int], size: int | None) -> list[list[int]]:
+    size = size or max(1, len(rows))
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
-class PendingAdvantages:
-    """The advantages of a batch whose rewards are still being computed: `get()` waits for the
-    reward future (timed as rewards_wait) and computes the group advantages once."""
-
-    def __init__(self, st: TrainState, future: Any):
-        self.st, self.future = st, future
-        self.result: RewardResult | None = None
-        self.adv: torch.Tensor | None = None
-
-    def get(self) -> torch.Tensor:
-        if self.adv is None:
-            a, st = self.st.cfg.algorithm, self.st
-            with st.timer("rewards_wait"):
-                self.result = self.future.result()
-            with st.timer("advantages"):
-                rewards = torch.tensor(self.result.total, dtype=torch.float32, device=st.policy.device)
-                self.adv = harmo.group_advantages(
-                    rewards, group_size=a.group_size, scale=a.advantage_scale, eps=a.advantage_eps
-                )
-        return self.adv
-
-
-def update(
-    st: TrainState, batch: RolloutBatch, pending: PendingAdvantages, old: torch.Tensor | None, ref: torch.Tensor | None
-) -> dict[str, float]:
-    """`num_iterations` epochs of `num_minibatches` optimizer steps over the batch.
-
-    With beta = 0 a response whose advantage is exactly 0 (every response of a zero-spread group)
-    contributes exactly zero gradient, so its forward/backward is skipped; gradients start as
-    zeros (not None) so the optimizer step is the same as if it had been computed. Loss-side
-    metrics (ratio, clip fractions, entropy) are then over the trained responses' tokens.
-    The first micro-batch of the first minibatch is always forwarded (all its rows) before the
-    advantages are read, so the reward computation overlaps it; always, not only when the rewards
-    happen to be late, so that the computation does not depend on timing (reproducible runs)."""
-    a, cfg = st.cfg.algorithm, st.cfg
-    mask = batch.completion_mask.to(torch.float32)
-    params = [p for p in st.policy.model.parameters() if p.requires_grad]
-    sums: dict[str, float] = defaultdict(float)
-    n_tokens = n_steps = 0.0
-    early = None
-    for _ in range(a.num_iterations):
-        for mb in _minibatches(batch.size, a.num_minibatches):
-            for p in params:
-                p.grad = torch.zeros_like(p) if p.grad is None else p.grad.zero_()
-            tokens_mb = max(float(mask[mb].sum()), 1.0)
-            finite, loss_mb = True, 0.0
-            head: list[int] = []
-            if pending.adv is None:  # overlap: forward the first micro-batch while rewards finish
-                head = _chunks(mb, cfg.trainer.micro_batch_size)[0]
-                early = _forward(st, st.policy.model, batch, head, entropy=cfg.logging.entropy)
-            adv = pending.get()
-            nonzero = (adv != 0).tolist()
-            active = [i for i in mb[len(head) :] if a.beta > 0 or nonzero[i]]
-            for rows in ([head] if head else []) + _chunks(active, cfg.trainer.micro_batch_size):
-                logp, ent, w = (
-                    early if rows is head else _forward(st, st.policy.model, batch, rows, entropy=cfg.logging.entropy)
-                )
-                early = None
-                m_rows = mask[rows, :w]
-                with st.timer("loss"):
-                    loss, m = harmo.grpo_loss(
-                        logp, None if old is None else old[rows, :w], adv[rows], m_rows, ref_logp=None if ref is None else ref[rows, :w],
-                        eps_low=a.eps_low, eps_high=a.eps_high, delta=a.delta, beta=a.beta, kl_estimator=a.kl_estimator,
-                        ratio_level=a.ratio_level, loss_agg=a.loss_agg, normalizer=_normalizer(a.loss_agg, tokens_mb, cfg.rollout.max_new_tokens),
-                    )  # fmt: skip
-                    if a.loss_agg != "token_mean":  # per-response means: weight by this chunk's share of the minibatch
-                        loss = loss * (len(rows) / len(mb))
-                if not torch.isfinite(loss):
-                    finite = False
-                    break
-                loss.backward()
-                loss_mb += float(loss.detach())
-                tok = float(m_rows.sum())
-                n_tokens += tok
-                for k in ("kl_mean", "clip_low_frac", "clip_high_frac", "ratio_mean"):
-                    sums[k] += float(m[k]) * tok
-                if ent is not None:
-                    sums["entropy"] += float((ent * m_rows).sum())
-            grad_norm = (
-                torch.nn.utils.clip_grad_norm_(params, cfg.trainer.max_grad_norm)
-                if finite
-                else torch.tensor(float("nan"))
-            )
-            if not finite or not torch.isfinite(grad_norm):
-                st.nan_skipped += 1
-                warnings.warn(
-                    f"non-finite {'loss' if not finite else 'gradient norm'}: optimizer step skipped ({st.nan_skipped} so far)",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                continue
-            st.optimizer.step()
-            st.scheduler.step()
-            st.engine.sync_weights()
-            sums["loss"] += loss_mb
-            sums["grad_norm"] += float(grad_norm)
-            n_steps += 1
-    for p in params:
-        p.grad = None
-    nonzero = (pending.get() != 0).tolist()
-    out = {
-        k: sums[k] / n_tokens if n_tokens else float("nan")
-        for k in ("kl_mean", "clip_low_frac", "clip_high_frac", "ratio_mean", "entropy")
-    }
-    out["kl"] = out.pop("kl_mean")
-    out["loss"] = sums["loss"] / n_steps if n_steps else float("nan")
-    out["grad_norm"] = sums["grad_norm"] / n_steps if n_steps else float("nan")
-    out["trained_frac"] = sum(nonzero) / len(nonzero) if a.beta == 0 else 1.0
-    return out
-
-
-def _normalizer(agg: str, tokens_mb: float, max_new_tokens: int) -> float | None:
-    """token_mean divides by the minibatch's token count (exact under gradient accumulation);
-    seq_mean_token_sum_norm (Dr. GRPO) by the constant completion budget; the others need none."""
-    if agg == "token_mean":
-        return tokens_mb
-    return max_new_tokens if agg == "seq_mean_token_sum_norm" else None
-
-
-def grpo_step(st: TrainState, samples: list[Sample]) -> StepOutput:
-    """One generation batch (len(samples) prompts x G responses) and its policy updates."""
-    a = st.cfg.algorithm
-    with st.timer("generation"):
-        batch = st.engine.generate(samples, a.group_size)
-    pending = PendingAdvantages(st, st.rewards.submit(reward_samples(batch)))  # scored in the background ...
-    with st.timer("logprobs"):  # ... while the frozen passes (and the first forward of update) run
-        old = batch_logprobs(st, st.policy.model, batch) if needs_old_logprobs(st.cfg) else None
-        ref = batch_logprobs(st, st.ref_model, batch) if a.beta > 0 else None
-    t0 = time.perf_counter()
-    stats = update(st, batch, pending, old, ref)
-    # update's own time, without the reward wait and advantage math that happened inside it
-    st.timings["update"] += time.perf_counter() - t0 - st.timings["rewards_wait"] - st.timings["advantages"]
-    return StepOutput(batch, pending.result, pending.adv, stats)
+def _minibatches(n: int, parts: int) -> list[list[int]]:
+    return _chunks(list(range(n)), -(-n // max(1, parts)))

@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
+
+from harmo_fast.data.synth import rationale_for
 
 IGNORE = -100
 
@@ -26,8 +29,6 @@ def target_completion(sample: Any, think_tag: str = "think", answer_tag: str = "
     """The completion the warm-up teaches: the sample's `rationale` (a short template reasoning,
     written by `harmo data synth`), else the synthetic set's template rebuilt from the prompt,
     else a sentence restating the answer."""
-    from harmo_fast.data.synth import rationale_for
-
     answer = _field(sample, "answer")
     if isinstance(answer, (list, tuple)):
         answer = answer[0]
@@ -40,8 +41,6 @@ def target_completion(sample: Any, think_tag: str = "think", answer_tag: str = "
 
 
 def _images(sample: Any, image_root: str | Path | None) -> list[Any]:
-    from PIL import Image
-
     out = []
     for item in _field(sample, "images") or ():
         if isinstance(item, (str, Path)):

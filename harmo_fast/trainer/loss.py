@@ -1,0 +1,41 @@
+"""The GRPO loss of one micro-batch, scaled so that gradient accumulation over a minibatch's
+micro-batches equals one pass over the whole minibatch."""
+
+from __future__ import annotations
+
+import torch
+
+import harmo_fast as harmo
+from harmo_fast.trainer.config import AlgorithmConfig
+
+
+def normalizer(agg: str, tokens_mb: float, max_new_tokens: int) -> float | None:
+    """token_mean divides by the minibatch's token count (exact under gradient accumulation);
+    seq_mean_token_sum_norm (Dr. GRPO) by the constant completion budget; the others need none."""
+    if agg == "token_mean":
+        return tokens_mb
+    return max_new_tokens if agg == "seq_mean_token_sum_norm" else None
+
+
+def micro_batch_loss(
+    a: AlgorithmConfig,
+    logp: torch.Tensor,
+    old: torch.Tensor | None,
+    ref: torch.Tensor | None,
+    adv: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    tokens_mb: float,
+    share: float,
+    max_new_tokens: int,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """`harmo.grpo_loss` of the micro-batch; `share` is its fraction of the minibatch's responses,
+    the weight of a per-response mean (token_mean is already normalized by the minibatch's tokens)."""
+    loss, metrics = harmo.grpo_loss(
+        logp, old, adv, mask, ref_logp=ref, eps_low=a.eps_low, eps_high=a.eps_high, delta=a.delta, beta=a.beta,
+        kl_estimator=a.kl_estimator, ratio_level=a.ratio_level, loss_agg=a.loss_agg,
+        normalizer=normalizer(a.loss_agg, tokens_mb, max_new_tokens),
+    )  # fmt: skip
+    if a.loss_agg != "token_mean":
+        loss = loss * share
+    return loss, metrics
