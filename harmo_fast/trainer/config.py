@@ -167,7 +167,10 @@ class WarmupConfig:
     """A short supervised stage before GRPO that teaches the answer format (0 steps = off)."""
 
     steps: int = field(default=0, metadata={"help": "supervised steps on the reference answers before GRPO; 0 = off"})
-    lr: float = field(default=1e-3, metadata={"help": "learning rate of the warm-up"})
+    lr: float = field(
+        default=1e-3,
+        metadata={"help": "AdamW learning rate of the warm-up; suits a tiny model from scratch, not a pretrained one"},
+    )
     batch_size: int = field(default=8, metadata={"help": "samples per warm-up step"})
 
 
