@@ -1,10 +1,9 @@
-"""The paper recipe (examples/harmo_qwen2_5_vl_3b.yaml) builds a trainer and steps, with a tiny
+"""The paper recipe (harmo_fast/recipes/harmo_qwen2_5_vl_3b.yaml) builds a trainer and steps, with a tiny
 model in place of Qwen2.5-VL-3B (no download)."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 from trainer_fakes import TINY, LetterRewards
@@ -12,13 +11,14 @@ from trainer_fakes import TINY, LetterRewards
 from harmo_fast.cli import train as train_cli
 from harmo_fast.data.jsonl import load_jsonl
 from harmo_fast.data.synth import write_synth
+from harmo_fast.recipes import recipe_path
 from harmo_fast.rewards.pipeline import RewardPipeline
 from harmo_fast.trainer.config import load_config
 from harmo_fast.trainer.rollout import HFRolloutEngine, reward_samples
 from harmo_fast.trainer.run import build_state
 from harmo_fast.trainer.step import grpo_step, needs_old_logprobs
 
-RECIPE = Path(__file__).resolve().parents[1] / "examples" / "harmo_qwen2_5_vl_3b.yaml"
+RECIPE = recipe_path("harmo_qwen2_5_vl_3b")
 torch.set_num_threads(1)
 
 

@@ -1,6 +1,7 @@
-"""The trainer's settings: typed dataclasses, loaded from YAML and overridden from the command line
-with dotted keys (`trainer.lr=1e-6 rewards.length.p_max=0.3`). Every key and value is checked: an
-unknown key lists the valid keys at its level, a value of the wrong type names the key."""
+"""The trainer's settings: typed dataclasses whose field defaults are THE defaults (each with its help
+text), a recipe or a user's YAML layered on them, then command-line overrides with dotted keys
+(`trainer.lr=1e-6 rewards.length.p_max=0.3`). Every key and value is checked: an unknown key lists
+the valid keys at its level, a value of the wrong type names the key."""
 
 from __future__ import annotations
 
@@ -13,9 +14,8 @@ from typing import Any, Literal
 
 import yaml
 
+from harmo_fast import recipes
 from harmo_fast.rewards.config import RewardConfig
-
-DEFAULT_CONFIG_PATH = Path(__file__).with_name("default.yaml")
 
 
 @dataclass
@@ -23,18 +23,51 @@ class ModelConfig:
     """The policy: a hub id or local path of a causal LM or Qwen2-VL-family model, or a built-in
     tiny model ("tiny-vlm", "tiny-lm"), or a checkpoint directory written by `harmo train`."""
 
-    name: str = "tiny-vlm"
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # parameter dtype
-    bf16_autocast: bool = True  # bf16 autocast of fp32 weights, applied on CUDA only
-    gradient_checkpointing: bool = True  # applied on CUDA only
-    # keep the vision tower's weights fixed in the warm-up and GRPO (the projector and LM still train)
-    freeze_vision: bool = False
-    logprobs: Literal["auto", "linear", "logits"] = "auto"  # fused LM-head path or logits path
-    attn_implementation: str | None = None
-    trust_remote_code: bool = False
-    min_pixels: int | None = None  # Qwen-VL image processor resolution bounds
-    max_pixels: int | None = None
-    builtin_overrides: dict[str, int] = field(default_factory=dict)  # size settings of tiny-vlm / tiny-lm
+    name: str = field(
+        default="tiny-vlm",
+        metadata={"help": "hub id or local path, a built-in tiny model (tiny-vlm, tiny-lm), or a checkpoint directory"},
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = field(
+        default="float32", metadata={"help": "dtype of the parameters (the optimizer's master weights)"}
+    )
+    bf16_autocast: bool = field(
+        default=True, metadata={"help": "bf16 autocast of float32 weights in forward passes; applied on CUDA only"}
+    )
+    gradient_checkpointing: bool = field(
+        default=True, metadata={"help": "recompute activations in the backward pass to save memory; CUDA only"}
+    )
+    freeze_vision: bool = field(
+        default=False,
+        metadata={
+            "help": "keep the vision tower's weights fixed in the warm-up and GRPO (projector and LM still train)"
+        },
+    )
+    logprobs: Literal["auto", "linear", "logits"] = field(
+        default="auto",
+        metadata={
+            "help": "log-prob path: linear = fused LM head (no (tokens, vocab) logits), logits = full logits, "
+            "auto = linear where the model supports it"
+        },
+    )
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "transformers attn_implementation (sdpa, eager, ...); None = its default"}
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "allow hub models that ship their own modelling code"}
+    )
+    min_pixels: int | None = field(
+        default=None, metadata={"help": "Qwen-VL image processor lower bound on pixels per image; None = its default"}
+    )
+    max_pixels: int | None = field(
+        default=None,
+        metadata={
+            "help": "Qwen-VL image processor upper bound on pixels per image (bounds vision tokens); None = its default"
+        },
+    )
+    builtin_overrides: dict[str, int] = field(
+        default_factory=dict,
+        metadata={"help": "size settings of tiny-vlm / tiny-lm, e.g. {hidden_size: 64, num_hidden_layers: 2}"},
+    )
 
 
 @dataclass
@@ -42,120 +75,159 @@ class DataConfig:
     """Where the prompts come from: a JSONL file (docs/SPEC.md §4), a Hugging Face dataset
     ("hf:name[:split]"), or "synth" (the synthetic task set, written into the run directory)."""
 
-    train: str = "synth"
-    test: str | None = "synth"
-    synth_train: int = 512
-    synth_test: int = 128
-    synth_seed: int = 0
-    prompt_template: str = "{prompt}"
-    system_prompt: str | None = None
-    skip_bad_samples: bool = False
-    shuffle: bool = True
+    train: str = field(default="synth", metadata={"help": "training prompts: a JSONL path, hf:name[:split], or synth"})
+    test: str | None = field(
+        default="synth", metadata={"help": "held-out prompts for evaluation (same forms as train); None = no eval set"}
+    )
+    synth_train: int = field(default=512, metadata={"help": "training samples written when train is synth"})
+    synth_test: int = field(default=128, metadata={"help": "held-out samples written when test is synth"})
+    synth_seed: int = field(default=0, metadata={"help": "seed of the synthetic task set"})
+    prompt_template: str = field(
+        default="{prompt}",
+        metadata={"help": "the user message: {prompt} becomes the sample's prompt, {choices} its choices one per line"},
+    )
+    system_prompt: str | None = field(default=None, metadata={"help": "system message of the chat; None = none"})
+    skip_bad_samples: bool = field(
+        default=False, metadata={"help": "drop malformed samples (with a warning) instead of stopping"}
+    )
+    shuffle: bool = field(default=True, metadata={"help": "visit the training prompts in a seeded random order"})
 
 
 @dataclass
 class RolloutConfig:
     """Sampling of the G completions per prompt."""
 
-    engine: str = "hf"
-    max_new_tokens: int = 64
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
+    engine: str = field(default="hf", metadata={"help": "rollout engine (registry rollout.ENGINES): hf = generate()"})
+    max_new_tokens: int = field(default=64, metadata={"help": "most tokens per completion"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (also applied to the log-probs)"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass; 1.0 = off"})
+    top_k: int = field(default=0, metadata={"help": "sample among the k likeliest tokens; 0 = off"})
 
 
 @dataclass
 class AlgorithmConfig:
     """GRPO as HARMO runs it (docs/SPEC.md §2): mean-only advantage, clipped loss, optional KL."""
 
-    group_size: int = 8  # G, completions per prompt
-    prompts_per_step: int = 4
-    advantage_scale: Literal["none", "group", "batch"] = "none"
-    advantage_eps: float = 1e-6
-    eps_low: float = 0.2
-    eps_high: float | None = None
-    delta: float | None = None
-    beta: float = 0.0
-    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
-    ratio_level: Literal["token", "sequence"] = "token"
-    # docs/SPEC.md §2 names; seq_mean_token_sum_norm (Dr. GRPO) normalizes by rollout.max_new_tokens
-    loss_agg: Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm"] = (
-        "token_mean"
+    group_size: int = field(default=8, metadata={"help": "G, completions sampled per prompt"})
+    prompts_per_step: int = field(default=4, metadata={"help": "prompts per generation batch"})
+    advantage_scale: Literal["none", "group", "batch"] = field(
+        default="none",
+        metadata={"help": "none = R - group mean (HARMO); group / batch = also divide by that std (GRPO)"},
     )
-    num_iterations: int = 1  # PPO epochs over each generation batch
-    num_minibatches: int = 1  # optimizer steps per epoch
+    advantage_eps: float = field(default=1e-6, metadata={"help": "added to the std when advantages are scaled"})
+    eps_low: float = field(default=0.2, metadata={"help": "ratio clip below: 1 - eps_low"})
+    eps_high: float | None = field(default=None, metadata={"help": "ratio clip above: 1 + eps_high; None = eps_low"})
+    delta: float | None = field(
+        default=None, metadata={"help": "dual-clip bound on the ratio of negative-advantage tokens; None = off"}
+    )
+    beta: float = field(default=0.0, metadata={"help": "KL weight; > 0 loads a frozen reference model"})
+    kl_estimator: Literal["k1", "k2", "k3"] = field(
+        default="k3", metadata={"help": "per-token KL estimator (docs/SPEC.md §2)"}
+    )
+    ratio_level: Literal["token", "sequence"] = field(
+        default="token", metadata={"help": "importance ratio per token, or per sequence (GSPO)"}
+    )
+    loss_agg: Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm"] = field(
+        default="token_mean",
+        metadata={
+            "help": "loss aggregation (docs/SPEC.md §2 names); seq_mean_token_sum_norm (Dr. GRPO) normalizes "
+            "by rollout.max_new_tokens"
+        },
+    )
+    num_iterations: int = field(default=1, metadata={"help": "PPO epochs over each generation batch"})
+    num_minibatches: int = field(default=1, metadata={"help": "optimizer steps per epoch"})
 
 
 @dataclass
 class TrainerConfig:
     """The run and its optimizer: AdamW, linear warm-up then cosine decay, gradient clipping."""
 
-    steps: int = 100  # generation batches
-    seed: int = 0
-    device: str = "auto"
-    num_threads: int | None = None  # torch CPU threads; None = all cores
-    lr: float = 1e-6
-    weight_decay: float = 0.0
-    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    adam_eps: float = 1e-8
-    lr_warmup_steps: int = 0  # optimizer steps
-    lr_schedule: Literal["cosine", "constant"] = "cosine"
-    min_lr_ratio: float = 0.0
-    max_grad_norm: float = 1.0
-    micro_batch_size: int | None = None  # responses per forward/backward; None = whole minibatch
+    steps: int = field(default=100, metadata={"help": "GRPO steps (generation batches)"})
+    seed: int = field(default=0, metadata={"help": "seed of the model init (built-in models), sampling and data order"})
+    device: str = field(default="auto", metadata={"help": "torch device; auto = cuda when available, else cpu"})
+    num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads; None = all cores"})
+    lr: float = field(default=1e-6, metadata={"help": "peak AdamW learning rate of GRPO"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999], metadata={"help": "AdamW betas"})
+    adam_eps: float = field(default=1e-8, metadata={"help": "AdamW epsilon"})
+    lr_warmup_steps: int = field(default=0, metadata={"help": "optimizer steps of the linear learning-rate ramp"})
+    lr_schedule: Literal["cosine", "constant"] = field(
+        default="cosine", metadata={"help": "learning rate after the ramp: cosine decay or constant"}
+    )
+    min_lr_ratio: float = field(default=0.0, metadata={"help": "the cosine decay ends at lr * min_lr_ratio"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping by global norm"})
+    micro_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "responses per forward/backward (gradient accumulation); None = whole minibatch"},
+    )
 
 
 @dataclass
 class WarmupConfig:
     """A short supervised stage before GRPO that teaches the answer format (0 steps = off)."""
 
-    steps: int = 0
-    lr: float = 1e-3
-    batch_size: int = 8
+    steps: int = field(default=0, metadata={"help": "supervised steps on the reference answers before GRPO; 0 = off"})
+    lr: float = field(
+        default=1e-3,
+        metadata={"help": "AdamW learning rate of the warm-up; suits a tiny model from scratch, not a pretrained one"},
+    )
+    batch_size: int = field(default=8, metadata={"help": "samples per warm-up step"})
 
 
 @dataclass
 class LoggingConfig:
-    progress_bar: bool = True
-    tensorboard: bool = True  # used when the tensorboard package is installed
-    entropy: bool = True
-    sample_every: int = 10  # write sample completions every k steps (0 = never)
-    num_samples: int = 4
-    plots: bool = True
+    """What a run writes besides metrics.jsonl."""
+
+    progress_bar: bool = field(default=True, metadata={"help": "show a progress bar"})
+    tensorboard: bool = field(default=True, metadata={"help": "also write TensorBoard events (when it is installed)"})
+    entropy: bool = field(default=True, metadata={"help": "log the policy's token entropy"})
+    sample_every: int = field(default=10, metadata={"help": "write sample completions every k steps; 0 = never"})
+    num_samples: int = field(default=4, metadata={"help": "completions written each time"})
+    plots: bool = field(default=True, metadata={"help": "write PNG plots of the metrics at the end"})
 
 
 @dataclass
 class CheckpointConfig:
-    every: int = 0  # steps between checkpoints (0 = only at the end and on Ctrl-C)
-    keep_last: int = 2
-    save_final_model: bool = True  # a Hugging Face model directory at <out>/final_model
+    """Checkpoints for exact resume, and the final model."""
+
+    every: int = field(default=0, metadata={"help": "steps between checkpoints; 0 = only at the end and on Ctrl-C"})
+    keep_last: int = field(default=2, metadata={"help": "checkpoints kept on disk"})
+    save_final_model: bool = field(
+        default=True, metadata={"help": "write a Hugging Face model directory at <out>/final_model"}
+    )
 
 
 @dataclass
 class EvalConfig:
-    at_start: bool = True
-    at_end: bool = True
-    max_samples: int | None = None
-    batch_size: int = 32
-    max_new_tokens: int | None = None  # None = rollout.max_new_tokens
+    """Greedy evaluation on data.test."""
+
+    at_start: bool = field(default=True, metadata={"help": "evaluate before training"})
+    at_end: bool = field(default=True, metadata={"help": "evaluate after GRPO (a warm-up is always evaluated)"})
+    max_samples: int | None = field(default=None, metadata={"help": "evaluate on the first n test samples; None = all"})
+    batch_size: int = field(default=32, metadata={"help": "prompts per evaluation batch"})
+    max_new_tokens: int | None = field(default=None, metadata={"help": "None = rollout.max_new_tokens"})
 
 
 @dataclass
 class Config:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    rewards: RewardConfig = field(default_factory=RewardConfig)
-    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    warmup: WarmupConfig = field(default_factory=WarmupConfig)
-    logging: LoggingConfig = field(default_factory=LoggingConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Every setting of a run, one section per part."""
+
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "the policy"})
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "training and held-out prompts"})
+    rollout: RolloutConfig = field(default_factory=RolloutConfig, metadata={"help": "sampling of completions"})
+    rewards: RewardConfig = field(
+        default_factory=RewardConfig, metadata={"help": "the reward portfolio (harmo_fast.rewards.config)"}
+    )
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig, metadata={"help": "advantages and loss"})
+    trainer: TrainerConfig = field(default_factory=TrainerConfig, metadata={"help": "the run and its optimizer"})
+    warmup: WarmupConfig = field(default_factory=WarmupConfig, metadata={"help": "the supervised stage before GRPO"})
+    logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"help": "logs, samples and plots"})
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig, metadata={"help": "checkpoints"})
+    eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "held-out evaluation"})
 
 
 class ConfigError(ValueError):
-    """A bad configuration key, value or override; the message names the key."""
+    """A bad configuration key, value, override or recipe; the message names it."""
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -223,6 +295,14 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"{key}: expected {_describe(tp)}, got {value!r} ({type(value).__name__})")
 
 
+def _fits(value: Any, tp: Any) -> bool:
+    try:
+        _convert(value, tp, "")
+    except ConfigError:
+        return False
+    return True
+
+
 def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
     hints = _hints(cls)
     valid = [f.name for f in dataclasses.fields(cls)]
@@ -256,47 +336,6 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """`a.b.c=value` -> (["a", "b", "c"], value); the value is read as YAML (`1e-6`, `true`, `[1, 2]`, `null`)."""
-    key, sep, raw = text.partition("=")
-    parts = key.strip().split(".")
-    if not sep or not key.strip() or any(not p.strip() for p in parts):
-        raise ConfigError(f"bad override {text!r}: expected dotted.key=value, e.g. trainer.lr=1e-6")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"bad override {text!r}: value is not valid YAML ({exc})") from None
-    # YAML 1.1 reads 1e-6 as a string (it wants 1.0e-6); numbers written either way should work.
-    if isinstance(value, str):
-        try:
-            value = float(value) if any(c in value for c in ".eE") and value.strip() else value
-        except ValueError:
-            pass
-    return [p.strip() for p in parts], value
-
-
-def _nest(parts: list[str], value: Any) -> dict[str, Any]:
-    out: Any = value
-    for p in reversed(parts):
-        out = {p: out}
-    return out
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config must be a mapping of sections, got {type(data).__name__}")
-    return _yaml_floats(data)
-
-
 def _yaml_floats(node: Any) -> Any:
     """YAML 1.1 leaves `1e-6` (no dot) a string; read such scientific numbers as floats."""
     if isinstance(node, dict):
@@ -311,17 +350,46 @@ def _yaml_floats(node: Any) -> Any:
     return node
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """The embedded default (path None) or the YAML at `path` (on top of the dataclass defaults),
-    then each `dotted.key=value` override, all validated."""
-    values = read_yaml(DEFAULT_CONFIG_PATH if path is None else path)
-    for text in overrides:
-        parts, value = parse_override(text)
-        values = _merge(values, _nest(parts, value))
-    return from_dict(values)
+def _setting_type(parts: list[str]) -> Any:
+    """The annotation of the setting at a dotted key; Any where there is none (the build then names the key)."""
+    tp: Any = Config
+    for part in parts:
+        if dataclasses.is_dataclass(tp) and part in _hints(tp):
+            tp = _hints(tp)[part]
+        elif typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+        else:
+            return Any
+    return tp
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b.c=value` -> (["a", "b", "c"], value). The value is read as YAML (`1e-6`, `true`, `[1, 2]`,
+    `null`); where that is not valid YAML, or the setting takes text and the YAML reading does not fit
+    it (`data.prompt_template={prompt} Answer:`), the value is the text as written."""
+    key, sep, raw = text.partition("=")
+    parts = [p.strip() for p in key.split(".")]
+    if not sep or not key.strip() or any(not p for p in parts):
+        raise ConfigError(f"bad override {text!r}: expected dotted.key=value, e.g. trainer.lr=1e-6")
+    try:
+        value = _yaml_floats(yaml.safe_load(raw)) if raw.strip() else raw
+    except yaml.YAMLError:
+        return parts, raw
+    tp = _setting_type(parts)
+    if not _fits(value, tp) and _fits(raw, tp):
+        return parts, raw
+    return parts, value
+
+
+def _nest(parts: list[str], value: Any) -> dict[str, Any]:
+    out: Any = value
+    for p in reversed(parts):
+        out = {p: out}
+    return out
 
 
 def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    """`cfg` with each `dotted.key=value` override applied in order, validated."""
     values = to_dict(cfg)
     for text in overrides:
         parts, value = parse_override(text)
@@ -329,5 +397,49 @@ def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Conf
     return from_dict(values)
 
 
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML config file (scientific numbers read as floats)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of sections, got {type(data).__name__}")
+    return _yaml_floats(data)
+
+
+def config_path(source: str | Path | None) -> Path:
+    """The YAML file of `source`: None = the default recipe, a bare name (no '/', no .yaml suffix) = that
+    recipe in harmo_fast/recipes/, anything else = a path."""
+    if source is None:
+        return recipes.recipe_path(recipes.DEFAULT_RECIPE)
+    path = Path(source)
+    if isinstance(source, Path) or len(path.parts) > 1 or path.suffix in recipes.SUFFIXES:
+        return path
+    try:
+        return recipes.recipe_path(str(source))
+    except KeyError:
+        raise ConfigError(
+            f"no recipe named {source!r}; recipes: {', '.join(recipes.recipe_names())} "
+            f"(a config file needs a .yaml suffix or a '/', e.g. ./{source}.yaml)"
+        ) from None
+
+
+def load_config(source: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """The dataclass defaults, then the YAML of `source` (see config_path: None = the default recipe),
+    then each `dotted.key=value` override, all validated."""
+    return apply_overrides(from_dict(read_yaml(config_path(source))), overrides)
+
+
+def config_yaml(cfg: Config) -> str:
+    """Every setting of `cfg` as YAML, in declaration order."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
 def dump_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    Path(path).write_text(config_yaml(cfg))
