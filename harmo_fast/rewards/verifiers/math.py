@@ -16,10 +16,10 @@ from typing import Any
 
 from harmo_fast.rewards.extract import last_boxed
 from harmo_fast.rewards.normalize import PERCENT_POLICIES, normalize_text, numbers_equal, parse_number
-from harmo_fast.rewards.verifiers import register
 from harmo_fast.rewards.verifiers.base import Outcome, Verifier
 from harmo_fast.rewards.verifiers.math_clean import clean_math, unwrap_text
 from harmo_fast.rewards.verifiers.math_structure import Node, StructureError, parse_structure
+from harmo_fast.rewards.verifiers.registry import register
 
 Result = tuple[Outcome, str]
 MATCH: Result = ("match", "")
