@@ -16,7 +16,8 @@ extra_info=None)` returns `w_hybrid * R_hyb + w_format * R_fmt` for one response
 response at a time, so the group length penalty does not apply here (it is 0; use the trainer or
 `RewardPipeline` for it). The task type is `extra_info["task_type"]` when given, else inferred from
 `data_source` by `DATA_SOURCE_TASK_TYPES` (case-insensitive, by whole words or long prefixes;
-e.g. "openai/gsm8k" -> math, "cais/mmlu" -> multiple_choice), else "math". `extra_info` may also carry `reference`, `choices` and `prompt`.
+e.g. "openai/gsm8k" -> math, "cais/mmlu" -> multiple_choice), else "math". `extra_info` may also
+carry `reference`, `choices` and `prompt`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 from harmo_fast.rewards.config import RewardConfig
 from harmo_fast.rewards.hybrid import HybridReward
+from harmo_fast.rewards.pool import VerifierPool
 from harmo_fast.rewards.types import RewardResult, RewardSample
 
 COMPONENTS = ("total", "hybrid", "length", "format")
@@ -103,8 +105,6 @@ class _Scorer:
         if self._hybrid is None:
             pool = None
             if self.use_pool:
-                from harmo_fast.rewards.pool import VerifierPool
-
                 pool = VerifierPool(num_workers=self.cfg.num_workers, timeout_s=self.cfg.timeout_s)
                 atexit.register(pool.close)
             self._hybrid = HybridReward(self.cfg, pool=pool)

@@ -29,10 +29,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from harmo_fast.rewards.config import RewardConfig
+from harmo_fast.rewards.extract import locate_answer, strip_reasoning
 from harmo_fast.rewards.format import format_reward
 from harmo_fast.rewards.length import length_reward
 from harmo_fast.rewards.model_rm import ModelRM, build_model_rm
 from harmo_fast.rewards.types import RewardResult, RewardSample, Verdict
+from harmo_fast.rewards.verifiers import get_verifier
+from harmo_fast.rewards.verify import fast_verify, verify
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +67,6 @@ def validate_samples(samples: Sequence[RewardSample]) -> None:
 def committed_answer(completion: str) -> str | None:
     """The text a model RM judges: the marked answer (tag, box, anchor phrase) after the last
     `</think>`, else all of the text after it, stripped; None when a `<think>` is left open."""
-    from harmo_fast.rewards.extract import locate_answer, strip_reasoning
-
     body = strip_reasoning(completion)
     if body is None:
         return None
@@ -131,19 +132,14 @@ class HybridReward:
 
     def _options(self, sample: RewardSample) -> dict[str, Any]:
         options = dict(self.cfg.verify_options.get(sample.task_type, {}))
-        if sample.choices is not None:
-            from harmo_fast.rewards.verifiers import get_verifier
-
-            if "choices" in get_verifier(sample.task_type).option_names:
-                options["choices"] = list(sample.choices)
+        if sample.choices is not None and "choices" in get_verifier(sample.task_type).option_names:
+            options["choices"] = list(sample.choices)
         return options
 
     # -- stages --------------------------------------------------------------------------------
 
     def rule_verdicts(self, samples: Sequence[RewardSample], indices: Sequence[int]) -> dict[int, Verdict]:
         """Rule verdicts of `samples[i]` for i in `indices`; never raises."""
-        from harmo_fast.rewards.verify import fast_verify, verify
-
         out: dict[int, Verdict] = {}
         heavy: list[int] = []
         items: list[tuple[str, Any, str, dict]] = []

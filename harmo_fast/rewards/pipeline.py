@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from harmo_fast.rewards.config import RewardConfig
 from harmo_fast.rewards.hybrid import HybridReward, error_verdict, validate_samples
 from harmo_fast.rewards.model_rm import ModelRM
+from harmo_fast.rewards.pool import VerifierPool
 from harmo_fast.rewards.types import RewardResult, RewardSample
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,6 @@ class RewardPipeline:
             raise ValueError(f"max_inflight must be >= 1, got {max_inflight}")
         self._own_pool = pool is None
         if pool is None:
-            from harmo_fast.rewards.pool import VerifierPool
-
             pool = VerifierPool(num_workers=cfg.num_workers, timeout_s=cfg.timeout_s)
         self.cfg = cfg
         self.pool = pool
