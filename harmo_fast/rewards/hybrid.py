@@ -25,8 +25,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 from harmo_fast.rewards.config import RewardConfig
 from harmo_fast.rewards.extract import locate_answer, strip_reasoning
@@ -78,6 +79,27 @@ def _first_gold(answer: str | Sequence[str]) -> str:
     if isinstance(answer, str):
         return answer
     return next((a for a in answer if isinstance(a, str)), "")
+
+
+R = TypeVar("R")
+Submit = Callable[..., Future[Any]]
+"""Starts `fn(*args)` and returns its future (`run_now`, or an executor's `submit`)."""
+
+
+def run_now(fn: Callable[..., R], *args: Any) -> Future[R]:
+    """`fn(*args)` run at once, as a resolved future (its exception, if it raised)."""
+    future: Future[R] = Future()
+    try:
+        future.set_result(fn(*args))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
+
+
+def _timed(fn: Callable[..., R], *args: Any) -> tuple[R, float]:
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t0
 
 
 def error_verdict(detail: str, scored_by: str = "rule", extracted: str | None = None) -> Verdict:
@@ -251,15 +273,26 @@ class HybridReward:
     def score(self, samples: Sequence[RewardSample]) -> RewardResult:
         """Route, verify, model-score, fall back and compose one batch, in the calling thread."""
         validate_samples(samples)
+        return self.score_staged(samples, run_now, run_now)
+
+    def score_staged(self, samples: Sequence[RewardSample], run_rules: Submit, run_model: Submit) -> RewardResult:
+        """The one scoring path, for validated `samples`: route; the rule verdicts and the model
+        verdicts of the model-routed samples; the model re-scores the rule verdicts that
+        `needs_fallback`; compose. `run_rules(fn, *args)` and `run_model(fn, *args)` start a stage
+        and return its future: `run_now` runs it at once, an executor's `submit` runs the two
+        stages at the same time (`RewardPipeline`)."""
         t0 = time.perf_counter()
         rule_idx, model_idx = self.route(samples)
-        verdicts = self.rule_verdicts(samples, rule_idx)
-        t_rules = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        verdicts.update(self.model_verdicts(samples, model_idx))
+        rules_f = run_rules(_timed, self.rule_verdicts, samples, rule_idx)
+        model_f = run_model(_timed, self.model_verdicts, samples, model_idx)
+        verdicts, t_rules = rules_f.result()
+        model_verdicts, t_model = model_f.result()
         fallback = [i for i in rule_idx if self.needs_fallback(samples[i], verdicts[i])]
+        verdicts.update(model_verdicts)
         if fallback:
-            verdicts.update(self.model_verdicts(samples, fallback, {i: verdicts[i] for i in fallback}))
-        t_model = time.perf_counter() - t1
+            prior = {i: verdicts[i] for i in fallback}
+            more, t_more = run_model(_timed, self.model_verdicts, samples, fallback, prior).result()
+            verdicts.update(more)
+            t_model += t_more
         ordered = [verdicts[i] for i in range(len(samples))]
         return self.compose(samples, ordered, {"rules": t_rules, "model": t_model, "total": time.perf_counter() - t0})
