@@ -9,7 +9,7 @@ choice); without a reference it keeps its rule score. Every verdict records `sco
 The model RM receives the answer the completion commits to (the marked answer after the last
 `</think>`, else the whole text after it) and, per the RM's `context`, either the sample's
 `reference` (falling back to its first gold answer) or its `prompt`. A model-scored verdict is
-`correct` (reason "ok") when its score >= `length.correct_threshold`, else reason "mismatch"; a
+`correct` (reason "ok") when its score >= `model_rm.correct_threshold`, else reason "mismatch"; a
 fallback verdict's `detail` names the rule reason it replaced.
 
 Then `total = w_hybrid * R_hyb + w_length * R_len + w_format * R_fmt`, with R_len computed from
@@ -243,7 +243,7 @@ class HybridReward:
             self._log_once(f"model:{type(e).__name__}", "model RM failed: %s", e)
             out.update({i: error_verdict(f"model RM: {type(e).__name__}: {e}", "model", answers[i]) for i in todo})
             return out
-        threshold = self.cfg.length.correct_threshold
+        threshold = self.cfg.model_rm.correct_threshold
         for i, raw in zip(todo, scores):
             score = float(raw)
             if math.isnan(score):
