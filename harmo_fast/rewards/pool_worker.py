@@ -3,8 +3,8 @@
 A *zygote* is started as a fresh interpreter (no torch, no threads, never the caller's
 `__main__`). It imports the verifiers (and `preload` modules), warms up sympy and the LaTeX
 grammar once, then forks a warm *worker* on each request and hands the parent one end of a
-socket pair to it. Forking is safe here because the zygote is single-threaded; a replacement
-worker is ready in milliseconds instead of a fresh interpreter's seconds.
+socket pair to it. Forking is safe here because the zygote is single-threaded, and a replacement
+worker starts warm instead of paying a fresh interpreter's imports and warm-up.
 
 Zygote protocol (over the control socket): config dict in; ("ready",) out; then per "spawn"
 request: a file descriptor (SCM_RIGHTS) followed by the worker's pid. Worker protocol: requests
@@ -107,8 +107,8 @@ def zygote_main() -> None:
     for name in config.get("preload", ()):
         importlib.import_module(name)
     # Pay sympy's and the LaTeX grammar's first-use costs here, once: the ANTLR parser fills its
-    # prediction caches per construct, and forked workers inherit them (a cold construct costs
-    # a few hundred milliseconds, which a worker killed after a timeout would pay again).
+    # prediction caches per construct, and forked workers inherit them (otherwise each worker,
+    # including every replacement of one killed after a timeout, would fill them again).
     for answer, gold in WARM_UP:
         verify_inline(f"\\boxed{{{answer}}}", gold, "math")
     ctrl.send(("ready",))

@@ -5,8 +5,8 @@ Signals cannot stop sympy stuck in C code and do not work outside the main threa
 that runs past `timeout_s` is stopped by killing its worker process, which is then replaced.
 Workers are forked from a warm "zygote", itself a fresh interpreter (like the "spawn" start
 method: the parent may hold torch threads, so forking the parent is unsafe) that imports only the
-reward verifiers, never the caller's `__main__` (see pool_worker.py); a killed worker is
-replaced in milliseconds. Every item given to `ProcessPool.verify_many` runs in a worker; the
+reward verifiers, never the caller's `__main__` (see pool_worker.py), so a killed worker is
+replaced by a warm fork at once. Every item given to `ProcessPool.verify_many` runs in a worker; the
 in-process fast path for cheap cases is `VerifierPool`'s (pool.py)."""
 
 from __future__ import annotations
