@@ -200,7 +200,7 @@ def _trl_func(
 
 
 def trl_reward_func(
-    cfg: RewardConfig = RewardConfig(),
+    cfg: RewardConfig | None = None,
     component: str = "total",
     *,
     answer_key: str = "answer",
@@ -210,19 +210,21 @@ def trl_reward_func(
     """A TRL reward function returning the weighted total (default) or one unweighted component
     ("hybrid", "length", "format"). use_pool: verify in `cfg.num_workers` worker processes with
     hard timeouts, started on the first call and stopped by `func.close()` or at exit (else
-    in-process, heavy cases in the shared pool)."""
-    return _trl_func(_Scorer(cfg, use_pool), component, answer_key, default_task_type)
+    in-process, heavy cases in the shared pool). cfg: None = the defaults."""
+    return _trl_func(_Scorer(cfg or RewardConfig(), use_pool), component, answer_key, default_task_type)
 
 
 def trl_reward_funcs(
-    cfg: RewardConfig = RewardConfig(),
+    cfg: RewardConfig | None = None,
     *,
     answer_key: str = "answer",
     default_task_type: str = "math",
     use_pool: bool = True,
 ) -> tuple[list[Callable[..., list[float | None]]], list[float]]:
     """([hybrid, length, format] reward functions sharing one scorer, their reward_weights):
-    pass them as `GRPOTrainer(reward_funcs=funcs, args=GRPOConfig(reward_weights=weights))`."""
+    pass them as `GRPOTrainer(reward_funcs=funcs, args=GRPOConfig(reward_weights=weights))`.
+    cfg: None = the defaults."""
+    cfg = cfg or RewardConfig()
     scorer = _Scorer(cfg, use_pool)
     funcs = [_trl_func(scorer, c, answer_key, default_task_type) for c in ("hybrid", "length", "format")]
     return funcs, [cfg.w_hybrid, cfg.w_length, cfg.w_format]

@@ -117,8 +117,8 @@ class HybridReward:
         then get score 0 with reason "error", and non-confident rule verdicts keep their score).
     """
 
-    def __init__(self, cfg: RewardConfig = RewardConfig(), pool: Any = None, model_rm: ModelRM | None = None) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: RewardConfig | None = None, pool: Any = None, model_rm: ModelRM | None = None) -> None:
+        self.cfg = cfg or RewardConfig()
         self.pool = pool
         self._model_rm = model_rm
         self._model_rm_built = model_rm is not None

@@ -63,14 +63,16 @@ def length_reward(
     lengths: Sequence[int],
     correct_scores: Sequence[float],
     group_ids: Sequence[int],
-    cfg: LengthPenaltyConfig = LengthPenaltyConfig(),
+    cfg: LengthPenaltyConfig | None = None,
 ) -> list[float]:
     """R_len per response.
 
     lengths: completion lengths in tokens. correct_scores: the hybrid accuracy scores; a response
     counts as correct when its score >= `cfg.correct_threshold` (NaN never does). group_ids: the
     prompt group of each response (any integers, any order). All zeros when `cfg.enabled` is False.
+    cfg: None = the defaults.
     """
+    cfg = cfg or LengthPenaltyConfig()
     _validate(lengths, correct_scores, group_ids, cfg)
     if not cfg.enabled or len(lengths) == 0:
         return [0.0] * len(lengths)

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 class RewardPipeline:
     """Asynchronous HARMO rewards (see the module docstring).
 
-    cfg: the reward settings; the pipeline starts a `VerifierPool(cfg.num_workers, cfg.timeout_s)`
+    cfg: the reward settings (None = the defaults); the pipeline starts a `VerifierPool(cfg.num_workers, cfg.timeout_s)`
         unless `pool` is given, and builds the model RM from `cfg.model_rm` (on first use, in the
         model thread) unless `model_rm` is given. It closes only what it created.
     max_inflight: batches scored at the same time (their stages share one rule thread and one
@@ -44,7 +44,7 @@ class RewardPipeline:
 
     def __init__(
         self,
-        cfg: RewardConfig = RewardConfig(),
+        cfg: RewardConfig | None = None,
         *,
         pool: Any = None,
         model_rm: ModelRM | None = None,
@@ -52,6 +52,7 @@ class RewardPipeline:
     ) -> None:
         if max_inflight < 1:
             raise ValueError(f"max_inflight must be >= 1, got {max_inflight}")
+        cfg = cfg or RewardConfig()
         self._own_pool = pool is None
         if pool is None:
             pool = VerifierPool(num_workers=cfg.num_workers, timeout_s=cfg.timeout_s)
