@@ -60,9 +60,8 @@ def _follows_tags(completion: str, cfg: FormatConfig) -> bool:
     a_open, a_body, a_close, a_end = answer
     if completion[:t_open].strip() or completion[t_end:a_open].strip() or completion[a_end:].strip():
         return False  # text before, between or after the blocks (this also rejects wrong order)
-    if cfg.require_nonempty and (not completion[t_body:t_close].strip() or not completion[a_body:a_close].strip()):
-        return False
-    return True
+    filled = bool(completion[t_body:t_close].strip() and completion[a_body:a_close].strip())
+    return filled or not cfg.require_nonempty
 
 
 def _box_end(text: str, body_start: int) -> int | None:
