@@ -164,7 +164,7 @@ class ProcessPool:
         self._workers: list[_Worker] = []
         self._closed = False
         self.restarts = 0  # workers replaced after a timeout or a death
-        self.dispatched = 0  # samples sent to workers (the rest took the in-process fast path)
+        self.dispatched = 0  # samples sent to workers (in a VerifierPool, the rest took the fast path)
 
     def __enter__(self) -> ProcessPool:
         return self
