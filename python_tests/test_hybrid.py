@@ -72,12 +72,24 @@ def test_open_ended_uses_the_model_with_reference_or_gold():
     assert res.components["hybrid"] == [0.9, 0.3, 0.3]
     assert all(v.scored_by == "model" for v in res.verdicts)
     assert [v.extracted for v in res.verdicts] == ["a red bus", "a cat", "A long free-form caption."]
-    # correct = score >= length.correct_threshold (1.0 by default): none of these
+    # correct = score >= model_rm.correct_threshold (1.0 by default): none of these
     assert [v.correct for v in res.verdicts] == [False, False, False]
-    low = HybridReward(RewardConfig(length=LengthPenaltyConfig(correct_threshold=0.8)), model_rm=FakeRM()).score(
-        samples
-    )
+    assert [v.reason for v in res.verdicts] == ["mismatch"] * 3
+    low = HybridReward(RewardConfig(model_rm=ModelRMConfig(correct_threshold=0.8)), model_rm=FakeRM()).score(samples)
     assert [v.correct for v in low.verdicts] == [True, False, False]
+    assert [v.reason for v in low.verdicts] == ["ok", "mismatch", "mismatch"]
+
+
+def test_length_threshold_decides_only_the_length_anchor():
+    samples = [
+        S(T("a red bus"), "bus", "open_ended", reference="a red bus", length=100),  # model score 0.9
+        S(T("a cat"), "a dog", "open_ended", length=20),  # model score 0.3
+    ]
+    cfg = RewardConfig(length=LengthPenaltyConfig(correct_threshold=0.8, p_max=1.0, tau=1.0))
+    res = HybridReward(cfg, model_rm=FakeRM()).score(samples)
+    assert [v.correct for v in res.verdicts] == [False, False]  # model_rm.correct_threshold stays 1.0
+    assert res.components["length"] == pytest.approx([0.0, -0.8])  # 0.9 >= 0.8 anchors L* = 100
+    assert RewardConfig().model_rm.correct_threshold == RewardConfig().length.correct_threshold == 1.0
 
 
 def test_prompt_context_rm_gets_the_prompt():
@@ -261,7 +273,8 @@ def test_fuzzed_completions_never_raise():
         ["<think>", "</think>", "<answer>", "</answer>", "\\boxed{", "}", "{", "(B)", "yes", "3", " ", "\n", "**", "$"]
     )
     text = st.one_of(st.text(max_size=200), st.lists(st.one_of(pieces, st.text(max_size=5)), max_size=40).map("".join))
-    hybrid = HybridReward(RewardConfig(length=LengthPenaltyConfig(correct_threshold=0.5)), model_rm=FakeRM())
+    cfg = RewardConfig(length=LengthPenaltyConfig(correct_threshold=0.5), model_rm=ModelRMConfig(correct_threshold=0.5))
+    hybrid = HybridReward(cfg, model_rm=FakeRM())
     task = st.sampled_from(["multiple_choice", "yes_no", "counting", "ocr", "short_text", "open_ended", "not_a_type"])
 
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -288,7 +301,10 @@ def test_public_api_is_lazy_and_complete():
     import subprocess
     import sys
 
-    code = "import sys, harmo_fast.rewards as r; r.verify; r.HybridReward; r.format_reward; r.length_reward; r.RewardConfig; print('torch' in sys.modules)"
+    code = (
+        "import sys, harmo_fast.rewards as r; "
+        "r.verify; r.HybridReward; r.format_reward; r.length_reward; r.RewardConfig; print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "False"
     from harmo_fast import rewards
@@ -296,4 +312,4 @@ def test_public_api_is_lazy_and_complete():
     for name in rewards.__all__:
         assert getattr(rewards, name) is not None
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        rewards.nope
+        rewards.nope  # noqa: B018 (the attribute access is what is tested)

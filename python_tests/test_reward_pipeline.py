@@ -206,10 +206,11 @@ def test_malformed_arguments_raise_in_submit(pool):
 def test_close_is_clean_and_idempotent():
     pipe = RewardPipeline(RewardConfig(num_workers=1, timeout_s=3.0), model_rm=SlowRM(delay=0.3))
     fut = pipe.submit([S(T("x"), "g", "open_ended", reference="x"), S(T("3"), "3")])
-    procs = [w.proc for w in pipe.pool._workers]
+    zygote = pipe.pool._zygote.proc  # the process that forks the pool's workers
+    assert zygote.poll() is None
     pipe.close()  # waits for the batch in flight
     assert fut.done() and fut.result().components["hybrid"] == [0.9, 1.0]
-    assert all(p.poll() is not None for p in procs)  # the pool it created is stopped
+    assert zygote.poll() is not None  # the pool it created is stopped
     pipe.close()
     with pytest.raises(RuntimeError, match="closed"):
         pipe.submit([S(T("1"), "1")])

@@ -15,7 +15,7 @@ def test_every_task_type_has_a_verifier():
 
 
 def test_unknown_task_type_lists_valid_ones():
-    with pytest.raises(ValueError, match="task_type must be one of .*math.*multiple_choice"):
+    with pytest.raises(ValueError, match=r"task_type must be one of .*math.*multiple_choice"):
         verify("1", "1", "poetry")
 
 
@@ -57,8 +57,8 @@ def test_register_a_custom_verifier():
 
 def test_importing_rewards_does_not_import_torch():
     code = (
-        "import sys, harmo_fast.rewards.verify, harmo_fast.rewards.pool; "
-        "harmo_fast.rewards.verify.verify('1', '1', 'math'); assert 'torch' not in sys.modules"
+        "import sys, harmo_fast.rewards.pool; from harmo_fast.rewards import verify; "
+        "verify('1', '1', 'math'); assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 

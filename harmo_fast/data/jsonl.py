@@ -5,11 +5,14 @@ naming the file and line (or the sample id); with `skip_bad=True` they are count
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 from harmo_fast.rewards.types import TASK_TYPES
 
@@ -91,10 +94,6 @@ def parse_record(record: Any, where: str, base_dir: Path | None) -> Sample:
 def _resolve_image(image: Any, base_dir: Path | None) -> Any:
     if isinstance(image, dict) and ("path" in image or "bytes" in image):  # HF datasets Image, undecoded
         if image.get("bytes"):
-            import io
-
-            from PIL import Image
-
             return Image.open(io.BytesIO(image["bytes"]))
         image = image["path"]
     if not isinstance(image, str):

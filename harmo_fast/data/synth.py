@@ -12,7 +12,7 @@ minutes. Five kinds of question:
 The options of a multiple-choice question come in a fixed order (a colour always has the same
 letter), and no question binds two attributes of one shape: each answer is a plain function of
 per-cell visual features, which a 2-layer policy trained for minutes can learn (shuffled letters
-or colour-and-kind binding left its greedy answers at the per-question prior).
+and colour-and-kind binding are beyond a policy that small).
 
 Each record follows docs/SPEC.md §4 and adds `rationale`, a short template reasoning that the
 supervised warm-up uses as the `<think>` text. Everything is drawn from one seeded RNG, so a seed
@@ -180,10 +180,7 @@ def _yes_no(rng: random.Random, size: int) -> dict[str, Any]:
     for color, box in zip(colors, _cells(rng, n, size)):
         _draw_shape(draw, rng.choice(KINDS), color, box)
     # Half the questions ask about a colour that is there, half about one that is not.
-    if rng.random() < 0.5:
-        color = rng.choice(colors)
-    else:
-        color = rng.choice([c for c in COLORS if c not in colors])
+    color = rng.choice(colors) if rng.random() < 0.5 else rng.choice([c for c in COLORS if c not in colors])
     present = color in colors
     return {
         "image": img,

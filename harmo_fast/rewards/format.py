@@ -60,9 +60,8 @@ def _follows_tags(completion: str, cfg: FormatConfig) -> bool:
     a_open, a_body, a_close, a_end = answer
     if completion[:t_open].strip() or completion[t_end:a_open].strip() or completion[a_end:].strip():
         return False  # text before, between or after the blocks (this also rejects wrong order)
-    if cfg.require_nonempty and (not completion[t_body:t_close].strip() or not completion[a_body:a_close].strip()):
-        return False
-    return True
+    filled = bool(completion[t_body:t_close].strip() and completion[a_body:a_close].strip())
+    return filled or not cfg.require_nonempty
 
 
 def _box_end(text: str, body_start: int) -> int | None:
@@ -115,8 +114,10 @@ FORMAT_STYLES: dict[str, Callable[[str, FormatConfig], bool]] = {
 }
 
 
-def follows_format(completion: str, cfg: FormatConfig = FormatConfig()) -> bool:
-    """True when `completion` follows the format `cfg` describes (see the module docstring)."""
+def follows_format(completion: str, cfg: FormatConfig | None = None) -> bool:
+    """True when `completion` follows the format `cfg` (None = the defaults) describes (see the
+    module docstring)."""
+    cfg = cfg or FormatConfig()
     if not isinstance(completion, str):
         raise TypeError(f"completion must be a str, got {type(completion).__name__}")
     checker = FORMAT_STYLES.get(cfg.style)
@@ -125,9 +126,10 @@ def follows_format(completion: str, cfg: FormatConfig = FormatConfig()) -> bool:
     return checker(completion, cfg)
 
 
-def format_reward(completions: list[str], cfg: FormatConfig = FormatConfig()) -> list[float]:
+def format_reward(completions: list[str], cfg: FormatConfig | None = None) -> list[float]:
     """R_fmt per completion: +cfg.f_pos when it follows the format, -cfg.f_neg when not, and 0.0
-    for every completion when `cfg.enabled` is False."""
+    for every completion when `cfg.enabled` is False (cfg None = the defaults)."""
+    cfg = cfg or FormatConfig()
     if not cfg.enabled:
         return [0.0] * len(completions)
     return [cfg.f_pos if follows_format(c, cfg) else -cfg.f_neg for c in completions]

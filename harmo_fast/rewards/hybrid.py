@@ -9,7 +9,7 @@ choice); without a reference it keeps its rule score. Every verdict records `sco
 The model RM receives the answer the completion commits to (the marked answer after the last
 `</think>`, else the whole text after it) and, per the RM's `context`, either the sample's
 `reference` (falling back to its first gold answer) or its `prompt`. A model-scored verdict is
-`correct` (reason "ok") when its score >= `length.correct_threshold`, else reason "mismatch"; a
+`correct` (reason "ok") when its score >= `model_rm.correct_threshold`, else reason "mismatch"; a
 fallback verdict's `detail` names the rule reason it replaced.
 
 Then `total = w_hybrid * R_hyb + w_length * R_len + w_format * R_fmt`, with R_len computed from
@@ -25,14 +25,18 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 from harmo_fast.rewards.config import RewardConfig
+from harmo_fast.rewards.extract import locate_answer, strip_reasoning
 from harmo_fast.rewards.format import format_reward
 from harmo_fast.rewards.length import length_reward
 from harmo_fast.rewards.model_rm import ModelRM, build_model_rm
 from harmo_fast.rewards.types import RewardResult, RewardSample, Verdict
+from harmo_fast.rewards.verifiers import get_verifier
+from harmo_fast.rewards.verify import fast_verify, verify
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +68,6 @@ def validate_samples(samples: Sequence[RewardSample]) -> None:
 def committed_answer(completion: str) -> str | None:
     """The text a model RM judges: the marked answer (tag, box, anchor phrase) after the last
     `</think>`, else all of the text after it, stripped; None when a `<think>` is left open."""
-    from harmo_fast.rewards.extract import locate_answer, strip_reasoning
-
     body = strip_reasoning(completion)
     if body is None:
         return None
@@ -77,6 +79,27 @@ def _first_gold(answer: str | Sequence[str]) -> str:
     if isinstance(answer, str):
         return answer
     return next((a for a in answer if isinstance(a, str)), "")
+
+
+R = TypeVar("R")
+Submit = Callable[..., Future[Any]]
+"""Starts `fn(*args)` and returns its future (`run_now`, or an executor's `submit`)."""
+
+
+def run_now(fn: Callable[..., R], *args: Any) -> Future[R]:
+    """`fn(*args)` run at once, as a resolved future (its exception, if it raised)."""
+    future: Future[R] = Future()
+    try:
+        future.set_result(fn(*args))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
+
+
+def _timed(fn: Callable[..., R], *args: Any) -> tuple[R, float]:
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t0
 
 
 def error_verdict(detail: str, scored_by: str = "rule", extracted: str | None = None) -> Verdict:
@@ -94,8 +117,8 @@ class HybridReward:
         then get score 0 with reason "error", and non-confident rule verdicts keep their score).
     """
 
-    def __init__(self, cfg: RewardConfig = RewardConfig(), pool: Any = None, model_rm: ModelRM | None = None) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: RewardConfig | None = None, pool: Any = None, model_rm: ModelRM | None = None) -> None:
+        self.cfg = cfg or RewardConfig()
         self.pool = pool
         self._model_rm = model_rm
         self._model_rm_built = model_rm is not None
@@ -131,19 +154,14 @@ class HybridReward:
 
     def _options(self, sample: RewardSample) -> dict[str, Any]:
         options = dict(self.cfg.verify_options.get(sample.task_type, {}))
-        if sample.choices is not None:
-            from harmo_fast.rewards.verifiers import get_verifier
-
-            if "choices" in get_verifier(sample.task_type).option_names:
-                options["choices"] = list(sample.choices)
+        if sample.choices is not None and "choices" in get_verifier(sample.task_type).option_names:
+            options["choices"] = list(sample.choices)
         return options
 
     # -- stages --------------------------------------------------------------------------------
 
     def rule_verdicts(self, samples: Sequence[RewardSample], indices: Sequence[int]) -> dict[int, Verdict]:
         """Rule verdicts of `samples[i]` for i in `indices`; never raises."""
-        from harmo_fast.rewards.verify import fast_verify, verify
-
         out: dict[int, Verdict] = {}
         heavy: list[int] = []
         items: list[tuple[str, Any, str, dict]] = []
@@ -225,7 +243,7 @@ class HybridReward:
             self._log_once(f"model:{type(e).__name__}", "model RM failed: %s", e)
             out.update({i: error_verdict(f"model RM: {type(e).__name__}: {e}", "model", answers[i]) for i in todo})
             return out
-        threshold = self.cfg.length.correct_threshold
+        threshold = self.cfg.model_rm.correct_threshold
         for i, raw in zip(todo, scores):
             score = float(raw)
             if math.isnan(score):
@@ -255,15 +273,26 @@ class HybridReward:
     def score(self, samples: Sequence[RewardSample]) -> RewardResult:
         """Route, verify, model-score, fall back and compose one batch, in the calling thread."""
         validate_samples(samples)
+        return self.score_staged(samples, run_now, run_now)
+
+    def score_staged(self, samples: Sequence[RewardSample], run_rules: Submit, run_model: Submit) -> RewardResult:
+        """The one scoring path, for validated `samples`: route; the rule verdicts and the model
+        verdicts of the model-routed samples; the model re-scores the rule verdicts that
+        `needs_fallback`; compose. `run_rules(fn, *args)` and `run_model(fn, *args)` start a stage
+        and return its future: `run_now` runs it at once, an executor's `submit` runs the two
+        stages at the same time (`RewardPipeline`)."""
         t0 = time.perf_counter()
         rule_idx, model_idx = self.route(samples)
-        verdicts = self.rule_verdicts(samples, rule_idx)
-        t_rules = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        verdicts.update(self.model_verdicts(samples, model_idx))
+        rules_f = run_rules(_timed, self.rule_verdicts, samples, rule_idx)
+        model_f = run_model(_timed, self.model_verdicts, samples, model_idx)
+        verdicts, t_rules = rules_f.result()
+        model_verdicts, t_model = model_f.result()
         fallback = [i for i in rule_idx if self.needs_fallback(samples[i], verdicts[i])]
+        verdicts.update(model_verdicts)
         if fallback:
-            verdicts.update(self.model_verdicts(samples, fallback, {i: verdicts[i] for i in fallback}))
-        t_model = time.perf_counter() - t1
+            prior = {i: verdicts[i] for i in fallback}
+            more, t_more = run_model(_timed, self.model_verdicts, samples, fallback, prior).result()
+            verdicts.update(more)
+            t_model += t_more
         ordered = [verdicts[i] for i in range(len(samples))]
         return self.compose(samples, ordered, {"rules": t_rules, "model": t_model, "total": time.perf_counter() - t0})

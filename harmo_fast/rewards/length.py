@@ -4,24 +4,18 @@ Within each group, L* is the length of the shortest *correct* response (score >=
 `correct_threshold`). An incorrect response shorter than L* gets `-p_max * g((L* - L)/L*; tau)`;
 every other response gets 0, and so does every response of a group with no correct response.
 
-This module owns the semantics (threshold, enabled flag, validation). The arithmetic runs in the
-batched kernel `harmo_fast.length_penalty` when that op is installed, else in
-`length_reward_python`, which is also the reference the tests hold the kernel to.
+This module owns the semantics (threshold, enabled flag, validation); the arithmetic runs in the
+batched op `harmo_fast.length_penalty`, which the tests hold to its torch reference.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import math
 from collections.abc import Sequence
 
 from harmo_fast.rewards.config import LengthPenaltyConfig
 
-_SHAPES = {
-    "linear": lambda d, tau: min(1.0, d / tau),
-    "exp": lambda d, tau: 1.0 - math.exp(-d / tau),
-    "step": lambda d, tau: 1.0 if d >= tau else 0.0,
-}
+# The shapes of `harmo_fast.ops.length_penalty` (named here so that validation needs no torch).
+_SHAPES = ("exp", "linear", "step")
 
 
 def _validate(
@@ -45,32 +39,11 @@ def _validate(
         raise ValueError(f"LengthPenaltyConfig.p_max must be >= 0, got {cfg.p_max}")
 
 
-def length_reward_python(
-    lengths: Sequence[int], correct: Sequence[bool], group_ids: Sequence[int], p_max: float, tau: float, shape: str
-) -> list[float]:
-    """The penalty in plain Python, from a boolean `correct` per response."""
-    anchor: dict[int, int] = {}
-    for length, ok, gid in zip(lengths, correct, group_ids):
-        if ok and (gid not in anchor or length < anchor[gid]):
-            anchor[gid] = int(length)
-    g = _SHAPES[shape]
-    out = []
-    for length, ok, gid in zip(lengths, correct, group_ids):
-        star = anchor.get(gid)
-        if ok or star is None or length >= star:
-            out.append(0.0)
-        else:
-            out.append(-p_max * g((star - length) / star, tau))
-    return out
-
-
-def _kernel_available() -> bool:
-    return importlib.util.find_spec("harmo_fast.ops.length_penalty") is not None
-
-
-def _length_reward_kernel(
+def _penalties(
     lengths: Sequence[int], correct: Sequence[bool], group_ids: Sequence[int], cfg: LengthPenaltyConfig
 ) -> list[float]:
+    # torch and the compiled op load on the first scored batch: importing the reward layer stays
+    # torch-free (verifier workers, a verl reward process that only verifies).
     import torch
 
     from harmo_fast.ops.length_penalty import length_penalty
@@ -90,18 +63,18 @@ def length_reward(
     lengths: Sequence[int],
     correct_scores: Sequence[float],
     group_ids: Sequence[int],
-    cfg: LengthPenaltyConfig = LengthPenaltyConfig(),
+    cfg: LengthPenaltyConfig | None = None,
 ) -> list[float]:
     """R_len per response.
 
     lengths: completion lengths in tokens. correct_scores: the hybrid accuracy scores; a response
     counts as correct when its score >= `cfg.correct_threshold` (NaN never does). group_ids: the
     prompt group of each response (any integers, any order). All zeros when `cfg.enabled` is False.
+    cfg: None = the defaults.
     """
+    cfg = cfg or LengthPenaltyConfig()
     _validate(lengths, correct_scores, group_ids, cfg)
     if not cfg.enabled or len(lengths) == 0:
         return [0.0] * len(lengths)
     correct = [bool(s >= cfg.correct_threshold) for s in correct_scores]  # NaN >= t is False
-    if _kernel_available():
-        return _length_reward_kernel(lengths, correct, group_ids, cfg)
-    return length_reward_python(lengths, correct, group_ids, cfg.p_max, cfg.tau, cfg.shape)
+    return _penalties(lengths, correct, group_ids, cfg)

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from typing import Literal, Protocol
 
 from harmo_fast.rewards.config import ModelRMConfig
+from harmo_fast.rewards.embedding_rm import EmbeddingRM
+from harmo_fast.rewards.hf_rm import HFSequenceRM
 
 
 class ModelRM(Protocol):
@@ -22,12 +24,12 @@ class ModelRM(Protocol):
 
 
 def _embedding(cfg: ModelRMConfig) -> ModelRM:
-    from harmo_fast.rewards.embedding_rm import EmbeddingRM
-
     return EmbeddingRM(cfg.path, rescale=cfg.rescale, batch_size=cfg.batch_size, device=cfg.device)
 
 
 def _head(cfg: ModelRMConfig) -> ModelRM:
+    # preference_head imports torch; importing the reward layer stays torch-free (verifier workers,
+    # a verl reward process) until a head is actually configured.
     from harmo_fast.rewards.preference_head import PreferenceHeadRM
 
     if cfg.path is None:
@@ -36,8 +38,6 @@ def _head(cfg: ModelRMConfig) -> ModelRM:
 
 
 def _hf(cfg: ModelRMConfig) -> ModelRM:
-    from harmo_fast.rewards.hf_rm import HFSequenceRM
-
     if cfg.path is None:
         raise ValueError("ModelRMConfig.path must name a Hugging Face sequence-classification model when kind='hf'")
     return HFSequenceRM(cfg.path, batch_size=cfg.batch_size, device=cfg.device)

@@ -4,7 +4,8 @@ generate the next batch while this one is scored.
 Inside one batch, rule verification (in the `VerifierPool` worker processes) and model scoring of
 the model-routed samples (batched, in a background thread) run at the same time; the model then
 re-scores the non-confident rule verdicts that have a reference, and the composer adds R_len and
-R_fmt (`HybridReward` holds the semantics). Consecutive batches overlap too: one batch's rules can
+R_fmt: `HybridReward.score_staged`, the one scoring path, with the two stages on this pipeline's
+rule and model threads. Consecutive batches overlap too: one batch's rules can
 run while the previous batch's model scoring finishes.
 
 The pipeline never dies on data: exceptions in a verifier, a worker process, the pool or the model
@@ -18,29 +19,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 from harmo_fast.rewards.config import RewardConfig
 from harmo_fast.rewards.hybrid import HybridReward, error_verdict, validate_samples
 from harmo_fast.rewards.model_rm import ModelRM
+from harmo_fast.rewards.pool import VerifierPool
 from harmo_fast.rewards.types import RewardResult, RewardSample
 
 log = logging.getLogger(__name__)
-R = TypeVar("R")
-
-
-def _timed(fn: Callable[..., R], *args: Any) -> tuple[R, float]:
-    t0 = time.perf_counter()
-    out = fn(*args)
-    return out, time.perf_counter() - t0
 
 
 class RewardPipeline:
     """Asynchronous HARMO rewards (see the module docstring).
 
-    cfg: the reward settings; the pipeline starts a `VerifierPool(cfg.num_workers, cfg.timeout_s)`
+    cfg: the reward settings (None = the defaults); the pipeline starts a `VerifierPool(cfg.num_workers, cfg.timeout_s)`
         unless `pool` is given, and builds the model RM from `cfg.model_rm` (on first use, in the
         model thread) unless `model_rm` is given. It closes only what it created.
     max_inflight: batches scored at the same time (their stages share one rule thread and one
@@ -49,7 +44,7 @@ class RewardPipeline:
 
     def __init__(
         self,
-        cfg: RewardConfig = RewardConfig(),
+        cfg: RewardConfig | None = None,
         *,
         pool: Any = None,
         model_rm: ModelRM | None = None,
@@ -57,10 +52,9 @@ class RewardPipeline:
     ) -> None:
         if max_inflight < 1:
             raise ValueError(f"max_inflight must be >= 1, got {max_inflight}")
+        cfg = cfg or RewardConfig()
         self._own_pool = pool is None
         if pool is None:
-            from harmo_fast.rewards.pool import VerifierPool
-
             pool = VerifierPool(num_workers=cfg.num_workers, timeout_s=cfg.timeout_s)
         self.cfg = cfg
         self.pool = pool
@@ -86,24 +80,8 @@ class RewardPipeline:
 
     def _score_batch(self, samples: list[RewardSample]) -> RewardResult:
         t0 = time.perf_counter()
-        hybrid = self.hybrid
         try:
-            rule_idx, model_idx = hybrid.route(samples)
-            rules_f = self._rules.submit(_timed, hybrid.rule_verdicts, samples, rule_idx)
-            model_f = self._model.submit(_timed, hybrid.model_verdicts, samples, model_idx)
-            verdicts, t_rules = rules_f.result()
-            model_verdicts, t_model = model_f.result()
-            fallback = [i for i in rule_idx if hybrid.needs_fallback(samples[i], verdicts[i])]
-            verdicts.update(model_verdicts)
-            if fallback:
-                prior = {i: verdicts[i] for i in fallback}
-                more, t_more = self._model.submit(_timed, hybrid.model_verdicts, samples, fallback, prior).result()
-                verdicts.update(more)
-                t_model += t_more
-            ordered = [verdicts[i] for i in range(len(samples))]
-            return hybrid.compose(
-                samples, ordered, {"rules": t_rules, "model": t_model, "total": time.perf_counter() - t0}
-            )
+            return self.hybrid.score_staged(samples, self._rules.submit, self._model.submit)
         except Exception as e:
             log.exception("reward batch failed; every sample gets an error verdict")
             n = len(samples)

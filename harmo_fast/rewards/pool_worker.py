@@ -3,8 +3,8 @@
 A *zygote* is started as a fresh interpreter (no torch, no threads, never the caller's
 `__main__`). It imports the verifiers (and `preload` modules), warms up sympy and the LaTeX
 grammar once, then forks a warm *worker* on each request and hands the parent one end of a
-socket pair to it. Forking is safe here because the zygote is single-threaded; a replacement
-worker is ready in milliseconds instead of a fresh interpreter's seconds.
+socket pair to it. Forking is safe here because the zygote is single-threaded, and a replacement
+worker starts warm instead of paying a fresh interpreter's imports and warm-up.
 
 Zygote protocol (over the control socket): config dict in; ("ready",) out; then per "spawn"
 request: a file descriptor (SCM_RIGHTS) followed by the worker's pid. Worker protocol: requests
@@ -12,14 +12,19 @@ request: a file descriptor (SCM_RIGHTS) followed by the worker's pid. Worker pro
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import resource
 import signal
 import socket
 import sys
 import traceback
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import send_handle
+
+from harmo_fast.rewards.types import Verdict
+from harmo_fast.rewards.verify import verify_inline
 
 WARM_UP = [
     ("x^2+\\frac{1}{2}", "\\frac{1}{2}+x^2"),
@@ -56,9 +61,6 @@ WARM_UP = [
 
 def serve(conn: Connection) -> None:
     """Worker loop: verify requests until the parent closes the socket or sends None."""
-    from harmo_fast.rewards.types import Verdict
-    from harmo_fast.rewards.verify import verify_inline
-
     while True:
         try:
             msg = conn.recv()
@@ -84,13 +86,9 @@ def _fork_worker(ctrl: Connection, memory_limit_mb: int | None) -> None:
             ctrl.close()
             parent_end.close()
             if memory_limit_mb:
-                import resource
-
                 limit = memory_limit_mb << 20
-                try:
+                with contextlib.suppress(ValueError, OSError):
                     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-                except (ValueError, OSError):
-                    pass
             serve(Connection(child_end.detach()))
         finally:
             os._exit(0)
@@ -106,13 +104,11 @@ def zygote_main() -> None:
     config = ctrl.recv()
     # Workers exit on their own; the kernel reaps them (the parent kills by pidfd or pid).
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    from harmo_fast.rewards.verify import verify_inline
-
     for name in config.get("preload", ()):
         importlib.import_module(name)
     # Pay sympy's and the LaTeX grammar's first-use costs here, once: the ANTLR parser fills its
-    # prediction caches per construct, and forked workers inherit them (a cold construct costs
-    # a few hundred milliseconds, which a worker killed after a timeout would pay again).
+    # prediction caches per construct, and forked workers inherit them (otherwise each worker,
+    # including every replacement of one killed after a timeout, would fill them again).
     for answer, gold in WARM_UP:
         verify_inline(f"\\boxed{{{answer}}}", gold, "math")
     ctrl.send(("ready",))

@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from harmo_fast.rewards.extract import last_number, locate_answer, strip_reasoning
+from harmo_fast.rewards.process_pool import shared_pool
 from harmo_fast.rewards.types import Verdict
 from harmo_fast.rewards.verifiers import get_verifier
 
@@ -108,6 +109,4 @@ def verify(completion: str, gold: str | Sequence[str], task_type: str = "math", 
     fast = fast_verify(completion, gold, task_type, **options)
     if fast is not None:
         return fast
-    from harmo_fast.rewards.pool import shared_pool
-
     return shared_pool(float(timeout_s)).verify_many([(completion, gold, task_type, options)])[0]

@@ -1,50 +1,11 @@
-"""Registry of rule verifiers, one per task type.
+"""Rule verifiers, one per task type (see `registry`).
 
-A verifier is a `Verifier` subclass registered under one or more task types with `@register`.
-The built-in families live in the modules imported at the bottom; a user module can register
-more (pass its name to `VerifierPool(preload=...)` so worker processes see it too)."""
+Importing the package registers the built-in families: each family's module imports `register`
+from `registry` (never from this package) and registers its classes on import."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
-
-from harmo_fast.rewards.verifiers.base import Verifier
-
-_REGISTRY: dict[str, Verifier] = {}
-
-V = TypeVar("V", bound=type[Verifier])
-
-
-def register(*task_types: str) -> Callable[[V], V]:
-    """Class decorator: register one instance of the verifier under each of `task_types`."""
-    if not task_types:
-        raise ValueError("register: give at least one task type")
-
-    def deco(cls: V) -> V:
-        instance = cls()
-        for name in task_types:
-            _REGISTRY[name] = instance
-        return cls
-
-    return deco
-
-
-def get_verifier(task_type: str) -> Verifier:
-    """The verifier registered for `task_type`; ValueError listing the valid ones otherwise."""
-    try:
-        return _REGISTRY[task_type]
-    except (KeyError, TypeError):
-        raise ValueError(f"task_type must be one of {sorted(_REGISTRY)}, got {task_type!r}") from None
-
-
-def registered_task_types() -> list[str]:
-    """Every task type with a registered verifier, sorted."""
-    return sorted(_REGISTRY)
-
-
-# Built-in families register themselves on import.
-from harmo_fast.rewards.verifiers import (  # noqa: E402,F401
+from harmo_fast.rewards.verifiers import (  # noqa: F401 (imported for their registrations)
     counting,
     math,
     multiple_choice,
@@ -53,5 +14,7 @@ from harmo_fast.rewards.verifiers import (  # noqa: E402,F401
     text,
     yes_no,
 )
+from harmo_fast.rewards.verifiers.base import Verifier
+from harmo_fast.rewards.verifiers.registry import get_verifier, register, registered_task_types
 
 __all__ = ["Verifier", "get_verifier", "register", "registered_task_types"]

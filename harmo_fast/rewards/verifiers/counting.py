@@ -8,8 +8,8 @@ from fractions import Fraction
 from typing import Any
 
 from harmo_fast.rewards.normalize import NUMBER_WORD, number_word_value, parse_number
-from harmo_fast.rewards.verifiers import register
 from harmo_fast.rewards.verifiers.base import Outcome, Verifier
+from harmo_fast.rewards.verifiers.registry import register
 
 _DIGITS = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w.]*\d)")
 

@@ -12,14 +12,23 @@ inequality (verifier_notes.md 1.1). Lists are never judged by a subset: `1728` i
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from typing import Any
 
 from harmo_fast.rewards.extract import last_boxed
-from harmo_fast.rewards.normalize import PERCENT_POLICIES, normalize_text, numbers_equal, parse_number
-from harmo_fast.rewards.verifiers import register
+from harmo_fast.rewards.normalize import MIN_APPROX_SIG, PERCENT_POLICIES, normalize_text, numbers_equal, parse_number
 from harmo_fast.rewards.verifiers.base import Outcome, Verifier
 from harmo_fast.rewards.verifiers.math_clean import clean_math, unwrap_text
+from harmo_fast.rewards.verifiers.math_sets import as_set, sets_equal
 from harmo_fast.rewards.verifiers.math_structure import Node, StructureError, parse_structure
+from harmo_fast.rewards.verifiers.math_sympy import (
+    SympyParseError,
+    exprs_equal,
+    numeric_value,
+    ratio_constant,
+    to_sympy,
+)
+from harmo_fast.rewards.verifiers.registry import register
 
 Result = tuple[Outcome, str]
 MATCH: Result = ("match", "")
@@ -108,8 +117,6 @@ class _Comparer:
         return self._sympy_scalar(p, g, pn, gn)
 
     def _sympy_scalar(self, p: str, g: str, pn: Any, gn: Any) -> Result:
-        from harmo_fast.rewards.verifiers.math_sympy import SympyParseError, exprs_equal, to_sympy
-
         g_text, p_text = g.replace("%", ""), p.replace("%", "")
         try:
             ge = to_sympy(g_text)
@@ -119,7 +126,7 @@ class _Comparer:
             pe = to_sympy(p_text)
         except SympyParseError as exc:
             return ("parse_fail", f"answer: {exc}")
-        import sympy
+        import sympy  # heavy to import: see math_sympy
 
         if not (isinstance(ge, sympy.Expr) and isinstance(pe, sympy.Expr)):
             return MATCH if pe == ge else MISMATCH  # sets or relations the parser built itself
@@ -146,11 +153,6 @@ class _Comparer:
 
     def _decimal_close(self, pv: Any, gv: Any, pn: Any, gn: Any) -> bool:
         """A decimal on either side: compare at the printed precision (normalize.numbers_equal)."""
-        from fractions import Fraction
-
-        from harmo_fast.rewards.normalize import MIN_APPROX_SIG
-        from harmo_fast.rewards.verifiers.math_sympy import numeric_value
-
         a, b = numeric_value(pv), numeric_value(gv)
         if a is None or b is None or a.imag != 0 or b.imag != 0:
             return False
@@ -256,8 +258,6 @@ class _Comparer:
         """A gold inequality against the answer's set of reals (an interval, union, inequality)."""
         if self.fast:
             raise NeedsSympy
-        from harmo_fast.rewards.verifiers.math_sets import as_set, sets_equal
-
         try:
             gs = as_set(g)
         except ValueError as exc:
@@ -269,8 +269,6 @@ class _Comparer:
         return MATCH if sets_equal(ps, gs) else MISMATCH
 
     def _equations(self, p: Node, g: Node) -> Result:
-        from harmo_fast.rewards.verifiers.math_sympy import SympyParseError, ratio_constant, to_sympy
-
         try:
             gl, gr = (to_sympy(e[1]) for e in g[1])
         except (SympyParseError, IndexError) as exc:
@@ -284,8 +282,6 @@ class _Comparer:
 
 def _fraction(x: Any) -> Any:
     """An mpmath real as an exact Fraction (mantissa * 2**exponent)."""
-    from fractions import Fraction
-
     man, exp = x.man_exp
     return Fraction(man) * (Fraction(2) ** exp) if man else Fraction(0)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from harmo_fast.rewards.verifiers.math_structure import Node
+from harmo_fast.rewards.verifiers.math_sympy import SympyParseError, to_sympy
 
 _FLIP = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}
 
@@ -12,9 +13,7 @@ _FLIP = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}
 def as_set(n: Node) -> Any:
     """The set of reals a node describes: an inequality chain in one variable, an interval
     `(a,b]`, a union, or a list of those ("x < -1 or x > 2"). ValueError otherwise."""
-    import sympy
-
-    from harmo_fast.rewards.verifiers.math_sympy import SympyParseError, to_sympy
+    import sympy  # heavy to import: see math_sympy
 
     kind = n[0]
     try:
@@ -44,9 +43,7 @@ def _scalar(n: Node) -> str:
 
 
 def _relation_set(n: Node) -> Any:
-    import sympy
-
-    from harmo_fast.rewards.verifiers.math_sympy import to_sympy
+    import sympy  # heavy to import: see math_sympy
 
     exprs = [to_sympy(_scalar(e)) for e in n[1]]
     if not all(isinstance(e, sympy.Expr) for e in exprs):
@@ -68,7 +65,7 @@ def _relation_set(n: Node) -> Any:
 
 def sets_equal(a: Any, b: Any) -> bool:
     """Equality of two sets of reals (symmetric difference empty)."""
-    import sympy
+    import sympy  # heavy to import: see math_sympy
 
     if a == b:
         return True

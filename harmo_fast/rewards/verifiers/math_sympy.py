@@ -21,6 +21,10 @@ REL_TOL = 1e-10  # for expressions with decimal literals (15-digit floats)
 ZERO_DIGITS = 60
 ZERO_BITS = 8  # an evaluated difference with at most this many significant bits is 0
 
+# sympy, mpmath and latex2sympy2_extended are imported inside the functions that use them: they are
+# heavy to import, and a process that only takes the fast path (the trainer, a verl reward process)
+# never needs them; the worker zygote imports them once, in its warm-up.
+
 
 class SympyParseError(ValueError):
     """The text could not be turned into a sympy expression (or was refused by the guards)."""

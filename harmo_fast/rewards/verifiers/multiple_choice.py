@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from harmo_fast.rewards.normalize import normalize_text
-from harmo_fast.rewards.verifiers import register
 from harmo_fast.rewards.verifiers.base import Outcome, Verifier
+from harmo_fast.rewards.verifiers.registry import register
 
 _WRAPPERS = re.compile(r"\\(?:boxed|text|textbf|mathrm|mathbf|fbox)\s*\{([^{}]*)\}")
 # The whole answer is one letter: `B`, `(b)`, `B.`, `B)`, `[B]`, `Option B`, `B: 12`, `(B) 12`.

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from harmo_fast.rewards.verifiers import register
 from harmo_fast.rewards.verifiers.base import Outcome, Verifier
 from harmo_fast.rewards.verifiers.math import (
     MAX_ANSWER_CHARS,
@@ -17,6 +16,7 @@ from harmo_fast.rewards.verifiers.math import (
     validate_number_options,
 )
 from harmo_fast.rewards.verifiers.math_clean import clean_math
+from harmo_fast.rewards.verifiers.registry import register
 
 
 @register("numeric")

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from harmo_fast.rewards.types import Verdict
-from harmo_fast.rewards.verifiers import register
 from harmo_fast.rewards.verifiers.base import Outcome, Verifier
+from harmo_fast.rewards.verifiers.registry import register
 
 
 @register("open_ended")

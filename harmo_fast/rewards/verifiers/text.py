@@ -8,8 +8,8 @@ from typing import Any
 
 from harmo_fast.rewards.normalize import anls, normalize_text
 from harmo_fast.rewards.types import Verdict
-from harmo_fast.rewards.verifiers import register
 from harmo_fast.rewards.verifiers.base import Outcome, Verifier, combine
+from harmo_fast.rewards.verifiers.registry import register
 
 
 @register("ocr", "short_text")

@@ -6,8 +6,8 @@ import re
 from typing import Any
 
 from harmo_fast.rewards.normalize import normalize_text
-from harmo_fast.rewards.verifiers import register
 from harmo_fast.rewards.verifiers.base import Outcome, Verifier
+from harmo_fast.rewards.verifiers.registry import register
 
 _WORD = re.compile(r"\b(yes|no)\b")
 # A response that opens with the word as its own sentence or clause: "Yes, because ...", "No."
