@@ -10,8 +10,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import harmo_fast as harmo
 from harmo_fast import _dispatch
+from harmo_fast.ops import _logprob_tiles as tiles
 from harmo_fast.ops.linear_log_probs import linear_log_probs_reference as reference
-from harmo_fast.ops.linear_log_probs import tile_shape
 from harmo_fast.ops.selective_log_softmax import selective_log_softmax_reference
 
 FUSED = [b for b in ("cpu", "triton") if _dispatch.available_backends()[b].startswith("available")]
@@ -130,12 +130,12 @@ def test_never_allocates_the_full_logits(backend):
 
 
 def test_tile_shape_bounds_the_tile():
-    assert tile_shape(4096, 32768, 4, 4096) == (4096, 1024)
-    assert tile_shape(4096, 32768, 2, 4096) == (4096, 2048)
-    assert tile_shape(100, 50, 4, 4096) == (100, 50)  # small problems: one tile
-    assert tile_shape(10, 1 << 30, 4, 4096) == (10, (16 << 20) // 40)
-    assert tile_shape(1 << 30, 8, 4, 1 << 30) == (1 << 30, 1)
-    rows, cols = tile_shape(65536, 151_936, 2, 4096)
+    assert tiles.tile_shape(4096, 32768, 4, 4096) == (4096, 1024)
+    assert tiles.tile_shape(4096, 32768, 2, 4096) == (4096, 2048)
+    assert tiles.tile_shape(100, 50, 4, 4096) == (100, 50)  # small problems: one tile
+    assert tiles.tile_shape(10, 1 << 30, 4, 4096) == (10, (16 << 20) // 40)
+    assert tiles.tile_shape(1 << 30, 8, 4, 1 << 30) == (1 << 30, 1)
+    rows, cols = tiles.tile_shape(65536, 151_936, 2, 4096)
     assert rows * cols * 2 <= 16 << 20
 
 
@@ -199,11 +199,9 @@ def test_tiles_split_tokens_and_vocabulary(backend, dtype, chunk_size, monkeypat
     rows' targets lie outside (forward: merged online; one block's logits all -inf through the
     bias). chunk_size=4 also splits the 9 tokens (4, 4, 1), which sums the weight gradient over
     token chunks; None keeps them in one tile (written straight)."""
-    from harmo_fast.ops import linear_log_probs as module
-
     rows = 4 if chunk_size else 9
-    monkeypatch.setattr(module, "CHUNK_BYTES", 16 * rows * dtype.itemsize)
-    assert module.tile_shape(9, 45, dtype.itemsize, chunk_size or module.TILE_ROWS) == (rows, 16)
+    monkeypatch.setattr(tiles, "CHUNK_BYTES", 16 * rows * dtype.itemsize)
+    assert tiles.tile_shape(9, 45, dtype.itemsize, chunk_size or tiles.TILE_ROWS) == (rows, 16)
     hidden, weight, bias, index = _problem((9,), 16, 45, dtype)
     bias[16:32] = float("-inf")
     index = torch.where((index >= 16) & (index < 32), index - 16, index)
