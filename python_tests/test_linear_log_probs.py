@@ -1,6 +1,7 @@
 """linear_log_probs: every runnable fused backend against the unchunked reference (values, entropy,
 gradients for hidden / weight / bias, dtypes, chunk sizes that do not divide N), partial
-gradients, no tensor of size N x V ever allocated, errors, torch.compile."""
+gradients, no tensor of size N x V ever allocated, errors, torch.library.opcheck of both custom ops
+on every backend present, torch.compile."""
 
 from __future__ import annotations
 
@@ -187,6 +188,49 @@ def test_torch_compile_fullgraph_matches_eager():
         loss.backward()
         results.append((loss.detach(), *(t.grad for t in leaves)))
     torch.testing.assert_close(results[0], results[1])
+
+
+OPCHECK_BACKENDS = ["cpu", "triton", "cuda"]
+
+
+def _opcheck_device(backend: str) -> torch.device:
+    """The device this backend's kernels take tensors on here; skips when it is unavailable."""
+    status = _dispatch.available_backends()[backend]
+    if not status.startswith("available"):
+        pytest.skip(f"backend {backend!r}: {status}")
+    on_cpu = backend == "cpu" or (backend == "triton" and _dispatch.triton_interpreting())
+    return torch.device("cpu" if on_cpu else "cuda")
+
+
+@pytest.mark.parametrize("backend", OPCHECK_BACKENDS)
+@pytest.mark.parametrize("vocab_blocks", [1, 3])
+def test_opcheck(backend, vocab_blocks, monkeypatch):
+    """Both custom ops, with 7 x 3 tokens in tiles of 4 (a remainder), the vocabulary in one tile
+    or in blocks of 4, a transposed hidden and a column-major weight (the gradients come back
+    contiguous, and so must the fakes), with and without bias, each subset of gradients."""
+    device = _opcheck_device(backend)
+    vocab, tile_rows = 12, 4
+    monkeypatch.setattr(tiles, "CHUNK_BYTES", tile_rows * (vocab // vocab_blocks) * 4)
+    assert tiles.tile_shape(21, vocab, 4, tile_rows) == (tile_rows, vocab // vocab_blocks)
+    hidden = torch.randn(3, 7, 8, device=device).transpose(0, 1)
+    weight = torch.randn(8, vocab, device=device).t()
+    bias = torch.randn(vocab, device=device)
+    index = torch.randint(0, vocab, (7, 3), device=device)
+    forward = torch.ops.harmo_fast.linear_log_probs.default
+    for b, return_entropy in ((bias, True), (None, False)):
+        leaves = [t.clone().requires_grad_() if t is not None else None for t in (hidden, weight, b)]
+        torch.library.opcheck(forward, (*leaves, index, 0.8, return_entropy, tile_rows, backend))
+    _, entropy, lse = forward(hidden, weight, bias, index, 0.8, True, tile_rows, backend)
+    g = torch.randn(index.shape, device=device)
+    backward = torch.ops.harmo_fast.linear_log_probs_backward.default
+    for grad_logp, grad_entropy, b, needs in (
+        (g, g, bias, (True, True, True)),
+        (g, None, None, (True, False, False)),
+        (None, g, bias, (False, True, True)),
+    ):
+        ent = entropy if grad_entropy is not None else None
+        args = (grad_logp, grad_entropy, hidden, weight, b, index, lse, ent, 0.8, tile_rows, backend, *needs)
+        torch.library.opcheck(backward, args)
 
 
 @pytest.mark.parametrize("backend", FUSED)
