@@ -3,16 +3,16 @@ and the LM head, without ever holding the (N, V) logits.
 
     logits = hidden @ weight.T + bias;  logp = logits[y]/tau - logsumexp(logits/tau)
 
-The fused backends never hold more than one tile of logits: up to TILE_ROWS tokens by as many
-vocabulary entries as fit CHUNK_BYTES, each produced by one matmul into a reused buffer. The
-forward reduces each tile with the selective_log_softmax kernels and merges the vocabulary blocks
-of a row online (logsumexp, the target's logit, the entropy). With the logsumexp saved, the
-backward recomputes the same tiles, turns each into d(logits) in place with the same kernels and
-feeds it to two matmuls. Looping vocabulary blocks outside token chunks makes each block's
-d(weight) one matmul over the tile's tokens, written straight into the gradient (BLAS
-accumulates in fp32; several token chunks are summed in fp32 and cast at the end), while
-d(hidden) accumulates across blocks in fp32. Peak extra memory is one tile plus the gradients
-themselves: it does not grow with N x V.
+The fused backends never hold more than one tile of logits (_logprob_tiles): up to TILE_ROWS
+tokens by as many vocabulary entries as fit CHUNK_BYTES, each produced by one matmul into a reused
+buffer. The forward reduces each tile with the selective_log_softmax kernels and merges the
+vocabulary blocks of a row online (logsumexp, the target's logit, the entropy). With the logsumexp
+saved, the backward recomputes the same tiles, turns each into d(logits) in place with the same
+kernels and feeds it to two matmuls. Looping vocabulary blocks outside token chunks makes each
+block's d(weight) one matmul over the tile's tokens, written straight into the gradient (BLAS
+accumulates in fp32; several token chunks are summed in fp32 and cast at the end), while d(hidden)
+accumulates across blocks in fp32. Peak extra memory is one tile plus the gradients themselves: it
+does not grow with N x V.
 """
 
 from __future__ import annotations
