@@ -1,6 +1,7 @@
 """linear_log_probs: every runnable fused backend against the unchunked reference (values, entropy,
 gradients for hidden / weight / bias, dtypes, chunk sizes that do not divide N), partial
-gradients, no tensor of size N x V ever allocated, errors, torch.compile."""
+gradients, no tensor of size N x V ever allocated, errors, torch.library.opcheck of both custom ops
+on every backend present, torch.compile."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import harmo_fast as harmo
 from harmo_fast import _dispatch
+from harmo_fast.ops import _logprob_tiles as tiles
 from harmo_fast.ops.linear_log_probs import linear_log_probs_reference as reference
-from harmo_fast.ops.linear_log_probs import tile_shape
 from harmo_fast.ops.selective_log_softmax import selective_log_softmax_reference
 
 FUSED = [b for b in ("cpu", "triton") if _dispatch.available_backends()[b].startswith("available")]
@@ -130,12 +131,12 @@ def test_never_allocates_the_full_logits(backend):
 
 
 def test_tile_shape_bounds_the_tile():
-    assert tile_shape(4096, 32768, 4, 4096) == (4096, 1024)
-    assert tile_shape(4096, 32768, 2, 4096) == (4096, 2048)
-    assert tile_shape(100, 50, 4, 4096) == (100, 50)  # small problems: one tile
-    assert tile_shape(10, 1 << 30, 4, 4096) == (10, (16 << 20) // 40)
-    assert tile_shape(1 << 30, 8, 4, 1 << 30) == (1 << 30, 1)
-    rows, cols = tile_shape(65536, 151_936, 2, 4096)
+    assert tiles.tile_shape(4096, 32768, 4, 4096) == (4096, 1024)
+    assert tiles.tile_shape(4096, 32768, 2, 4096) == (4096, 2048)
+    assert tiles.tile_shape(100, 50, 4, 4096) == (100, 50)  # small problems: one tile
+    assert tiles.tile_shape(10, 1 << 30, 4, 4096) == (10, (16 << 20) // 40)
+    assert tiles.tile_shape(1 << 30, 8, 4, 1 << 30) == (1 << 30, 1)
+    rows, cols = tiles.tile_shape(65536, 151_936, 2, 4096)
     assert rows * cols * 2 <= 16 << 20
 
 
@@ -189,6 +190,49 @@ def test_torch_compile_fullgraph_matches_eager():
     torch.testing.assert_close(results[0], results[1])
 
 
+OPCHECK_BACKENDS = ["cpu", "triton", "cuda"]
+
+
+def _opcheck_device(backend: str) -> torch.device:
+    """The device this backend's kernels take tensors on here; skips when it is unavailable."""
+    status = _dispatch.available_backends()[backend]
+    if not status.startswith("available"):
+        pytest.skip(f"backend {backend!r}: {status}")
+    on_cpu = backend == "cpu" or (backend == "triton" and _dispatch.triton_interpreting())
+    return torch.device("cpu" if on_cpu else "cuda")
+
+
+@pytest.mark.parametrize("backend", OPCHECK_BACKENDS)
+@pytest.mark.parametrize("vocab_blocks", [1, 3])
+def test_opcheck(backend, vocab_blocks, monkeypatch):
+    """Both custom ops, with 7 x 3 tokens in tiles of 4 (a remainder), the vocabulary in one tile
+    or in blocks of 4, a transposed hidden and a column-major weight (the gradients come back
+    contiguous, and so must the fakes), with and without bias, each subset of gradients."""
+    device = _opcheck_device(backend)
+    vocab, tile_rows = 12, 4
+    monkeypatch.setattr(tiles, "CHUNK_BYTES", tile_rows * (vocab // vocab_blocks) * 4)
+    assert tiles.tile_shape(21, vocab, 4, tile_rows) == (tile_rows, vocab // vocab_blocks)
+    hidden = torch.randn(3, 7, 8, device=device).transpose(0, 1)
+    weight = torch.randn(8, vocab, device=device).t()
+    bias = torch.randn(vocab, device=device)
+    index = torch.randint(0, vocab, (7, 3), device=device)
+    forward = torch.ops.harmo_fast.linear_log_probs.default
+    for b, return_entropy in ((bias, True), (None, False)):
+        leaves = [t.clone().requires_grad_() if t is not None else None for t in (hidden, weight, b)]
+        torch.library.opcheck(forward, (*leaves, index, 0.8, return_entropy, tile_rows, backend))
+    _, entropy, lse = forward(hidden, weight, bias, index, 0.8, True, tile_rows, backend)
+    g = torch.randn(index.shape, device=device)
+    backward = torch.ops.harmo_fast.linear_log_probs_backward.default
+    for grad_logp, grad_entropy, b, needs in (
+        (g, g, bias, (True, True, True)),
+        (g, None, None, (True, False, False)),
+        (None, g, bias, (False, True, True)),
+    ):
+        ent = entropy if grad_entropy is not None else None
+        args = (grad_logp, grad_entropy, hidden, weight, b, index, lse, ent, 0.8, tile_rows, backend, *needs)
+        torch.library.opcheck(backward, args)
+
+
 @pytest.mark.parametrize("backend", FUSED)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("chunk_size", [4, None])
@@ -199,11 +243,9 @@ def test_tiles_split_tokens_and_vocabulary(backend, dtype, chunk_size, monkeypat
     rows' targets lie outside (forward: merged online; one block's logits all -inf through the
     bias). chunk_size=4 also splits the 9 tokens (4, 4, 1), which sums the weight gradient over
     token chunks; None keeps them in one tile (written straight)."""
-    from harmo_fast.ops import linear_log_probs as module
-
     rows = 4 if chunk_size else 9
-    monkeypatch.setattr(module, "CHUNK_BYTES", 16 * rows * dtype.itemsize)
-    assert module.tile_shape(9, 45, dtype.itemsize, chunk_size or module.TILE_ROWS) == (rows, 16)
+    monkeypatch.setattr(tiles, "CHUNK_BYTES", 16 * rows * dtype.itemsize)
+    assert tiles.tile_shape(9, 45, dtype.itemsize, chunk_size or tiles.TILE_ROWS) == (rows, 16)
     hidden, weight, bias, index = _problem((9,), 16, 45, dtype)
     bias[16:32] = float("-inf")
     index = torch.where((index >= 16) & (index < 32), index - 16, index)

@@ -1,6 +1,7 @@
 """selective_log_softmax: the reference against hand-computed values and gradcheck, every runnable
 fused backend against the reference (values, entropy, gradients, dtypes, layouts, in-place
-backward), errors, large row counts and offsets beyond 2^31 elements, torch.compile."""
+backward), errors, large row counts and offsets beyond 2^31 elements, torch.library.opcheck of every
+custom op on every backend present, torch.compile."""
 
 from __future__ import annotations
 
@@ -259,11 +260,54 @@ def test_row_offsets_beyond_int32():
 # ---------------------------------------------------------------------------------------------
 # torch.compile / custom-op registration
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.skipif("cpu" not in FUSED, reason="compiled CPU core not built")
-def test_opcheck():
-    logits = _logits((2, 7), torch.float32).requires_grad_()
-    index = torch.randint(0, 7, (2,))
-    torch.library.opcheck(torch.ops.harmo_fast.selective_log_softmax.default, (logits, index, 0.7, True, False, "cpu"))
+OPCHECK_BACKENDS = ["cpu", "triton", "cuda"]
+# Logits layouts the kernels read as is, or copy (a strided vocabulary dimension, leading
+# dimensions that do not collapse to two): the gradient's layout follows, and so must the fakes.
+OPCHECK_LAYOUTS = {
+    "contiguous": lambda: _logits((2, 3, 9), torch.float32),
+    "strided_vocab": lambda: _logits((3, 9, 2), torch.float32).transpose(-1, -2),
+    "uncollapsible": lambda: _logits((2, 3, 4, 9), torch.float32).permute(2, 0, 1, 3),
+}
+# (layout, with d logp, with d entropy): every layout with both upstream gradients, and each alone.
+OPCHECK_BACKWARD_CASES = [(layout, True, True) for layout in OPCHECK_LAYOUTS] + [
+    ("contiguous", True, False),
+    ("contiguous", False, True),
+]
+
+
+def _opcheck_device(backend: str) -> torch.device:
+    """The device this backend's kernels take tensors on here; skips when it is unavailable."""
+    status = _dispatch.available_backends()[backend]
+    if not status.startswith("available"):
+        pytest.skip(f"backend {backend!r}: {status}")
+    on_cpu = backend == "cpu" or (backend == "triton" and _dispatch.triton_interpreting())
+    return torch.device("cpu" if on_cpu else "cuda")
+
+
+@pytest.mark.parametrize("backend", OPCHECK_BACKENDS)
+@pytest.mark.parametrize("layout", OPCHECK_LAYOUTS)
+def test_opcheck_forward(backend, layout):
+    device = _opcheck_device(backend)
+    logits = OPCHECK_LAYOUTS[layout]().to(device).requires_grad_()
+    index = torch.randint(0, logits.shape[-1], logits.shape[:-1], device=device)
+    op = torch.ops.harmo_fast.selective_log_softmax.default
+    for return_entropy, inplace_backward in ((True, False), (False, False), (True, True)):
+        torch.library.opcheck(op, (logits, index, 0.7, return_entropy, inplace_backward, backend))
+
+
+@pytest.mark.parametrize("backend", OPCHECK_BACKENDS)
+@pytest.mark.parametrize(("layout", "with_logp", "with_entropy"), OPCHECK_BACKWARD_CASES)
+def test_opcheck_backward(backend, layout, with_logp, with_entropy):
+    """Both backward ops: the out-of-place one and the in-place one that writes over the logits."""
+    device = _opcheck_device(backend)
+    logits = OPCHECK_LAYOUTS[layout]().to(device)
+    index = torch.randint(0, logits.shape[-1], logits.shape[:-1], device=device)
+    _, entropy, lse = torch.ops.harmo_fast.selective_log_softmax(logits, index, 0.7, True, False, backend)
+    grad_logp = torch.randn(index.shape, device=device) if with_logp else None
+    grad_entropy = torch.randn(index.shape, device=device) if with_entropy else None
+    args = (grad_logp, grad_entropy, logits, index, lse, entropy if with_entropy else None, 0.7, backend)
+    torch.library.opcheck(torch.ops.harmo_fast.selective_log_softmax_backward.default, args)
+    torch.library.opcheck(torch.ops.harmo_fast.selective_log_softmax_backward_.default, args)
 
 
 @pytest.mark.skipif("cpu" not in FUSED, reason="compiled CPU core not built")

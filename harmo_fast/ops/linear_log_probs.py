@@ -3,16 +3,16 @@ and the LM head, without ever holding the (N, V) logits.
 
     logits = hidden @ weight.T + bias;  logp = logits[y]/tau - logsumexp(logits/tau)
 
-The fused backends never hold more than one tile of logits: up to TILE_ROWS tokens by as many
-vocabulary entries as fit CHUNK_BYTES, each produced by one matmul into a reused buffer. The
-forward reduces each tile with the selective_log_softmax kernels and merges the vocabulary blocks
-of a row online (logsumexp, the target's logit, the entropy). With the logsumexp saved, the
-backward recomputes the same tiles, turns each into d(logits) in place with the same kernels and
-feeds it to two matmuls. Looping vocabulary blocks outside token chunks makes each block's
-d(weight) one matmul over the tile's tokens, written straight into the gradient (BLAS
-accumulates in fp32; several token chunks are summed in fp32 and cast at the end), while
-d(hidden) accumulates across blocks in fp32. Peak extra memory is one tile plus the gradients
-themselves: it does not grow with N x V.
+The fused backends never hold more than one tile of logits (_logprob_tiles): up to TILE_ROWS
+tokens by as many vocabulary entries as fit CHUNK_BYTES, each produced by one matmul into a reused
+buffer. The forward reduces each tile with the selective_log_softmax kernels and merges the
+vocabulary blocks of a row online (logsumexp, the target's logit, the entropy). With the logsumexp
+saved, the backward recomputes the same tiles, turns each into d(logits) in place with the same
+kernels and feeds it to two matmuls. Looping vocabulary blocks outside token chunks makes each
+block's d(weight) one matmul over the tile's tokens, written straight into the gradient (BLAS
+accumulates in fp32; several token chunks are summed in fp32 and cast at the end), while d(hidden)
+accumulates across blocks in fp32. Peak extra memory is one tile plus the gradients themselves: it
+does not grow with N x V.
 """
 
 from __future__ import annotations
@@ -20,15 +20,10 @@ from __future__ import annotations
 import torch
 
 from harmo_fast import _checks, _dispatch
+from harmo_fast.ops import _logprob_tiles as tiles
 from harmo_fast.ops import selective_log_softmax as sls
 
 OP = "linear_log_probs"
-
-# Budget for one tile of logits in the parameters' dtype.
-CHUNK_BYTES = 16 << 20
-# Tokens per tile when chunk_size is not given: in the backward each vocabulary block's weight
-# gradient is one matmul over this many tokens (see _backward_op).
-TILE_ROWS = 4096
 
 
 def linear_log_probs_reference(
@@ -43,13 +38,6 @@ def linear_log_probs_reference(
     selective log-softmax (plain autograd; holds the whole (N, V) logits)."""
     logits = torch.nn.functional.linear(hidden, weight, bias)
     return sls.selective_log_softmax_reference(logits, index, temperature, return_entropy)
-
-
-def tile_shape(n: int, vocab: int, element_size: int, tile_rows: int) -> tuple[int, int]:
-    """(token rows, vocabulary columns) of one tile of logits: up to tile_rows tokens, and as many
-    vocabulary columns as keep the tile within CHUNK_BYTES (at least 1)."""
-    rows = max(1, min(n, tile_rows))
-    return rows, max(1, min(vocab, CHUNK_BYTES // (element_size * rows)))
 
 
 def _check_arguments(hidden, weight, index, bias, temperature, chunk_size) -> torch.device:
@@ -77,22 +65,6 @@ def _check_arguments(hidden, weight, index, bias, temperature, chunk_size) -> to
     return _checks.check_same_device(OP, hidden=hidden, weight=weight, index=index, bias=bias)
 
 
-def _chunk_logits(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> torch.Tensor:
-    """out[:] = h @ weight.T (+ bias), in the parameters' dtype, into a reused buffer."""
-    if bias is None:
-        return torch.mm(h, weight.t(), out=out)
-    return torch.addmm(bias, h, weight.t(), out=out)
-
-
-def _chunks(n: int, chunk: int):
-    for start in range(0, n, chunk):
-        yield start, min(n, start + chunk)
-
-
-def _rows(t: torch.Tensor | None, start: int, end: int) -> torch.Tensor | None:
-    return None if t is None else t[start:end]
-
-
 # --------------------------------------------------------------------------------------------
 # Custom ops and autograd
 # --------------------------------------------------------------------------------------------
@@ -108,29 +80,17 @@ def _forward_rows(
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """(logp, lse, entropy or None) of the rows h, one vocabulary block of `cols` columns at a time,
-    merged online: lse by logaddexp, the target's logit from the block that holds it, and the
-    entropy through sum_j p_j x_j = sum_b exp(lse_b - lse) (lse_b - entropy_b)."""
+    merged online."""
     vocab = weight.shape[0]
     if cols >= vocab:
-        z = _chunk_logits(h, weight, bias, buf[: h.shape[0], :vocab])
+        z = tiles.tile_logits(h, weight, bias, buf[: h.shape[0], :vocab])
         return sls.forward_rows(z, y, temperature, return_entropy, backend)
-    lse = target = px = None
-    for vs, ve in _chunks(vocab, cols):
-        z = _chunk_logits(h, weight[vs:ve], _rows(bias, vs, ve), buf[: h.shape[0], : ve - vs])
+    merged = tiles.OnlineLogSoftmax(return_entropy)
+    for vs, ve in tiles.spans(vocab, cols):
+        z = tiles.tile_logits(h, weight[vs:ve], tiles.rows_of(bias, vs, ve), buf[: h.shape[0], : ve - vs])
         inside = (y >= vs) & (y < ve)
-        lp_b, lse_b, ent_b = sls.forward_rows(z, torch.where(inside, y - vs, 0), temperature, return_entropy, backend)
-        x_b = lp_b + lse_b  # the target's logit / temperature, where the block holds it
-        px_b = lse_b - ent_b if return_entropy else None  # sum_j p_j x_j within the block
-        if lse is None:
-            lse, target, px = lse_b, x_b, px_b
-            continue
-        target = torch.where(inside, x_b, target)
-        new = torch.logaddexp(lse, lse_b)
-        if return_entropy:  # where(): a block of -inf logits has weight 0, whatever its entropy
-            keep, add = torch.exp(lse - new), torch.exp(lse_b - new)
-            px = torch.where(keep > 0, px * keep, 0.0) + torch.where(add > 0, px_b * add, 0.0)
-        lse = new
-    return target - lse, lse, (lse - px) if return_entropy else None
+        merged.add(*sls.forward_rows(z, torch.where(inside, y - vs, 0), temperature, return_entropy, backend), inside)
+    return merged.result()
 
 
 @torch.library.custom_op("harmo_fast::linear_log_probs", mutates_args=())
@@ -153,11 +113,11 @@ def _forward_op(
     logp = torch.empty(n, dtype=torch.float32, device=hidden.device)
     lse = torch.empty_like(logp)
     entropy = torch.empty_like(logp) if return_entropy else logp.new_empty(0)
-    rows, cols = tile_shape(n, vocab, weight.element_size(), tile_rows)
+    rows, cols = tiles.tile_shape(n, vocab, weight.element_size(), tile_rows)
     buf = hidden.new_empty(rows, cols)
-    for s, e in _chunks(n, rows):
-        lp, l, ent = _forward_rows(h2[s:e], idx[s:e], weight, bias, cols, buf, temperature, return_entropy, backend)
-        logp[s:e], lse[s:e] = lp, l
+    for s, e in tiles.spans(n, rows):
+        lp, ls, ent = _forward_rows(h2[s:e], idx[s:e], weight, bias, cols, buf, temperature, return_entropy, backend)
+        logp[s:e], lse[s:e] = lp, ls
         if ent is not None:
             entropy[s:e] = ent
     shape = index.shape
@@ -205,26 +165,26 @@ def _backward_op(
     grad_hidden = torch.zeros(n, size, dtype=f32, device=dev) if need_hidden else hidden.new_empty(0)
     grad_weight = weight.new_empty(weight.shape) if need_weight else hidden.new_empty(0)
     grad_bias = torch.zeros(vocab, dtype=f32, device=dev) if need_bias else hidden.new_empty(0)
-    rows, cols = tile_shape(n, vocab, weight.element_size(), tile_rows)
+    rows, cols = tiles.tile_shape(n, vocab, weight.element_size(), tile_rows)
     buf = hidden.new_empty(rows, cols)
     # Half-precision products (BLAS accumulates each in fp32 internally) are summed in fp32.
     partial_h = hidden.new_empty(rows, size) if need_hidden and half else None
     acc_w = torch.empty(cols, size, dtype=f32, device=dev) if need_weight and half and rows < n else None
     partial_w = weight.new_empty(cols, size) if acc_w is not None else None
-    for vs, ve in _chunks(vocab, cols):
+    for vs, ve in tiles.spans(vocab, cols):
         w_b = weight[vs:ve]
-        b_b = _rows(bias, vs, ve)
+        b_b = tiles.rows_of(bias, vs, ve)
         idx_b = idx - vs  # outside [0, ve - vs): no target term in this block
-        for s, e in _chunks(n, rows):
+        for s, e in tiles.spans(n, rows):
             h = h2[s:e]
-            z = _chunk_logits(h, w_b, b_b, buf[: e - s, : ve - vs])
+            z = tiles.tile_logits(h, w_b, b_b, buf[: e - s, : ve - vs])
             sls.backward_rows(
-                _rows(g_logp, s, e),
-                _rows(g_ent, s, e),
+                tiles.rows_of(g_logp, s, e),
+                tiles.rows_of(g_ent, s, e),
                 z,
                 idx_b[s:e],
                 lse1[s:e],
-                _rows(ent1, s, e),
+                tiles.rows_of(ent1, s, e),
                 temperature,
                 backend,
                 out=z,
@@ -273,10 +233,15 @@ def _(
     need_bias,
 ):
     return (
-        torch.empty_like(hidden) if need_hidden else hidden.new_empty(0),
-        torch.empty_like(weight) if need_weight else hidden.new_empty(0),
-        torch.empty_like(bias) if need_bias else hidden.new_empty(0),
+        hidden.new_empty(hidden.shape) if need_hidden else hidden.new_empty(0),
+        weight.new_empty(weight.shape) if need_weight else hidden.new_empty(0),
+        bias.new_empty(bias.shape) if need_bias else hidden.new_empty(0),
     )
+
+
+# register_autograd's backward returns one gradient per input of the op: hidden, weight and bias
+# come first, the rest have none.
+_NO_GRADIENTS = (None,) * len(torch.ops.harmo_fast.linear_log_probs.default._schema.arguments)
 
 
 def _setup_context(ctx, inputs, output) -> None:
@@ -291,7 +256,7 @@ def _backward(ctx, grad_logp, grad_entropy, grad_lse):
     need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
     need_bias = need_bias and bias is not None
     if not (need_hidden or need_weight or need_bias):
-        return (None,) * 8
+        return _NO_GRADIENTS
     gh, gw, gb = torch.ops.harmo_fast.linear_log_probs_backward(
         grad_logp,
         grad_entropy if ctx.return_entropy else None,
@@ -308,7 +273,8 @@ def _backward(ctx, grad_logp, grad_entropy, grad_lse):
         need_weight,
         need_bias,
     )
-    return (gh if need_hidden else None, gw if need_weight else None, gb if need_bias else None) + (None,) * 5
+    grads = (gh if need_hidden else None, gw if need_weight else None, gb if need_bias else None)
+    return grads + _NO_GRADIENTS[len(grads) :]
 
 
 _forward_op.register_autograd(_backward, setup_context=_setup_context)
@@ -336,7 +302,7 @@ def linear_log_probs(
     resolved = _dispatch.resolve_backend(backend, device, OP)
     if resolved == "torch":
         return linear_log_probs_reference(hidden, weight, index, bias, temperature, return_entropy)
-    tile_rows = chunk_size if chunk_size is not None else TILE_ROWS
+    tile_rows = chunk_size if chunk_size is not None else tiles.TILE_ROWS
     logp, entropy, _ = torch.ops.harmo_fast.linear_log_probs(
         hidden, weight, bias, index, float(temperature), bool(return_entropy), int(tile_rows), resolved
     )

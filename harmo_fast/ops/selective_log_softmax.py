@@ -16,12 +16,9 @@ from dataclasses import dataclass
 import torch
 
 from harmo_fast import _checks, _dispatch, _native
+from harmo_fast.ops._logprob_tiles import gradient_like, kernel_input, row_layout
 
 OP = "selective_log_softmax"
-
-# (rows, vocab, inner, stride_outer, stride_inner): the kernels' view of a (..., V) tensor, with
-# the leading dimensions collapsed to at most two strided ones (see RowLayout in the _math.h).
-Layout = tuple[int, int, int, int, int]
 
 
 # --------------------------------------------------------------------------------------------
@@ -46,56 +43,22 @@ def selective_log_softmax_reference(
 # --------------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------------
-def check_arguments(op: str, logits: torch.Tensor, index: torch.Tensor, temperature: float) -> torch.device:
-    """Shape/dtype/device/temperature checks shared with linear_log_probs; returns the device."""
-    _checks.check_tensor(op, "logits", logits, dtypes=_checks.FLOAT_DTYPES)
-    _checks.check_tensor(op, "index", index, dtypes=_checks.INDEX_DTYPES)
+def _check_arguments(logits: torch.Tensor, index: torch.Tensor, temperature: float) -> torch.device:
+    """Shape/dtype/device/temperature checks; returns the device."""
+    _checks.check_tensor(OP, "logits", logits, dtypes=_checks.FLOAT_DTYPES)
+    _checks.check_tensor(OP, "index", index, dtypes=_checks.INDEX_DTYPES)
     if logits.dim() < 1 or logits.shape[-1] < 1:
         raise ValueError(
-            f"{op}: logits must have a non-empty last (vocabulary) dimension, got shape {tuple(logits.shape)}"
+            f"{OP}: logits must have a non-empty last (vocabulary) dimension, got shape {tuple(logits.shape)}"
         )
-    _checks.check_shape(op, "index", index, logits.shape[:-1])
-    _checks.check_positive_float(op, "temperature", temperature)
-    return _checks.check_same_device(op, logits=logits, index=index)
+    _checks.check_shape(OP, "index", index, logits.shape[:-1])
+    _checks.check_positive_float(OP, "temperature", temperature)
+    return _checks.check_same_device(OP, logits=logits, index=index)
 
 
 # --------------------------------------------------------------------------------------------
-# Kernel launchers (shared with linear_log_probs, which runs them on chunks of logits)
+# Kernel launchers (linear_log_probs runs them on its tiles of logits)
 # --------------------------------------------------------------------------------------------
-def row_layout(t: torch.Tensor) -> Layout | None:
-    """The kernels' (rows, vocab, inner, stride_outer, stride_inner) view of t, or None when the
-    last dimension is strided or the leading dimensions do not collapse to two strided ones."""
-    vocab = t.shape[-1]
-    if vocab > 1 and t.stride(-1) != 1:
-        return None
-    rows = t.numel() // vocab if vocab else 0
-    dims: list[tuple[int, int]] = []
-    for size, stride in zip(t.shape[:-1], t.stride()[:-1]):
-        if size == 1:
-            continue
-        if dims and dims[-1][1] == stride * size:
-            dims[-1] = (dims[-1][0] * size, stride)
-        else:
-            dims.append((size, stride))
-    if not dims:
-        return (rows, vocab, 1, 0, 0)
-    if len(dims) == 1:
-        return (rows, vocab, 1, dims[0][1], 0)
-    if len(dims) == 2:
-        return (rows, vocab, dims[1][0], dims[0][1], dims[1][1])
-    return None
-
-
-def kernel_input(logits: torch.Tensor) -> tuple[torch.Tensor, Layout]:
-    """logits as the kernels can read it: as is when its layout allows, else a contiguous copy."""
-    layout = row_layout(logits)
-    if layout is None:
-        logits = logits.contiguous()
-        layout = row_layout(logits)
-        assert layout is not None
-    return logits, layout
-
-
 @dataclass(frozen=True)
 class _Kernels:
     forward: Callable[..., None]
@@ -247,7 +210,7 @@ def backward_rows(
     tiles rely on this)."""
     logits_k, layout = kernel_input(logits)
     if out is None:
-        out = torch.empty_like(logits_k)
+        out = gradient_like(logits)
     grad_layout = row_layout(out)
     if grad_layout is None or (out.data_ptr() == logits.data_ptr() and logits_k is not logits):
         raise ValueError(f"{OP}: the in-place gradient buffer must have a layout the kernels can write")
@@ -310,7 +273,7 @@ def _backward_op(
 
 @_backward_op.register_fake
 def _(grad_logp, grad_entropy, logits, index, lse, entropy, temperature, backend):
-    return torch.empty_like(logits)
+    return gradient_like(logits)
 
 
 @torch.library.custom_op("harmo_fast::selective_log_softmax_backward_", mutates_args=("logits",))
@@ -337,6 +300,10 @@ def _(grad_logp, grad_entropy, logits, index, lse, entropy, temperature, backend
     return None
 
 
+# register_autograd's backward returns one gradient per input of the op; only logits has one.
+_NO_GRADIENTS = (None,) * len(torch.ops.harmo_fast.selective_log_softmax.default._schema.arguments)
+
+
 def _setup_context(ctx, inputs, output) -> None:
     logits, index, temperature, return_entropy, inplace_backward, backend = inputs
     _, entropy, lse = output
@@ -352,7 +319,7 @@ def _setup_context(ctx, inputs, output) -> None:
 def _backward(ctx, grad_logp, grad_entropy, grad_lse):
     logits, index, lse, entropy = ctx.saved_tensors
     if not ctx.needs_input_grad[0]:
-        return None, None, None, None, None, None
+        return _NO_GRADIENTS
     grad_entropy = grad_entropy if ctx.return_entropy else None
     args = (grad_logp, grad_entropy, logits, index, lse, entropy, ctx.temperature, ctx.backend)
     if ctx.inplace:
@@ -360,7 +327,7 @@ def _backward(ctx, grad_logp, grad_entropy, grad_lse):
         grad = logits
     else:
         grad = torch.ops.harmo_fast.selective_log_softmax_backward(*args)
-    return grad, None, None, None, None, None
+    return (grad, *_NO_GRADIENTS[1:])
 
 
 _forward_op.register_autograd(_backward, setup_context=_setup_context)
@@ -392,7 +359,7 @@ def selective_log_softmax(
     its data). The torch backend ignores the flag. Double backward is not supported by the fused
     backends.
     """
-    device = check_arguments(OP, logits, index, temperature)
+    device = _check_arguments(logits, index, temperature)
     resolved = _dispatch.resolve_backend(backend, device, OP)
     if resolved == "torch":
         return selective_log_softmax_reference(logits, index, temperature, return_entropy)
