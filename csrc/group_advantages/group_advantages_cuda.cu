@@ -155,11 +155,13 @@ void group_advantages_cuda(std::uintptr_t rewards, int dtype, std::uintptr_t out
 }  // namespace harmo
 
 HARMO_BIND(group_advantages) {
-  m.def("group_advantages", &harmo::advantages::group_advantages_cuda, pybind11::arg("rewards"), pybind11::arg("dtype"),
+  m.def("group_advantages", &harmo::advantages::group_advantages_cuda, pybind11::kw_only(),
+        pybind11::arg("rewards"), pybind11::arg("dtype"),
         pybind11::arg("out"), pybind11::arg("n"), pybind11::arg("num_groups"), pybind11::arg("group_size"),
         pybind11::arg("order"), pybind11::arg("offsets"), pybind11::arg("scale"), pybind11::arg("eps"),
         pybind11::arg("unbiased"), pybind11::arg("workspace"), pybind11::arg("stream"),
         pybind11::call_guard<pybind11::gil_scoped_release>(),
         "Group-relative advantages on the device (fp32 out); workspace: 3 * num_groups + 1 doubles for batch "
         "scale. Raw addresses and the stream in.");
+  m.attr("advantage_scale_codes") = harmo::code_table(harmo::advantages::kScaleCodes);
 }
