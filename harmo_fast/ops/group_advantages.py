@@ -102,12 +102,11 @@ def _cpu(rewards: torch.Tensor, groups: _groups.GroupLayout, scale: int, eps: fl
 
 def _cuda(rewards: torch.Tensor, groups: _groups.GroupLayout, scale: int, eps: float, unbiased: bool) -> torch.Tensor:
     out = torch.empty(rewards.shape[0], dtype=torch.float32, device=rewards.device)
-    # Batch scale: per-group (count, mean, M2) then the batch std, in float64 on the device.
-    workspace = torch.empty(
-        3 * groups.num_groups + 1 if scale == SCALES["batch"] else 0, dtype=torch.float64, device=rewards.device
-    )
+    module = _native.cuda_module()
+    size = module.group_advantages_workspace(num_groups=groups.num_groups, scale=scale)
+    workspace = torch.empty(size, dtype=torch.float64, device=rewards.device)
     with torch.cuda.device(rewards.device):
-        _native.cuda_module().group_advantages(
+        module.group_advantages(
             **_kernel_arguments(rewards, out, groups, scale, eps, unbiased),
             workspace=_native.address(workspace),
             stream=_native.stream_of(rewards),
