@@ -117,10 +117,12 @@ def _cuda(rewards: torch.Tensor, groups: _groups.GroupLayout, scale: int, eps: f
 def _triton(rewards: torch.Tensor, groups: _groups.GroupLayout, scale: int, eps: float, unbiased: bool) -> torch.Tensor:
     from harmo_fast.triton_kernels import group_advantages as kernels
 
-    return kernels.group_advantages(rewards, groups, scale, eps, unbiased)
+    return kernels.group_advantages(rewards, groups, _SCALE_NAMES[scale], eps, unbiased)
 
 
 _LAUNCHERS = {"cpu": _cpu, "cuda": _cuda, "triton": _triton}
+# The Triton kernels choose their variant from the scale's name, so they hold no copy of the codes.
+_SCALE_NAMES = {code: name for name, code in SCALES.items()}
 
 
 def _run(

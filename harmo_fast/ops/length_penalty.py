@@ -136,10 +136,12 @@ def _triton(
     from harmo_fast.triton_kernels import length_penalty as kernels
 
     _check_nonnegative(lengths)
-    return kernels.length_penalty(lengths, correct, groups, p_max, tau, shape)
+    return kernels.length_penalty(lengths, correct, groups, p_max, tau, _SHAPE_NAMES[shape])
 
 
 _LAUNCHERS = {"cpu": _cpu, "cuda": _cuda, "triton": _triton}
+# The Triton kernel chooses its variant from the shape's name, so it holds no copy of the codes.
+_SHAPE_NAMES = {s.code: name for name, s in SHAPES.items()}
 
 
 def _run(

@@ -34,6 +34,8 @@ KL_ESTIMATORS: dict[str, KlEstimator] = {
     "k2": KlEstimator(1, lambda d: 0.5 * d * d),
     "k3": KlEstimator(2, lambda d: torch.exp(d) - d - 1.0),
 }
+# The Triton kernels choose their estimator by name, so they hold no copy of the codes.
+KL_ESTIMATOR_NAMES = {est.code: name for name, est in KL_ESTIMATORS.items()}
 # verl's kl_penalty names for the same estimators.
 KL_ALIASES: dict[str, str] = {"kl": "k1", "mse": "k2", "low_var_kl": "k3"}
 
@@ -141,7 +143,7 @@ def _native_backward(
 def _triton_forward(logp: torch.Tensor, ref: torch.Tensor, code: int, cd: float, cv: float) -> torch.Tensor:
     from harmo_fast.triton_kernels import token_kl as tk
 
-    return tk.forward(logp.contiguous(), ref.contiguous(), code, cd, cv)
+    return tk.forward(logp.contiguous(), ref.contiguous(), KL_ESTIMATOR_NAMES[code], cd, cv)
 
 
 def _triton_backward(
@@ -149,7 +151,7 @@ def _triton_backward(
 ) -> torch.Tensor:
     from harmo_fast.triton_kernels import token_kl as tk
 
-    return tk.backward(grad.float().contiguous(), logp.contiguous(), ref.contiguous(), code, cd, cv)
+    return tk.backward(grad.float().contiguous(), logp.contiguous(), ref.contiguous(), KL_ESTIMATOR_NAMES[code], cd, cv)
 
 
 _LAUNCHERS = {

@@ -13,6 +13,7 @@ import triton.language as tl
 
 from harmo_fast.ops._grpo_layout import ROW_SLOTS as _ROW_SLOTS
 from harmo_fast.ops._grpo_layout import RowSlot
+from harmo_fast.ops.token_kl import KL_ESTIMATOR_NAMES
 from harmo_fast.triton_kernels.token_kl import kl_value_grad
 
 BLOCK = 256
@@ -250,7 +251,7 @@ def forward(logp, old, adv, mask, ref, w, settings, need_grad):
             math.inf,
             HAS_REF=ref is not None,
             BIAS=settings.bias_corrected,
-            EST=settings.kl_estimator,
+            EST=KL_ESTIMATOR_NAMES[settings.kl_estimator],
             SEQ=settings.sequence,
             ADV_TOK=adv.dim() == 2,
             W_MODE=w_mode,
