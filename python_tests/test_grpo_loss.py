@@ -477,3 +477,24 @@ def test_opcheck_grpo_loss_scale_op(backend: str) -> None:
     row_scale = torch.rand(3, device=dev)
     grad = torch.tensor(0.5, device=dev)
     torch.library.opcheck(_grpo_loss_scale_op, (coef, row_scale, grad, backend))
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_no_gradient_wanted_allocates_no_coefficient_buffer(monkeypatch, requires_grad: bool) -> None:
+    from harmo_fast.ops import grpo_loss as module
+
+    seen = []
+    launcher = module._LAUNCHERS["cpu"]
+
+    def forward(*args):
+        out = launcher.forward(*args)
+        seen.append(out[2])
+        return out
+
+    monkeypatch.setitem(module._LAUNCHERS, "cpu", launcher._replace(forward=forward))
+    logp, old, adv, mask, _, _ = _inputs(3, 6)
+    harmo.grpo_loss(logp.requires_grad_(requires_grad), old, adv, mask, backend="cpu")
+    with torch.no_grad():
+        harmo.grpo_loss(logp, old, adv, mask, backend="cpu")
+    assert seen[1] is None
+    assert (seen[0] is not None) == requires_grad
