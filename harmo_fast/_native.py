@@ -8,24 +8,35 @@ from types import ModuleType
 
 import torch
 
-# Must match harmo::DType in csrc/common/dtypes.h.
-DTYPE_CODES = {
-    torch.float32: 0,
-    torch.float16: 1,
-    torch.bfloat16: 2,
-    torch.float64: 3,
-    torch.int32: 4,
-    torch.int64: 5,
-    torch.bool: 6,
+# harmo::DType in csrc/common/dtypes.h, by enum name (the modules export it as dtype_codes;
+# python_tests/test_code_tables.py checks the two agree). Kept here so that the torch backend and
+# the validation work without a compiled module.
+DTYPE_CODES = {"f32": 0, "f16": 1, "bf16": 2, "f64": 3, "i32": 4, "i64": 5, "b8": 6}
+
+# The DType each torch element type is read as: bool and uint8 are both one-byte 0/1 masks.
+TORCH_DTYPE_NAMES = {
+    torch.float32: "f32",
+    torch.float16: "f16",
+    torch.bfloat16: "bf16",
+    torch.float64: "f64",
+    torch.int32: "i32",
+    torch.int64: "i64",
+    torch.bool: "b8",
+    torch.uint8: "b8",
 }
 
 
 def dtype_code(t: torch.Tensor) -> int:
     """The csrc DType code of a tensor's element type."""
     try:
-        return DTYPE_CODES[t.dtype]
+        return DTYPE_CODES[TORCH_DTYPE_NAMES[t.dtype]]
     except KeyError:
         raise TypeError(f"harmo_fast: dtype {t.dtype} has no compiled kernel") from None
+
+
+def address(t: torch.Tensor | None) -> int:
+    """A tensor's data address for the compiled core, 0 for an absent tensor."""
+    return 0 if t is None else t.data_ptr()
 
 
 @functools.cache

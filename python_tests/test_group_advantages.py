@@ -243,3 +243,13 @@ def test_group_layout_is_a_stable_sort_by_id(span: str, dtype: torch.dtype) -> N
     assert got.size == 0 and got.num_groups == counts.numel()
     assert torch.equal(got.order, order)
     assert torch.equal(got.offsets, torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)]))
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "torch"])
+@pytest.mark.parametrize("grouping", ["size", "ids"])
+def test_opcheck_group_advantages_op(backend: str, grouping: str) -> None:
+    from harmo_fast.ops.group_advantages import _group_advantages_op
+
+    rewards = torch.randn(8)
+    size, ids = (4, None) if grouping == "size" else (None, torch.tensor([0, 1, 0, 2, 1, 0, 2, 2]))
+    torch.library.opcheck(_group_advantages_op, (rewards, size, ids, "group", 1e-6, True, backend))

@@ -173,3 +173,14 @@ def test_negative_lengths_raise(backend: str) -> None:
             2,
             backend=backend,
         )
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "torch"])
+@pytest.mark.parametrize("grouping", ["size", "ids"])
+def test_opcheck_length_penalty_op(backend: str, grouping: str) -> None:
+    from harmo_fast.ops.length_penalty import _length_penalty_op
+
+    lengths = torch.tensor([5, 3, 8, 2, 7, 4, 6, 1])
+    correct = torch.tensor([True, False, True, False, False, True, False, False])
+    size, ids = (4, None) if grouping == "size" else (None, torch.tensor([0, 1, 0, 2, 1, 0, 2, 2]))
+    torch.library.opcheck(_length_penalty_op, (lengths, correct, size, ids, 0.5, 0.5, "linear", backend))

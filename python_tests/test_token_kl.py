@@ -146,3 +146,16 @@ def test_bad_tensors() -> None:
         harmo.token_kl(torch.zeros(2), [0.0, 0.0])
     with pytest.raises(ValueError, match="device"):
         harmo.token_kl(torch.zeros(2), torch.zeros(2, device="meta"))
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize("estimator", [0, 2])
+def test_opcheck_token_kl_ops(backend: str, estimator: int) -> None:
+    from harmo_fast.ops.token_kl import _token_kl_backward_op, _token_kl_op
+
+    dev = _device(backend)
+    logp = torch.randn(3, 4, device=dev, requires_grad=True)
+    ref = torch.randn(3, 4, device=dev)
+    torch.library.opcheck(_token_kl_op, (logp, ref, estimator, 1.5, math.inf, backend))
+    grad = torch.randn(3, 4, device=dev)
+    torch.library.opcheck(_token_kl_backward_op, (grad, logp.detach(), ref, estimator, 1.5, math.inf, backend))

@@ -12,8 +12,22 @@
 
 namespace harmo {
 
-// Codes passed from Python (harmo_fast/_native.py keeps the same table).
+// Codes passed from Python (harmo_fast/_native.py keeps the same table, checked against dtype_codes).
 enum class DType : int { f32 = 0, f16 = 1, bf16 = 2, f64 = 3, i32 = 4, i64 = 5, b8 = 6 };
+
+// One entry of a code table the modules export to Python as {name: code} (common/registry.h
+// code_table), so that every Python copy of a C++ enum is tested against the enum itself.
+struct NamedCode {
+  const char* name;
+  int code;
+};
+
+// b8 is any one-byte 0/1 element: torch.bool and uint8 masks alike.
+inline constexpr NamedCode kDTypeCodes[] = {
+    {"f32", static_cast<int>(DType::f32)}, {"f16", static_cast<int>(DType::f16)}, {"bf16", static_cast<int>(DType::bf16)},
+    {"f64", static_cast<int>(DType::f64)}, {"i32", static_cast<int>(DType::i32)}, {"i64", static_cast<int>(DType::i64)},
+    {"b8", static_cast<int>(DType::b8)},
+};
 
 struct bf16_t { uint16_t bits; };
 struct f16_t { uint16_t bits; };

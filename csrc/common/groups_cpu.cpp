@@ -60,7 +60,7 @@ int64_t group_layout_cpu(std::uintptr_t ids, int dtype, int64_t n, std::uintptr_
 }  // namespace harmo
 
 HARMO_BIND(group_layout) {
-  m.def("group_layout", &harmo::group_layout_cpu, pybind11::arg("ids"), pybind11::arg("dtype"), pybind11::arg("n"),
+  m.def("group_layout", &harmo::group_layout_cpu, pybind11::kw_only(), pybind11::arg("ids"), pybind11::arg("dtype"), pybind11::arg("n"),
         pybind11::arg("order"), pybind11::arg("offsets"), pybind11::call_guard<pybind11::gil_scoped_release>(),
         "CSR groups of n ids: rows stably sorted by id into order (n), group starts into offsets (n + 1); "
         "returns the number of groups.");

@@ -14,5 +14,6 @@ PYBIND11_MODULE(_C, m) {
   m.attr("has_openmp") = false;
   m.def("max_threads", [] { return 1; });
 #endif
+  m.attr("dtype_codes") = harmo::code_table(harmo::kDTypeCodes);
   for (auto bind : harmo::binders()) bind(m);
 }

@@ -16,5 +16,6 @@ PYBIND11_MODULE(_C_cuda, m) {
     return pybind11::make_tuple(static_cast<int>(n), std::string("ok"));
   });
   m.attr("cuda_runtime_version") = CUDART_VERSION;
+  m.attr("dtype_codes") = harmo::code_table(harmo::kDTypeCodes);
   for (auto bind : harmo::binders()) bind(m);
 }

@@ -3,8 +3,11 @@
 #pragma once
 #include <pybind11/pybind11.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
+
+#include "common/dtypes.h"
 
 namespace harmo {
 
@@ -23,6 +26,14 @@ struct RegisterBinder {
 template <class T>
 inline T* as_ptr(std::uintptr_t address) {
   return reinterpret_cast<T*>(address);
+}
+
+// A code table as the {name: code} dict a module exports (m.attr("..._codes") = code_table(...)).
+template <std::size_t N>
+pybind11::dict code_table(const NamedCode (&codes)[N]) {
+  pybind11::dict d;
+  for (const NamedCode& c : codes) d[c.name] = c.code;
+  return d;
 }
 
 }  // namespace harmo

@@ -173,10 +173,12 @@ void group_advantages_cpu(std::uintptr_t rewards, int dtype, std::uintptr_t out,
 }  // namespace harmo
 
 HARMO_BIND(group_advantages) {
-  m.def("group_advantages", &harmo::advantages::group_advantages_cpu, pybind11::arg("rewards"), pybind11::arg("dtype"),
+  m.def("group_advantages", &harmo::advantages::group_advantages_cpu, pybind11::kw_only(),
+        pybind11::arg("rewards"), pybind11::arg("dtype"),
         pybind11::arg("out"), pybind11::arg("n"), pybind11::arg("num_groups"), pybind11::arg("group_size"),
         pybind11::arg("order"), pybind11::arg("offsets"), pybind11::arg("scale"), pybind11::arg("eps"),
         pybind11::arg("unbiased"), pybind11::call_guard<pybind11::gil_scoped_release>(),
         "Group-relative advantages (fp32 out) of N rewards; groups are contiguous (group_size > 0) or CSR "
         "(order, offsets). Raw addresses in.");
+  m.attr("advantage_scale_codes") = harmo::code_table(harmo::advantages::kScaleCodes);
 }

@@ -127,6 +127,13 @@ void check_launch(const char* what) {
   if (err != cudaSuccess) throw std::runtime_error(std::string("group_advantages: ") + what + " launch failed: " + cudaGetErrorString(err));
 }
 
+// Doubles of device workspace a call needs: batch scale keeps one Summary per group, then the
+// batch's inverse std.
+int64_t workspace_doubles(int64_t num_groups, int scale) {
+  if (static_cast<Scale>(scale) != Scale::batch) return 0;
+  return num_groups * static_cast<int64_t>(sizeof(Summary) / sizeof(double)) + 1;
+}
+
 void group_advantages_cuda(std::uintptr_t rewards, int dtype, std::uintptr_t out, int64_t n, int64_t num_groups,
                            int64_t group_size, std::uintptr_t order, std::uintptr_t offsets, int scale, double eps,
                            bool unbiased, std::uintptr_t workspace, std::uintptr_t stream_handle) {
@@ -155,11 +162,16 @@ void group_advantages_cuda(std::uintptr_t rewards, int dtype, std::uintptr_t out
 }  // namespace harmo
 
 HARMO_BIND(group_advantages) {
-  m.def("group_advantages", &harmo::advantages::group_advantages_cuda, pybind11::arg("rewards"), pybind11::arg("dtype"),
+  m.def("group_advantages", &harmo::advantages::group_advantages_cuda, pybind11::kw_only(),
+        pybind11::arg("rewards"), pybind11::arg("dtype"),
         pybind11::arg("out"), pybind11::arg("n"), pybind11::arg("num_groups"), pybind11::arg("group_size"),
         pybind11::arg("order"), pybind11::arg("offsets"), pybind11::arg("scale"), pybind11::arg("eps"),
         pybind11::arg("unbiased"), pybind11::arg("workspace"), pybind11::arg("stream"),
         pybind11::call_guard<pybind11::gil_scoped_release>(),
-        "Group-relative advantages on the device (fp32 out); workspace: 3 * num_groups + 1 doubles for batch "
-        "scale. Raw addresses and the stream in.");
+        "Group-relative advantages on the device (fp32 out); workspace: group_advantages_workspace(...) "
+        "doubles. Raw addresses and the stream in.");
+  m.def("group_advantages_workspace", &harmo::advantages::workspace_doubles, pybind11::kw_only(),
+        pybind11::arg("num_groups"), pybind11::arg("scale"),
+        "Doubles of device workspace group_advantages needs for num_groups groups and a scale code");
+  m.attr("advantage_scale_codes") = harmo::code_table(harmo::advantages::kScaleCodes);
 }

@@ -12,8 +12,14 @@
 namespace harmo {
 namespace advantages {
 
-// Codes passed from Python: harmo_fast/ops/group_advantages.py SCALES keeps the same table.
+// Codes passed from Python: harmo_fast/ops/group_advantages.py SCALES keeps the same table, checked
+// against the exported advantage_scale_codes.
 enum class Scale : int { none = 0, group = 1, batch = 2 };
+inline constexpr NamedCode kScaleCodes[] = {
+    {"none", static_cast<int>(Scale::none)},
+    {"group", static_cast<int>(Scale::group)},
+    {"batch", static_cast<int>(Scale::batch)},
+};
 
 HARMO_HD bool is_present(float r) { return r == r; }
 

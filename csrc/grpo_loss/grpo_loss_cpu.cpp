@@ -240,7 +240,7 @@ void grpo_rows_mask(int mask_code, const RowArgs& a, float* slots) {
   }
 }
 
-// Returns the bad-input flags: 1 = a non-finite advantage, 2 = a non-finite importance weight.
+// Returns the bad-input flags (GrpoBadInput bits: a non-finite advantage, a non-finite importance weight).
 int grpo_loss_fwd(int64_t N, int64_t T, std::uintptr_t logp, std::uintptr_t old, std::uintptr_t ref,
                   std::uintptr_t mask, int mask_code, std::uintptr_t adv, bool adv_per_token,
                   std::uintptr_t w, bool w_per_token, std::uintptr_t coef, std::uintptr_t out_loss,
@@ -261,7 +261,8 @@ int grpo_loss_fwd(int64_t N, int64_t T, std::uintptr_t logp, std::uintptr_t old,
   int flags = 0;
   for (int64_t b = 0; b < N; ++b) {
     total += slots[b * kRowSlots + kRowCount];
-    flags |= (slots[b * kRowSlots + kRowBadAdv] != 0.0f ? 1 : 0) | (slots[b * kRowSlots + kRowBadWeight] != 0.0f ? 2 : 0);
+    flags |= (slots[b * kRowSlots + kRowBadAdv] != 0.0f ? kBadAdvantages : 0) |
+             (slots[b * kRowSlots + kRowBadWeight] != 0.0f ? kBadWeights : 0);
   }
   const AggPlan plan{agg_base, agg_per_row_count, agg_total_count};
   float* scale = as_ptr<float>(row_scale);
@@ -300,7 +301,16 @@ HARMO_BIND(grpo_loss) {
   namespace py = pybind11;
   m.def("grpo_loss_fwd", &harmo::grpo_loss_fwd, py::call_guard<py::gil_scoped_release>(),
         "Fused GRPO loss forward: loss into out_loss, the 4 metrics into out_stats, alpha_b into row_scale, "
-        "per-token gradient coefficients into coef (0 = skip); returns bad-input flags");
+        "per-token gradient coefficients into coef (0 = skip); returns bad-input flags",
+        py::kw_only(), py::arg("n"), py::arg("t"), py::arg("logp"), py::arg("old"), py::arg("ref"),
+        py::arg("mask"), py::arg("mask_dtype"), py::arg("adv"), py::arg("adv_per_token"), py::arg("w"),
+        py::arg("w_per_token"), py::arg("coef"), py::arg("out_loss"), py::arg("out_stats"), py::arg("row_scale"),
+        py::arg("dtype"), py::arg("clip_lo"), py::arg("clip_hi"), py::arg("delta"), py::arg("beta"),
+        py::arg("kl_estimator"), py::arg("bias_corrected"), py::arg("sequence"), py::arg("agg_base"),
+        py::arg("agg_per_row_count"), py::arg("agg_total_count"));
   m.def("grpo_loss_bwd", &harmo::grpo_loss_bwd, py::call_guard<py::gil_scoped_release>(),
-        "Scale the stored coefficients by grad_output * row_scale in place");
+        "Scale the stored coefficients by grad_output * row_scale in place", py::kw_only(), py::arg("coef"), py::arg("row_scale"), py::arg("grad_output"), py::arg("n"), py::arg("t"),
+        py::arg("dtype"));
+  m.attr("grpo_row_slot_codes") = harmo::code_table(harmo::kGrpoRowSlotCodes);
+  m.attr("grpo_bad_input_codes") = harmo::code_table(harmo::kGrpoBadInputCodes);
 }

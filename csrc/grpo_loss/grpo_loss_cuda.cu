@@ -182,7 +182,18 @@ void backward(std::uintptr_t coef, std::uintptr_t row_scale, std::uintptr_t grad
 HARMO_BIND(grpo_loss_cuda) {
   namespace py = pybind11;
   m.def("grpo_loss_fwd", &harmo::grpo::forward, py::call_guard<py::gil_scoped_release>(),
-        "CUDA twin of the CPU grpo_loss_fwd (plus a (N, 8) fp32 scratch); `stream` is the raw cudaStream_t");
+        "CUDA twin of the CPU grpo_loss_fwd (plus an (N, grpo row slots) fp32 scratch `partials`); `stream` is "
+        "the raw cudaStream_t",
+        py::kw_only(), py::arg("n"), py::arg("t"), py::arg("logp"), py::arg("old"), py::arg("ref"),
+        py::arg("mask"), py::arg("mask_dtype"), py::arg("adv"), py::arg("adv_per_token"), py::arg("w"),
+        py::arg("w_per_token"), py::arg("coef"), py::arg("out_loss"), py::arg("out_stats"), py::arg("row_scale"), py::arg("partials"),
+        py::arg("dtype"), py::arg("clip_lo"), py::arg("clip_hi"), py::arg("delta"), py::arg("beta"),
+        py::arg("kl_estimator"), py::arg("bias_corrected"), py::arg("sequence"), py::arg("agg_base"),
+        py::arg("agg_per_row_count"), py::arg("agg_total_count"), py::arg("stream"));
   m.def("grpo_loss_bwd", &harmo::grpo::backward, py::call_guard<py::gil_scoped_release>(),
-        "coef *= grad_output * row_scale[b], in place; `stream` is the raw cudaStream_t");
+        "coef *= grad_output * row_scale[b], in place; `stream` is the raw cudaStream_t", py::kw_only(), py::arg("coef"), py::arg("row_scale"), py::arg("grad_output"), py::arg("n"), py::arg("t"),
+        py::arg("dtype"),
+        py::arg("stream"));
+  m.attr("grpo_row_slot_codes") = harmo::code_table(harmo::kGrpoRowSlotCodes);
+  m.attr("grpo_bad_input_codes") = harmo::code_table(harmo::kGrpoBadInputCodes);
 }

@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "common/dtypes.h"
+#include "common/fast_math.h"
 #include "token_kl/token_kl_math.h"
 
 namespace harmo {
@@ -194,6 +195,18 @@ enum GrpoRowSlot : int {
   kRowBadWeight,  // number of non-finite importance weights read
   kRowSlots,
 };
+// Exported as grpo_row_slot_codes: harmo_fast/ops/_grpo_layout.py RowSlot keeps the same order
+// (the Triton kernel and the CUDA scratch use it).
+inline constexpr NamedCode kGrpoRowSlotCodes[] = {
+    {"loss", kRowLoss},         {"count", kRowCount},       {"kl", kRowKl},
+    {"clip_low", kRowClipLow},  {"clip_high", kRowClipHigh}, {"ratio", kRowRatio},
+    {"bad_adv", kRowBadAdv},    {"bad_weight", kRowBadWeight},
+};
+
+// Bits of the CPU forward's return value: which inputs held a non-finite value (exported as
+// grpo_bad_input_codes; harmo_fast/ops/_grpo_layout.py BadInput).
+enum GrpoBadInput : int { kBadAdvantages = 1, kBadWeights = 2 };
+inline constexpr NamedCode kGrpoBadInputCodes[] = {{"advantages", kBadAdvantages}, {"is_weights", kBadWeights}};
 
 // Output scalars: the loss then the four metrics (the order of harmo_fast.ops.grpo_loss.METRICS).
 enum GrpoOutSlot : int { kOutLoss = 0, kOutKl, kOutClipLow, kOutClipHigh, kOutRatio, kOutSlots };

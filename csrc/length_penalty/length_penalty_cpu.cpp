@@ -84,10 +84,12 @@ void length_penalty_cpu(std::uintptr_t lengths, int dtype, std::uintptr_t correc
 }  // namespace harmo
 
 HARMO_BIND(length_penalty) {
-  m.def("length_penalty", &harmo::length_penalty::length_penalty_cpu, pybind11::arg("lengths"), pybind11::arg("dtype"),
+  m.def("length_penalty", &harmo::length_penalty::length_penalty_cpu, pybind11::kw_only(),
+        pybind11::arg("lengths"), pybind11::arg("dtype"),
         pybind11::arg("correct"), pybind11::arg("out"), pybind11::arg("n"), pybind11::arg("num_groups"),
         pybind11::arg("group_size"), pybind11::arg("order"), pybind11::arg("offsets"), pybind11::arg("p_max"),
         pybind11::arg("tau"), pybind11::arg("shape"), pybind11::call_guard<pybind11::gil_scoped_release>(),
         "Length penalty (fp32 out) of N responses; groups are contiguous (group_size > 0) or CSR (order, "
         "offsets). Raw addresses in.");
+  m.attr("length_penalty_shape_codes") = harmo::code_table(harmo::length_penalty::kShapeCodes);
 }

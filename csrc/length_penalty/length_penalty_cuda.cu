@@ -75,10 +75,12 @@ void length_penalty_cuda(std::uintptr_t lengths, int dtype, std::uintptr_t corre
 }  // namespace harmo
 
 HARMO_BIND(length_penalty) {
-  m.def("length_penalty", &harmo::length_penalty::length_penalty_cuda, pybind11::arg("lengths"), pybind11::arg("dtype"),
+  m.def("length_penalty", &harmo::length_penalty::length_penalty_cuda, pybind11::kw_only(),
+        pybind11::arg("lengths"), pybind11::arg("dtype"),
         pybind11::arg("correct"), pybind11::arg("out"), pybind11::arg("n"), pybind11::arg("num_groups"),
         pybind11::arg("group_size"), pybind11::arg("order"), pybind11::arg("offsets"), pybind11::arg("p_max"),
         pybind11::arg("tau"), pybind11::arg("shape"), pybind11::arg("stream"),
         pybind11::call_guard<pybind11::gil_scoped_release>(),
         "Length penalty on the device (fp32 out). Raw addresses and the stream in.");
+  m.attr("length_penalty_shape_codes") = harmo::code_table(harmo::length_penalty::kShapeCodes);
 }

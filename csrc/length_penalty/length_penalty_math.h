@@ -12,8 +12,14 @@
 namespace harmo {
 namespace length_penalty {
 
-// Codes passed from Python: harmo_fast/ops/length_penalty.py SHAPES keeps the same table.
+// Codes passed from Python: harmo_fast/ops/length_penalty.py SHAPES keeps the same table, checked
+// against the exported length_penalty_shape_codes.
 enum class Shape : int { linear = 0, exp = 1, step = 2 };
+inline constexpr NamedCode kShapeCodes[] = {
+    {"linear", static_cast<int>(Shape::linear)},
+    {"exp", static_cast<int>(Shape::exp)},
+    {"step", static_cast<int>(Shape::step)},
+};
 
 HARMO_HD double shape_value(Shape shape, double d, double tau) {
   switch (shape) {

@@ -128,13 +128,13 @@ HARMO_BIND(selective_log_softmax) {
   m.def("selective_log_softmax_forward", &harmo::sls::forward, py::call_guard<py::gil_scoped_release>(),
         "logp[r] = x[r, y_r] - logsumexp(x[r]) with x = logits / tau; writes logp, lse and (if its "
         "address is non-zero) the entropy, all fp32 per row",
-        py::arg("logits"), py::arg("dtype"), py::arg("rows"), py::arg("vocab"), py::arg("inner"),
+        py::kw_only(), py::arg("logits"), py::arg("dtype"), py::arg("rows"), py::arg("vocab"), py::arg("inner"),
         py::arg("stride_outer"), py::arg("stride_inner"), py::arg("index"), py::arg("inv_tau"), py::arg("logp"),
         py::arg("lse"), py::arg("entropy"));
   m.def("selective_log_softmax_backward", &harmo::sls::backward, py::call_guard<py::gil_scoped_release>(),
         "d loss / d logits from fp32 per-row gradients of logp and entropy (0 address = no gradient), "
         "written in the logits' dtype into grad (which may be the logits buffer itself)",
-        py::arg("logits"), py::arg("dtype"), py::arg("rows"), py::arg("vocab"), py::arg("inner"),
+        py::kw_only(), py::arg("logits"), py::arg("dtype"), py::arg("rows"), py::arg("vocab"), py::arg("inner"),
         py::arg("stride_outer"), py::arg("stride_inner"), py::arg("index"), py::arg("inv_tau"), py::arg("grad_logp"),
         py::arg("grad_entropy"), py::arg("lse"), py::arg("entropy"), py::arg("grad"), py::arg("grad_inner"),
         py::arg("grad_stride_outer"), py::arg("grad_stride_inner"));

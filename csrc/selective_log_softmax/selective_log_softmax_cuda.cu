@@ -137,12 +137,12 @@ HARMO_BIND(selective_log_softmax_cuda) {
   namespace py = pybind11;
   m.def("selective_log_softmax_forward", &harmo::sls::forward, py::call_guard<py::gil_scoped_release>(),
         "CUDA twin of the CPU selective_log_softmax_forward; `stream` is the raw cudaStream_t",
-        py::arg("logits"), py::arg("dtype"), py::arg("rows"), py::arg("vocab"), py::arg("inner"),
+        py::kw_only(), py::arg("logits"), py::arg("dtype"), py::arg("rows"), py::arg("vocab"), py::arg("inner"),
         py::arg("stride_outer"), py::arg("stride_inner"), py::arg("index"), py::arg("inv_tau"), py::arg("logp"),
         py::arg("lse"), py::arg("entropy"), py::arg("stream"));
   m.def("selective_log_softmax_backward", &harmo::sls::backward, py::call_guard<py::gil_scoped_release>(),
         "CUDA twin of the CPU selective_log_softmax_backward; `stream` is the raw cudaStream_t",
-        py::arg("logits"), py::arg("dtype"), py::arg("rows"), py::arg("vocab"), py::arg("inner"),
+        py::kw_only(), py::arg("logits"), py::arg("dtype"), py::arg("rows"), py::arg("vocab"), py::arg("inner"),
         py::arg("stride_outer"), py::arg("stride_inner"), py::arg("index"), py::arg("inv_tau"), py::arg("grad_logp"),
         py::arg("grad_entropy"), py::arg("lse"), py::arg("entropy"), py::arg("grad"), py::arg("grad_inner"),
         py::arg("grad_stride_outer"), py::arg("grad_stride_inner"), py::arg("stream"));

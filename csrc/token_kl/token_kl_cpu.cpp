@@ -88,7 +88,11 @@ void token_kl_bwd(std::uintptr_t grad_out, std::uintptr_t logp, int logp_dtype, 
 HARMO_BIND(token_kl) {
   namespace py = pybind11;
   m.def("token_kl_fwd", &harmo::token_kl_fwd, py::call_guard<py::gil_scoped_release>(),
-        "Per-token KL estimator (fp32 out) of contiguous logp/ref of n elements");
+        "Per-token KL estimator (fp32 out) of contiguous logp/ref of n elements", py::kw_only(), py::arg("logp"), py::arg("logp_dtype"), py::arg("ref"), py::arg("ref_dtype"), py::arg("out"),
+        py::arg("n"), py::arg("estimator"), py::arg("clamp_d"), py::arg("clamp_v"));
   m.def("token_kl_bwd", &harmo::token_kl_bwd, py::call_guard<py::gil_scoped_release>(),
-        "grad_logp = grad_out (fp32) * d kl / d logp, recomputed from logp and ref");
+        "grad_logp = grad_out (fp32) * d kl / d logp, recomputed from logp and ref", py::kw_only(), py::arg("grad_out"), py::arg("logp"), py::arg("logp_dtype"), py::arg("ref"),
+        py::arg("ref_dtype"), py::arg("grad"), py::arg("n"), py::arg("estimator"), py::arg("clamp_d"),
+        py::arg("clamp_v"));
+  m.attr("kl_estimator_codes") = harmo::code_table(harmo::kKlEstimatorCodes);
 }

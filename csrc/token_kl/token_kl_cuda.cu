@@ -75,7 +75,12 @@ void backward(std::uintptr_t grad_out, std::uintptr_t logp, int logp_dtype, std:
 HARMO_BIND(token_kl_cuda) {
   namespace py = pybind11;
   m.def("token_kl_fwd", &harmo::tkl::forward, py::call_guard<py::gil_scoped_release>(),
-        "CUDA twin of the CPU token_kl_fwd; `stream` is the raw cudaStream_t");
+        "CUDA twin of the CPU token_kl_fwd; `stream` is the raw cudaStream_t", py::kw_only(), py::arg("logp"), py::arg("logp_dtype"), py::arg("ref"), py::arg("ref_dtype"), py::arg("out"),
+        py::arg("n"), py::arg("estimator"), py::arg("clamp_d"), py::arg("clamp_v"),
+        py::arg("stream"));
   m.def("token_kl_bwd", &harmo::tkl::backward, py::call_guard<py::gil_scoped_release>(),
-        "CUDA twin of the CPU token_kl_bwd; `stream` is the raw cudaStream_t");
+        "CUDA twin of the CPU token_kl_bwd; `stream` is the raw cudaStream_t", py::kw_only(), py::arg("grad_out"), py::arg("logp"), py::arg("logp_dtype"), py::arg("ref"),
+        py::arg("ref_dtype"), py::arg("grad"), py::arg("n"), py::arg("estimator"), py::arg("clamp_d"),
+        py::arg("clamp_v"), py::arg("stream"));
+  m.attr("kl_estimator_codes") = harmo::code_table(harmo::kKlEstimatorCodes);
 }

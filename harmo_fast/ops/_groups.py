@@ -58,7 +58,7 @@ def layout(n: int, group_size: int | None, group_ids: torch.Tensor | None) -> Gr
         order = torch.empty(n, dtype=torch.int64)
         offsets = torch.empty(n + 1, dtype=torch.int64)
         num_groups = _native.cpu_module().group_layout(
-            ids.data_ptr(), _native.dtype_code(ids), n, order.data_ptr(), offsets.data_ptr()
+            ids=ids.data_ptr(), dtype=_native.dtype_code(ids), n=n, order=order.data_ptr(), offsets=offsets.data_ptr()
         )
         return GroupLayout(num_groups, 0, order, offsets[: num_groups + 1])
     sorted_ids, order = torch.sort(group_ids, stable=True)
@@ -66,6 +66,16 @@ def layout(n: int, group_size: int | None, group_ids: torch.Tensor | None) -> Gr
     offsets = torch.zeros(counts.numel() + 1, dtype=torch.int64, device=group_ids.device)
     torch.cumsum(counts, 0, out=offsets[1:])
     return GroupLayout(counts.numel(), 0, order, offsets)
+
+
+def kernel_arguments(groups: GroupLayout) -> dict[str, int]:
+    """A layout as the compiled kernels' keyword arguments (num_groups, group_size, order, offsets)."""
+    return dict(
+        num_groups=groups.num_groups,
+        group_size=groups.size,
+        order=_native.address(groups.order),
+        offsets=_native.address(groups.offsets),
+    )
 
 
 class Segments:

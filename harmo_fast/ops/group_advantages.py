@@ -78,49 +78,38 @@ def _validate(rewards: object, group_size: object, group_ids: object, scale: obj
 # --- per-backend launchers: (rewards contiguous, layout, scale code, eps, unbiased) -> fp32 (N,) ---
 
 
-def _address(t: torch.Tensor | None) -> int:
-    return 0 if t is None else t.data_ptr()
+def _kernel_arguments(
+    rewards: torch.Tensor, out: torch.Tensor, groups: _groups.GroupLayout, scale: int, eps: float, unbiased: bool
+) -> dict:
+    """The compiled group_advantages' keyword arguments (both cores share them)."""
+    return dict(
+        rewards=rewards.data_ptr(),
+        dtype=_native.dtype_code(rewards),
+        out=out.data_ptr(),
+        n=rewards.shape[0],
+        **_groups.kernel_arguments(groups),
+        scale=scale,
+        eps=eps,
+        unbiased=unbiased,
+    )
 
 
 def _cpu(rewards: torch.Tensor, groups: _groups.GroupLayout, scale: int, eps: float, unbiased: bool) -> torch.Tensor:
     out = torch.empty(rewards.shape[0], dtype=torch.float32)
-    _native.cpu_module().group_advantages(
-        rewards.data_ptr(),
-        _native.dtype_code(rewards),
-        out.data_ptr(),
-        rewards.shape[0],
-        groups.num_groups,
-        groups.size,
-        _address(groups.order),
-        _address(groups.offsets),
-        scale,
-        eps,
-        unbiased,
-    )
+    _native.cpu_module().group_advantages(**_kernel_arguments(rewards, out, groups, scale, eps, unbiased))
     return out
 
 
 def _cuda(rewards: torch.Tensor, groups: _groups.GroupLayout, scale: int, eps: float, unbiased: bool) -> torch.Tensor:
     out = torch.empty(rewards.shape[0], dtype=torch.float32, device=rewards.device)
-    # Batch scale: per-group (count, mean, M2) then the batch std, in float64 on the device.
-    workspace = torch.empty(
-        3 * groups.num_groups + 1 if scale == SCALES["batch"] else 0, dtype=torch.float64, device=rewards.device
-    )
+    module = _native.cuda_module()
+    size = module.group_advantages_workspace(num_groups=groups.num_groups, scale=scale)
+    workspace = torch.empty(size, dtype=torch.float64, device=rewards.device)
     with torch.cuda.device(rewards.device):
-        _native.cuda_module().group_advantages(
-            rewards.data_ptr(),
-            _native.dtype_code(rewards),
-            out.data_ptr(),
-            rewards.shape[0],
-            groups.num_groups,
-            groups.size,
-            _address(groups.order),
-            _address(groups.offsets),
-            scale,
-            eps,
-            unbiased,
-            _address(workspace),
-            _native.stream_of(rewards),
+        module.group_advantages(
+            **_kernel_arguments(rewards, out, groups, scale, eps, unbiased),
+            workspace=_native.address(workspace),
+            stream=_native.stream_of(rewards),
         )
     return out
 
@@ -128,10 +117,12 @@ def _cuda(rewards: torch.Tensor, groups: _groups.GroupLayout, scale: int, eps: f
 def _triton(rewards: torch.Tensor, groups: _groups.GroupLayout, scale: int, eps: float, unbiased: bool) -> torch.Tensor:
     from harmo_fast.triton_kernels import group_advantages as kernels
 
-    return kernels.group_advantages(rewards, groups, scale, eps, unbiased)
+    return kernels.group_advantages(rewards, groups, _SCALE_NAMES[scale], eps, unbiased)
 
 
 _LAUNCHERS = {"cpu": _cpu, "cuda": _cuda, "triton": _triton}
+# The Triton kernels choose their variant from the scale's name, so they hold no copy of the codes.
+_SCALE_NAMES = {code: name for name, code in SCALES.items()}
 
 
 def _run(
@@ -153,7 +144,7 @@ def _run(
     return _LAUNCHERS[backend](rewards.contiguous(), groups, SCALES[scale], eps, unbiased)
 
 
-# --- torch.library custom op, so torch.compile can trace a step that calls group_advantages ---
+# --- the custom op: the one path, eager and under torch.compile ---
 
 
 @torch.library.custom_op("harmo_fast::group_advantages", mutates_args=())
@@ -195,6 +186,4 @@ def group_advantages(
     """
     device = _validate(rewards, group_size, group_ids, scale, eps)
     backend = _dispatch.resolve_backend(backend, device, OP)
-    if torch.compiler.is_compiling():
-        return _group_advantages_op(rewards.detach(), group_size, group_ids, scale, float(eps), bool(unbiased), backend)
-    return _run(rewards, group_size, group_ids, scale, float(eps), bool(unbiased), backend)
+    return _group_advantages_op(rewards.detach(), group_size, group_ids, scale, float(eps), bool(unbiased), backend)

@@ -23,11 +23,16 @@ aggregation weight, in place. Extra memory: the gradient tensor itself plus O(N)
 
 from __future__ import annotations
 
+import inspect
 import math
+import typing
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 
 from harmo_fast import _checks, _dispatch, _native
+from harmo_fast.ops._grpo_layout import METRIC_SLOTS, ROW_SLOTS, BadInput, RowSlot
 from harmo_fast.ops._loss_agg import AggPlan, resolve_loss_agg
 from harmo_fast.ops.token_kl import resolve_kl_estimator
 
@@ -60,7 +65,7 @@ def grpo_loss_reference(
     agg = resolve_loss_agg(OP, loss_agg, normalizer)
     est = resolve_kl_estimator(OP, kl_estimator, "kl_estimator")
     eps_high = eps_low if eps_high is None else eps_high
-    n, t = logp.shape
+    n = logp.shape[0]
     acc = torch.float64 if logp.dtype == torch.float64 else torch.float32
     lp = logp.to(acc)
     old = lp.detach() if old_logp is None else old_logp.to(acc)
@@ -160,108 +165,139 @@ def _check_finite_inputs(advantages: torch.Tensor, is_weights: torch.Tensor | No
 
 
 def _raise_bad_flags(flags: int) -> None:
-    """The CPU kernel counts non-finite advantages (bit 1) and importance weights (bit 2) as it reads them."""
-    if flags & 1:
+    """The CPU kernel counts non-finite advantages and importance weights as it reads them."""
+    if flags & BadInput.ADVANTAGES:
         raise ValueError(f"{OP}: advantages contains NaN or inf")
-    if flags & 2:
+    if flags & BadInput.IS_WEIGHTS:
         raise ValueError(f"{OP}: is_weights contains NaN or inf")
 
 
+class GrpoSettings(NamedTuple):
+    """The scalar settings of one fused call, named as the compiled core's keyword arguments."""
+
+    clip_lo: float  # 1 - eps_low
+    clip_hi: float  # 1 + eps_high
+    delta: float  # dual-clip cap, +inf when off
+    beta: float
+    kl_estimator: int  # KlEstimator code
+    bias_corrected: bool
+    sequence: bool  # GSPO sequence-level ratio
+    agg_base: float  # the AggPlan, flattened
+    agg_per_row_count: bool
+    agg_total_count: bool
+
+    @property
+    def plan(self) -> AggPlan:
+        return AggPlan(self.agg_base, self.agg_per_row_count, self.agg_total_count)
+
+    def as_floats(self) -> list[float]:
+        """The settings as the custom op carries them: one float list (a schema with few
+        arguments keeps the op's eager dispatch cheap)."""
+        return [float(v) for v in self]
+
+    @classmethod
+    def from_floats(cls, values: Sequence[float]) -> GrpoSettings:
+        """Inverse of as_floats: each field back to its declared type."""
+        return cls(*(kind(v) for kind, v in zip(_SETTING_TYPES, values, strict=True)))
+
+
+_SETTING_TYPES = tuple(typing.get_type_hints(GrpoSettings).values())
+
+
 # --- per-backend launchers
-# forward(logp, old, adv, mask, ref, w, cfg, need_grad) -> (loss, stats (4,), coef or None, row_scale (N,))
-# backward_(coef, row_scale, grad_loss): coef *= grad_loss * row_scale[:, None], in place.
+# forward(logp, old, adv, mask, ref, w, settings, need_grad) -> (loss, stats (4,), coef or None, row_scale (N,))
+# scale_(coef, row_scale, grad_loss): coef *= grad_loss * row_scale[:, None], in place.
 # The token tensors arrive contiguous and of one dtype, adv/w fp32 of shape (N,) or (N,T).
-# cfg = (clip_lo, clip_hi, delta, beta, kl_code, bias_corrected, sequence, plan.base,
-#        plan.per_row_count, plan.total_count).
 
 
-def _mask_code(mask: torch.Tensor) -> int:
-    return 6 if mask.dtype == torch.uint8 else _native.dtype_code(mask)
+class _Launcher(NamedTuple):
+    forward: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]]
+    scale_: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
 
 
-def _cpu_forward(logp, old, adv, mask, ref, w, cfg, need_grad):
+def _native_outputs(logp: torch.Tensor, need_grad: bool) -> dict[str, torch.Tensor | None]:
     n, t = logp.shape
-    coef = torch.empty((n, t), dtype=logp.dtype) if need_grad else None
-    loss = torch.empty((), dtype=torch.float32)
-    stats = torch.empty(4, dtype=torch.float32)
-    row_scale = torch.empty(n, dtype=torch.float32)
-    flags = _native.cpu_module().grpo_loss_fwd(
-        n,
-        t,
-        logp.data_ptr(),
-        old.data_ptr(),
-        0 if ref is None else ref.data_ptr(),
-        mask.data_ptr(),
-        _mask_code(mask),
-        adv.data_ptr(),
-        adv.dim() == 2,
-        0 if w is None else w.data_ptr(),
-        w is not None and w.dim() == 2,
-        0 if coef is None else coef.data_ptr(),
-        loss.data_ptr(),
-        stats.data_ptr(),
-        row_scale.data_ptr(),
-        _native.dtype_code(logp),
-        *cfg,
+    dev = logp.device
+    return dict(
+        coef=torch.empty((n, t), dtype=logp.dtype, device=dev) if need_grad else None,
+        out_loss=torch.empty((), dtype=torch.float32, device=dev),
+        out_stats=torch.empty(len(METRICS), dtype=torch.float32, device=dev),
+        row_scale=torch.empty(n, dtype=torch.float32, device=dev),
     )
+
+
+def _native_arguments(logp, old, adv, mask, ref, w, outs: dict, settings: GrpoSettings) -> dict:
+    """The compiled grpo_loss_fwd's keyword arguments (both cores share them)."""
+    n, t = logp.shape
+    return dict(
+        n=n,
+        t=t,
+        logp=logp.data_ptr(),
+        old=old.data_ptr(),
+        ref=_native.address(ref),
+        mask=mask.data_ptr(),
+        mask_dtype=_native.dtype_code(mask),
+        adv=adv.data_ptr(),
+        adv_per_token=adv.dim() == 2,
+        w=_native.address(w),
+        w_per_token=w is not None and w.dim() == 2,
+        dtype=_native.dtype_code(logp),
+        **{name: _native.address(x) for name, x in outs.items()},
+        **settings._asdict(),
+    )
+
+
+def _cpu_forward(logp, old, adv, mask, ref, w, settings, need_grad):
+    outs = _native_outputs(logp, need_grad)
+    flags = _native.cpu_module().grpo_loss_fwd(**_native_arguments(logp, old, adv, mask, ref, w, outs, settings))
     if flags:
         _raise_bad_flags(flags)
-    return loss, stats, coef, row_scale
+    return outs["out_loss"], outs["out_stats"], outs["coef"], outs["row_scale"]
 
 
-def _cpu_backward_(coef: torch.Tensor, row_scale: torch.Tensor, grad_loss: torch.Tensor) -> None:
+def _cpu_scale_(coef: torch.Tensor, row_scale: torch.Tensor, grad_loss: torch.Tensor) -> None:
     n, t = coef.shape
     g = grad_loss.float()
     _native.cpu_module().grpo_loss_bwd(
-        coef.data_ptr(), row_scale.data_ptr(), g.data_ptr(), n, t, _native.dtype_code(coef)
+        coef=coef.data_ptr(),
+        row_scale=row_scale.data_ptr(),
+        grad_output=g.data_ptr(),
+        n=n,
+        t=t,
+        dtype=_native.dtype_code(coef),
     )
 
 
-def _cuda_forward(logp, old, adv, mask, ref, w, cfg, need_grad):
+def _cuda_forward(logp, old, adv, mask, ref, w, settings, need_grad):
     _check_finite_inputs(adv, w)
-    n, t = logp.shape
-    dev = logp.device
-    coef = torch.empty((n, t), dtype=logp.dtype, device=dev) if need_grad else None
-    loss = torch.empty((), dtype=torch.float32, device=dev)
-    stats = torch.empty(4, dtype=torch.float32, device=dev)
-    row_scale = torch.empty(n, dtype=torch.float32, device=dev)
-    partials = torch.empty((n, 8), dtype=torch.float32, device=dev)
+    outs = _native_outputs(logp, need_grad)
+    partials = torch.empty((logp.shape[0], ROW_SLOTS), dtype=torch.float32, device=logp.device)
     _native.cuda_module().grpo_loss_fwd(
-        n,
-        t,
-        logp.data_ptr(),
-        old.data_ptr(),
-        0 if ref is None else ref.data_ptr(),
-        mask.data_ptr(),
-        _mask_code(mask),
-        adv.data_ptr(),
-        adv.dim() == 2,
-        0 if w is None else w.data_ptr(),
-        w is not None and w.dim() == 2,
-        0 if coef is None else coef.data_ptr(),
-        loss.data_ptr(),
-        stats.data_ptr(),
-        row_scale.data_ptr(),
-        partials.data_ptr(),
-        _native.dtype_code(logp),
-        *cfg,
-        _native.stream_of(logp),
+        **_native_arguments(logp, old, adv, mask, ref, w, outs, settings),
+        partials=partials.data_ptr(),
+        stream=_native.stream_of(logp),
     )
-    return loss, stats, coef, row_scale
+    return outs["out_loss"], outs["out_stats"], outs["coef"], outs["row_scale"]
 
 
-def _cuda_backward_(coef: torch.Tensor, row_scale: torch.Tensor, grad_loss: torch.Tensor) -> None:
+def _cuda_scale_(coef: torch.Tensor, row_scale: torch.Tensor, grad_loss: torch.Tensor) -> None:
     n, t = coef.shape
     g = grad_loss.float()
     _native.cuda_module().grpo_loss_bwd(
-        coef.data_ptr(), row_scale.data_ptr(), g.data_ptr(), n, t, _native.dtype_code(coef), _native.stream_of(coef)
+        coef=coef.data_ptr(),
+        row_scale=row_scale.data_ptr(),
+        grad_output=g.data_ptr(),
+        n=n,
+        t=t,
+        dtype=_native.dtype_code(coef),
+        stream=_native.stream_of(coef),
     )
 
 
 def _finish_partials(partials: torch.Tensor, plan: AggPlan) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss, stats, row_scale) from per-row partial sums [loss, count, kl, clip_lo, clip_hi, ratio]."""
+    """(loss, stats, row_scale) from per-row partial sums (N, ROW_SLOTS) in RowSlot order."""
     p = partials.double()
-    count = p[:, 1]
+    count = p[:, RowSlot.COUNT]
     total = count.sum().clamp(min=1.0)
     div = torch.full_like(count, plan.base)
     if plan.per_row_count:
@@ -269,133 +305,96 @@ def _finish_partials(partials: torch.Tensor, plan: AggPlan) -> tuple[torch.Tenso
     if plan.total_count:
         div = div * total
     alpha = (1.0 / div).float()
-    loss = (alpha.double() * p[:, 0]).sum().float()
-    stats = (p[:, 2:6].sum(0) / total).float()
+    loss = (alpha.double() * p[:, RowSlot.LOSS]).sum().float()
+    stats = (p[:, list(METRIC_SLOTS)].sum(0) / total).float()
     return loss, stats, alpha
 
 
-def _triton_forward(logp, old, adv, mask, ref, w, cfg, need_grad):
+def _triton_forward(logp, old, adv, mask, ref, w, settings, need_grad):
     from harmo_fast.triton_kernels import grpo_loss as tk
 
     _check_finite_inputs(adv, w)
-    partials, coef = tk.forward(logp, old, adv, mask, ref, w, cfg, need_grad)
-    loss, stats, row_scale = _finish_partials(partials, AggPlan(*cfg[7:]))
+    partials, coef = tk.forward(logp, old, adv, mask, ref, w, settings, need_grad)
+    loss, stats, row_scale = _finish_partials(partials, settings.plan)
     return loss, stats, coef, row_scale
 
 
-def _triton_backward_(coef: torch.Tensor, row_scale: torch.Tensor, grad_loss: torch.Tensor) -> None:
+def _triton_scale_(coef: torch.Tensor, row_scale: torch.Tensor, grad_loss: torch.Tensor) -> None:
     from harmo_fast.triton_kernels import grpo_loss as tk
 
     tk.scale_rows_(coef, row_scale, grad_loss.float())
 
 
 _LAUNCHERS = {
-    "cpu": (_cpu_forward, _cpu_backward_),
-    "cuda": (_cuda_forward, _cuda_backward_),
-    "triton": (_triton_forward, _triton_backward_),
+    "cpu": _Launcher(_cpu_forward, _cpu_scale_),
+    "cuda": _Launcher(_cuda_forward, _cuda_scale_),
+    "triton": _Launcher(_triton_forward, _triton_scale_),
 }
 
 
-class _GrpoLossFunction(torch.autograd.Function):
-    """Eager path: the forward kernel leaves the gradient coefficients in a buffer; the backward
-    scales that buffer in place and hands it to autograd as logp's gradient."""
-
-    @staticmethod
-    def forward(ctx, logp, old, adv, mask, ref, w, backend, cfg):
-        loss, stats, coef, row_scale = _LAUNCHERS[backend][0](logp, old, adv, mask, ref, w, cfg, True)
-        ctx.backend, ctx.coef, ctx.row_scale = backend, coef, row_scale
-        ctx.mark_non_differentiable(stats)
-        return loss, stats
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_loss, grad_stats):
-        coef = ctx.coef
-        if coef is None:
-            raise RuntimeError(
-                f"{OP}: the fused gradient buffer was consumed by an earlier backward; recompute the loss to "
-                "differentiate it again (or use backend='torch')"
-            )
-        ctx.coef = None
-        _LAUNCHERS[ctx.backend][1](coef, ctx.row_scale, grad_loss)
-        return coef, None, None, None, None, None, None, None
+# --- the custom op: one path, eager and under torch.compile. The forward writes the per-token
+# gradient coefficient (when logp needs a gradient; otherwise no buffer, an empty tensor in its
+# place); the backward op scales that buffer in place and hands it to autograd as logp's gradient.
 
 
-# --- torch.library custom ops, so torch.compile can trace a step that calls grpo_loss
-
-
-@torch.library.custom_op("harmo_fast::grpo_loss", mutates_args=())
-def _grpo_loss_op(
+def _grpo_loss_impl(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
     ref_logp: torch.Tensor | None,
     is_weights: torch.Tensor | None,
-    clip_lo: float,
-    clip_hi: float,
-    delta: float,
-    beta: float,
-    kl_code: int,
-    bias_corrected: bool,
-    sequence: bool,
-    agg_base: float,
-    agg_per_row_count: bool,
-    agg_total_count: bool,
+    settings: list[float],
     backend: str,
+    need_grad: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    cfg = (
-        clip_lo,
-        clip_hi,
-        delta,
-        beta,
-        kl_code,
-        bias_corrected,
-        sequence,
-        agg_base,
-        agg_per_row_count,
-        agg_total_count,
+    loss, stats, coef, row_scale = _LAUNCHERS[backend].forward(
+        logp, old_logp, advantages, mask, ref_logp, is_weights, GrpoSettings.from_floats(settings), need_grad
     )
-    loss, stats, coef, row_scale = _LAUNCHERS[backend][0](
-        logp, old_logp, advantages, mask, ref_logp, is_weights, cfg, True
-    )
-    return loss, stats, coef, row_scale
+    return loss, stats, logp.new_empty(0) if coef is None else coef, row_scale
+
+
+_OP_PARAMS = tuple(inspect.signature(_grpo_loss_impl).parameters)
+_grpo_loss_op = torch.library.custom_op("harmo_fast::grpo_loss", mutates_args=())(_grpo_loss_impl)
 
 
 @_grpo_loss_op.register_fake
-def _grpo_loss_fake(logp, old_logp, advantages, mask, ref_logp, is_weights, *args):
-    n = logp.shape[0]
+def _grpo_loss_fake(logp, old_logp, advantages, mask, ref_logp, is_weights, settings, backend, need_grad):
     f32 = torch.float32
     return (
         logp.new_empty((), dtype=f32),
-        logp.new_empty(4, dtype=f32),
-        torch.empty_like(logp, memory_format=torch.contiguous_format),
-        logp.new_empty(n, dtype=f32),
+        logp.new_empty(len(METRICS), dtype=f32),
+        torch.empty_like(logp, memory_format=torch.contiguous_format) if need_grad else logp.new_empty(0),
+        logp.new_empty(logp.shape[0], dtype=f32),
     )
 
 
-@torch.library.custom_op("harmo_fast::grpo_loss_backward", mutates_args=())
-def _grpo_loss_backward_op(
-    coef: torch.Tensor, row_scale: torch.Tensor, grad_loss: torch.Tensor, backend: str
-) -> torch.Tensor:
-    out = coef.clone()  # the compiled graph may still hold coef: scale a copy
-    _LAUNCHERS[backend][1](out, row_scale, grad_loss)
-    return out
+@torch.library.custom_op("harmo_fast::grpo_loss_scale_", mutates_args=("coef",))
+def _grpo_loss_scale_op(coef: torch.Tensor, row_scale: torch.Tensor, grad_loss: torch.Tensor, backend: str) -> None:
+    """coef *= grad_loss * row_scale[:, None], in place (under torch.compile, functionalization
+    turns this into a scaled copy, since the graph may still hold coef)."""
+    _LAUNCHERS[backend].scale_(coef, row_scale, grad_loss)
 
 
-@_grpo_loss_backward_op.register_fake
-def _grpo_loss_backward_fake(coef, row_scale, grad_loss, backend):
-    return torch.empty_like(coef)
+@_grpo_loss_scale_op.register_fake
+def _grpo_loss_scale_fake(coef, row_scale, grad_loss, backend) -> None:
+    return None
 
 
 def _op_setup(ctx, inputs, output) -> None:
-    ctx.backend = inputs[-1]
-    ctx.save_for_backward(output[2], output[3])
+    ctx.backend = inputs[_OP_PARAMS.index("backend")]
+    _, stats, coef, row_scale = output
+    ctx.mark_non_differentiable(stats, coef, row_scale)
+    ctx.set_materialize_grads(False)  # no zero-filled (N,T) gradient for the coef output
+    ctx.save_for_backward(coef, row_scale)
 
 
 def _op_backward(ctx, grad_loss, grad_stats, grad_coef, grad_row_scale):
+    # A second backward through the same graph finds coef already scaled: autograd's check of the
+    # saved tensor's version raises then.
     coef, row_scale = ctx.saved_tensors
-    return (_grpo_loss_backward_op(coef, row_scale, grad_loss, ctx.backend),) + (None,) * 16
+    _grpo_loss_scale_op(coef, row_scale, grad_loss, ctx.backend)
+    return (coef, *(None for _ in _OP_PARAMS[1:]))
 
 
 _grpo_loss_op.register_autograd(_op_backward, setup_context=_op_setup)
@@ -455,10 +454,8 @@ def grpo_loss(
     agg = resolve_loss_agg(OP, loss_agg, normalizer)
     est = resolve_kl_estimator(OP, kl_estimator, "kl_estimator")
     backend = _dispatch.resolve_backend(backend, device, OP)
-    compiling = torch.compiler.is_compiling()
     if backend == "torch":
-        if not compiling:
-            _check_finite_inputs(advantages, is_weights)
+        _check_finite_inputs(advantages, is_weights)
         return grpo_loss_reference(
             logp,
             old_logp,
@@ -477,24 +474,20 @@ def grpo_loss(
             normalizer=normalizer,
         )
     plan = agg.plan(logp.shape[0], logp.shape[1], normalizer)
-    cfg = (
-        1.0 - eps_low,
-        1.0 + (eps_low if eps_high is None else eps_high),
-        math.inf if delta is None else float(delta),
-        float(beta),
-        est.code,
-        bool(kl_bias_corrected),
-        ratio_level == "sequence",
-        plan.base,
-        plan.per_row_count,
-        plan.total_count,
+    settings = GrpoSettings(
+        clip_lo=1.0 - eps_low,
+        clip_hi=1.0 + (eps_low if eps_high is None else eps_high),
+        delta=math.inf if delta is None else float(delta),
+        beta=float(beta),
+        kl_estimator=est.code,
+        bias_corrected=bool(kl_bias_corrected),
+        sequence=ratio_level == "sequence",
+        agg_base=plan.base,
+        agg_per_row_count=plan.per_row_count,
+        agg_total_count=plan.total_count,
     )
     lp, old, adv, m, ref, w = _kernel_inputs(logp, old_logp, advantages, mask, ref_logp, is_weights)
-    if compiling:
-        loss, stats, _, _ = _grpo_loss_op(lp, old, adv, m, ref, w, *cfg, backend)
-    elif logp.requires_grad and torch.is_grad_enabled():
-        loss, stats = _GrpoLossFunction.apply(lp, old, adv, m, ref, w, backend, cfg)
-    else:
-        loss, stats, _, _ = _LAUNCHERS[backend][0](lp, old, adv, m, ref, w, cfg, False)
+    need_grad = logp.requires_grad and torch.is_grad_enabled()
+    loss, stats, _, _ = _grpo_loss_op(lp, old, adv, m, ref, w, settings.as_floats(), backend, need_grad)
     kl, clip_low, clip_high, ratio = stats.unbind(0)
     return loss, {"kl_mean": kl, "clip_low_frac": clip_low, "clip_high_frac": clip_high, "ratio_mean": ratio}

@@ -86,8 +86,27 @@ def _check_nonnegative(lengths: torch.Tensor) -> None:
 # --- per-backend launchers: (lengths, correct, layout, p_max, tau, shape code) -> fp32 (N,) ---
 
 
-def _address(t: torch.Tensor | None) -> int:
-    return 0 if t is None else t.data_ptr()
+def _kernel_arguments(
+    lengths: torch.Tensor,
+    correct: torch.Tensor,
+    out: torch.Tensor,
+    groups: _groups.GroupLayout,
+    p_max: float,
+    tau: float,
+    shape: int,
+) -> dict:
+    """The compiled length_penalty's keyword arguments (both cores share them)."""
+    return dict(
+        lengths=lengths.data_ptr(),
+        dtype=_native.dtype_code(lengths),
+        correct=correct.data_ptr(),
+        out=out.data_ptr(),
+        n=lengths.shape[0],
+        **_groups.kernel_arguments(groups),
+        p_max=p_max,
+        tau=tau,
+        shape=shape,
+    )
 
 
 def _cpu(
@@ -95,20 +114,7 @@ def _cpu(
 ) -> torch.Tensor:
     out = torch.empty(lengths.shape[0], dtype=torch.float32)
     # The kernel checks lengths >= 0 itself (one pass before the parallel region, ValueError).
-    _native.cpu_module().length_penalty(
-        lengths.data_ptr(),
-        _native.dtype_code(lengths),
-        correct.data_ptr(),
-        out.data_ptr(),
-        lengths.shape[0],
-        groups.num_groups,
-        groups.size,
-        _address(groups.order),
-        _address(groups.offsets),
-        p_max,
-        tau,
-        shape,
-    )
+    _native.cpu_module().length_penalty(**_kernel_arguments(lengths, correct, out, groups, p_max, tau, shape))
     return out
 
 
@@ -119,19 +125,7 @@ def _cuda(
     out = torch.empty(lengths.shape[0], dtype=torch.float32, device=lengths.device)
     with torch.cuda.device(lengths.device):
         _native.cuda_module().length_penalty(
-            lengths.data_ptr(),
-            _native.dtype_code(lengths),
-            correct.data_ptr(),
-            out.data_ptr(),
-            lengths.shape[0],
-            groups.num_groups,
-            groups.size,
-            _address(groups.order),
-            _address(groups.offsets),
-            p_max,
-            tau,
-            shape,
-            _native.stream_of(lengths),
+            **_kernel_arguments(lengths, correct, out, groups, p_max, tau, shape), stream=_native.stream_of(lengths)
         )
     return out
 
@@ -142,10 +136,12 @@ def _triton(
     from harmo_fast.triton_kernels import length_penalty as kernels
 
     _check_nonnegative(lengths)
-    return kernels.length_penalty(lengths, correct, groups, p_max, tau, shape)
+    return kernels.length_penalty(lengths, correct, groups, p_max, tau, _SHAPE_NAMES[shape])
 
 
 _LAUNCHERS = {"cpu": _cpu, "cuda": _cuda, "triton": _triton}
+# The Triton kernel chooses its variant from the shape's name, so it holds no copy of the codes.
+_SHAPE_NAMES = {s.code: name for name, s in SHAPES.items()}
 
 
 def _run(
@@ -171,7 +167,7 @@ def _run(
     return _LAUNCHERS[backend](lengths.contiguous(), correct.contiguous(), groups, p_max, tau, SHAPES[shape].code)
 
 
-# --- torch.library custom op, so torch.compile can trace a step that calls length_penalty ---
+# --- the custom op: the one path, eager and under torch.compile ---
 
 
 @torch.library.custom_op("harmo_fast::length_penalty", mutates_args=())
@@ -213,6 +209,4 @@ def length_penalty(
     """
     device = _validate(lengths, correct, group_size, group_ids, p_max, tau, shape)
     backend = _dispatch.resolve_backend(backend, device, OP)
-    if torch.compiler.is_compiling():
-        return _length_penalty_op(lengths, correct, group_size, group_ids, float(p_max), float(tau), shape, backend)
-    return _run(lengths, correct, group_size, group_ids, float(p_max), float(tau), shape, backend)
+    return _length_penalty_op(lengths, correct, group_size, group_ids, float(p_max), float(tau), shape, backend)

@@ -34,6 +34,8 @@ KL_ESTIMATORS: dict[str, KlEstimator] = {
     "k2": KlEstimator(1, lambda d: 0.5 * d * d),
     "k3": KlEstimator(2, lambda d: torch.exp(d) - d - 1.0),
 }
+# The Triton kernels choose their estimator by name, so they hold no copy of the codes.
+KL_ESTIMATOR_NAMES = {est.code: name for name, est in KL_ESTIMATORS.items()}
 # verl's kl_penalty names for the same estimators.
 KL_ALIASES: dict[str, str] = {"kl": "k1", "mse": "k2", "low_var_kl": "k3"}
 
@@ -85,11 +87,12 @@ def _validate(logp: object, ref_logp: object) -> torch.device:
 # --- per-backend launchers: forward(logp, ref, code, cd, cv) -> fp32 kl; backward(grad, logp, ref, code, cd, cv)
 
 
-def _module_and_stream(backend: str, t: torch.Tensor) -> tuple[object, tuple]:
-    """The compiled module of `backend` and the trailing launch arguments (CUDA: the stream)."""
+def _native_kernel(backend: str, name: str, t: torch.Tensor, **kwargs) -> None:
+    """Calls the compiled function `name` of `backend` by keyword (CUDA: on t's current stream)."""
     if backend == "cuda":
-        return _native.cuda_module(), (_native.stream_of(t),)
-    return _native.cpu_module(), ()
+        getattr(_native.cuda_module(), name)(**kwargs, stream=_native.stream_of(t))
+    else:
+        getattr(_native.cpu_module(), name)(**kwargs)
 
 
 def _native_forward(
@@ -97,18 +100,19 @@ def _native_forward(
 ) -> torch.Tensor:
     logp, ref = logp.contiguous(), ref.contiguous()
     out = torch.empty(logp.shape, dtype=torch.float32, device=logp.device)
-    module, stream = _module_and_stream(backend, logp)
-    module.token_kl_fwd(
-        logp.data_ptr(),
-        _native.dtype_code(logp),
-        ref.data_ptr(),
-        _native.dtype_code(ref),
-        out.data_ptr(),
-        logp.numel(),
-        code,
-        cd,
-        cv,
-        *stream,
+    _native_kernel(
+        backend,
+        "token_kl_fwd",
+        logp,
+        logp=logp.data_ptr(),
+        logp_dtype=_native.dtype_code(logp),
+        ref=ref.data_ptr(),
+        ref_dtype=_native.dtype_code(ref),
+        out=out.data_ptr(),
+        n=logp.numel(),
+        estimator=code,
+        clamp_d=cd,
+        clamp_v=cv,
     )
     return out
 
@@ -118,19 +122,20 @@ def _native_backward(
 ) -> torch.Tensor:
     grad, logp, ref = grad.float().contiguous(), logp.contiguous(), ref.contiguous()
     out = torch.empty(logp.shape, dtype=logp.dtype, device=logp.device)
-    module, stream = _module_and_stream(backend, logp)
-    module.token_kl_bwd(
-        grad.data_ptr(),
-        logp.data_ptr(),
-        _native.dtype_code(logp),
-        ref.data_ptr(),
-        _native.dtype_code(ref),
-        out.data_ptr(),
-        logp.numel(),
-        code,
-        cd,
-        cv,
-        *stream,
+    _native_kernel(
+        backend,
+        "token_kl_bwd",
+        logp,
+        grad_out=grad.data_ptr(),
+        logp=logp.data_ptr(),
+        logp_dtype=_native.dtype_code(logp),
+        ref=ref.data_ptr(),
+        ref_dtype=_native.dtype_code(ref),
+        grad=out.data_ptr(),
+        n=logp.numel(),
+        estimator=code,
+        clamp_d=cd,
+        clamp_v=cv,
     )
     return out
 
@@ -138,7 +143,7 @@ def _native_backward(
 def _triton_forward(logp: torch.Tensor, ref: torch.Tensor, code: int, cd: float, cv: float) -> torch.Tensor:
     from harmo_fast.triton_kernels import token_kl as tk
 
-    return tk.forward(logp.contiguous(), ref.contiguous(), code, cd, cv)
+    return tk.forward(logp.contiguous(), ref.contiguous(), KL_ESTIMATOR_NAMES[code], cd, cv)
 
 
 def _triton_backward(
@@ -146,7 +151,7 @@ def _triton_backward(
 ) -> torch.Tensor:
     from harmo_fast.triton_kernels import token_kl as tk
 
-    return tk.backward(grad.float().contiguous(), logp.contiguous(), ref.contiguous(), code, cd, cv)
+    return tk.backward(grad.float().contiguous(), logp.contiguous(), ref.contiguous(), KL_ESTIMATOR_NAMES[code], cd, cv)
 
 
 _LAUNCHERS = {
@@ -156,24 +161,8 @@ _LAUNCHERS = {
 }
 
 
-class _TokenKLFunction(torch.autograd.Function):
-    """Eager path: one kernel pass forward, one recomputing pass backward, nothing else saved."""
-
-    @staticmethod
-    def forward(ctx, logp, ref, backend, code, cd, cv):
-        ctx.save_for_backward(logp, ref)
-        ctx.args = (backend, code, cd, cv)
-        return _LAUNCHERS[backend][0](logp, ref, code, cd, cv)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        logp, ref = ctx.saved_tensors
-        backend, code, cd, cv = ctx.args
-        return _LAUNCHERS[backend][1](grad, logp, ref, code, cd, cv), None, None, None, None, None
-
-
-# --- torch.library custom ops, so torch.compile can trace a step that calls token_kl
+# --- the custom ops: one path, eager and under torch.compile. The forward keeps nothing but its
+# inputs; the backward recomputes the local derivative from them.
 
 
 @torch.library.custom_op("harmo_fast::token_kl", mutates_args=())
@@ -214,7 +203,8 @@ def _op_setup(ctx, inputs, output) -> None:
 
 def _op_backward(ctx, grad):
     logp, ref_logp = ctx.saved_tensors
-    return _token_kl_backward_op(grad, logp, ref_logp, *ctx.args), None, None, None, None, None
+    # A gradient for logp; none for ref_logp and the settings.
+    return _token_kl_backward_op(grad, logp, ref_logp, *ctx.args), None, *(None for _ in ctx.args)
 
 
 _token_kl_op.register_autograd(_op_backward, setup_context=_op_setup)
@@ -237,8 +227,4 @@ def token_kl(
     backend = _dispatch.resolve_backend(backend, device, OP)
     if backend == "torch":
         return token_kl_reference(logp, ref_logp, estimator, clamp_log_ratio, clamp_value)
-    if torch.compiler.is_compiling():
-        return _token_kl_op(logp, ref_logp, est.code, cd, cv, backend)
-    if logp.requires_grad and torch.is_grad_enabled():
-        return _TokenKLFunction.apply(logp, ref_logp, backend, est.code, cd, cv)
-    return _LAUNCHERS[backend][0](logp, ref_logp, est.code, cd, cv)
+    return _token_kl_op(logp, ref_logp, est.code, cd, cv, backend)

@@ -14,6 +14,9 @@ from harmo_fast.triton_kernels._groups import group_rows
 
 MAX_BLOCK = 1024  # lanes per program; longer groups loop over chunks
 SCALE_BLOCK = 1024
+# float64 slots of a group's summary in batch scale: count, mean, M2 (the batch's inverse std follows
+# the num_groups summaries).
+SUMMARY = tl.constexpr(3)
 
 
 @triton.jit
@@ -25,7 +28,8 @@ def _group_kernel(
     summary_ptr,
     group_size,
     eps,
-    SCALE: tl.constexpr,
+    SCALED: tl.constexpr,
+    BATCH: tl.constexpr,
     UNBIASED: tl.constexpr,
     CONTIGUOUS: tl.constexpr,
     BLOCK: tl.constexpr,
@@ -61,7 +65,7 @@ def _group_kernel(
     shift_mean = tl.sum(acc, axis=0) / tl.maximum(count, 1.0)
 
     inv = tl.full([], 1.0, tl.float64)
-    if SCALE != 0:
+    if SCALED:
         sq = tl.zeros([BLOCK], dtype=tl.float64)
         for start in range(begin, end, BLOCK):
             k = start + lanes
@@ -70,15 +74,15 @@ def _group_kernel(
             d = x - pivot - shift_mean
             sq += tl.where(x == x, d * d, 0.0)
         m2 = tl.sum(sq, axis=0)
-        if SCALE == 1:
+        if not BATCH:
             dof = count - 1.0 if UNBIASED else count
             std = tl.where(dof > 0, tl.sqrt(m2 / tl.maximum(dof, 1.0)), 0.0)
             denom = std + eps
             inv = tl.where(denom > 0, 1.0 / tl.where(denom > 0, denom, 1.0), 0.0)
         else:
-            tl.store(summary_ptr + 3 * g, count)
-            tl.store(summary_ptr + 3 * g + 1, pivot + shift_mean)
-            tl.store(summary_ptr + 3 * g + 2, m2)
+            tl.store(summary_ptr + SUMMARY * g, count)
+            tl.store(summary_ptr + SUMMARY * g + 1, pivot + shift_mean)
+            tl.store(summary_ptr + SUMMARY * g + 2, m2)
 
     for start in range(begin, end, BLOCK):
         k = start + lanes
@@ -100,8 +104,8 @@ def _batch_inverse_std_kernel(summary_ptr, num_groups, eps, UNBIASED: tl.constex
     for start in range(0, num_groups, BLOCK):
         j = (start + lanes).to(tl.int64)
         m = j < num_groups
-        c = tl.load(summary_ptr + 3 * j, mask=m, other=0.0)
-        mu = tl.load(summary_ptr + 3 * j + 1, mask=m, other=0.0)
+        c = tl.load(summary_ptr + SUMMARY * j, mask=m, other=0.0)
+        mu = tl.load(summary_ptr + SUMMARY * j + 1, mask=m, other=0.0)
         acc_n += c
         acc_s += c * mu
     n = tl.sum(acc_n, axis=0)
@@ -110,14 +114,14 @@ def _batch_inverse_std_kernel(summary_ptr, num_groups, eps, UNBIASED: tl.constex
     for start in range(0, num_groups, BLOCK):
         j = (start + lanes).to(tl.int64)
         m = j < num_groups
-        c = tl.load(summary_ptr + 3 * j, mask=m, other=0.0)
-        mu = tl.load(summary_ptr + 3 * j + 1, mask=m, other=0.0)
-        m2 = tl.load(summary_ptr + 3 * j + 2, mask=m, other=0.0)
+        c = tl.load(summary_ptr + SUMMARY * j, mask=m, other=0.0)
+        mu = tl.load(summary_ptr + SUMMARY * j + 1, mask=m, other=0.0)
+        m2 = tl.load(summary_ptr + SUMMARY * j + 2, mask=m, other=0.0)
         acc += m2 + c * (mu - mean) * (mu - mean)
     dof = n - 1.0 if UNBIASED else n
     std = tl.where(dof > 0, tl.sqrt(tl.sum(acc, axis=0) / tl.maximum(dof, 1.0)), 0.0)
     denom = std + eps
-    tl.store(summary_ptr + 3 * num_groups, tl.where(denom > 0, 1.0 / tl.where(denom > 0, denom, 1.0), 0.0))
+    tl.store(summary_ptr + SUMMARY * num_groups, tl.where(denom > 0, 1.0 / tl.where(denom > 0, denom, 1.0), 0.0))
 
 
 @triton.jit
@@ -130,15 +134,16 @@ def _rescale_kernel(out_ptr, inv_ptr, n, BLOCK: tl.constexpr):
 
 
 def group_advantages(
-    rewards: torch.Tensor, groups: GroupLayout, scale: int, eps: float, unbiased: bool
+    rewards: torch.Tensor, groups: GroupLayout, scale: str, eps: float, unbiased: bool
 ) -> torch.Tensor:
-    """fp32 advantages of contiguous rewards (N,) over `groups` (N > 0)."""
+    """fp32 advantages of contiguous rewards (N,) over `groups` (N > 0); scale "none", "group" or "batch"."""
+    batch = scale == "batch"
     n = rewards.shape[0]
     out = torch.empty(n, dtype=torch.float32, device=rewards.device)
     contiguous = groups.size > 0
     longest = groups.size if contiguous else int((groups.offsets[1:] - groups.offsets[:-1]).max())
     block = min(MAX_BLOCK, triton.next_power_of_2(max(longest, 1)))
-    summary = torch.empty(3 * groups.num_groups + 1 if scale == 2 else 1, dtype=torch.float64, device=rewards.device)
+    summary = torch.empty(SUMMARY * groups.num_groups + 1 if batch else 1, dtype=torch.float64, device=rewards.device)
     order = groups.order if not contiguous else out
     offsets = groups.offsets if not contiguous else out
     _group_kernel[(groups.num_groups,)](
@@ -149,12 +154,15 @@ def group_advantages(
         summary,
         max(groups.size, 1),
         eps,
-        SCALE=scale,
+        SCALED=scale != "none",
+        BATCH=batch,
         UNBIASED=unbiased,
         CONTIGUOUS=contiguous,
         BLOCK=block,
     )
-    if scale == 2:
+    if batch:
         _batch_inverse_std_kernel[(1,)](summary, groups.num_groups, eps, UNBIASED=unbiased, BLOCK=MAX_BLOCK)
-        _rescale_kernel[(triton.cdiv(n, SCALE_BLOCK),)](out, summary[3 * groups.num_groups :], n, BLOCK=SCALE_BLOCK)
+        _rescale_kernel[(triton.cdiv(n, SCALE_BLOCK),)](
+            out, summary[SUMMARY * groups.num_groups :], n, BLOCK=SCALE_BLOCK
+        )
     return out

@@ -1,5 +1,5 @@
 """Triton kernels of grpo_loss, mirroring csrc/grpo_loss/grpo_loss_math.h: one program per row
-makes the row's partial sums [loss, count, kl, clip_low, clip_high, ratio] and writes the
+makes the row's partial sums (harmo_fast/ops/_grpo_layout.py RowSlot) and writes the
 per-token gradient coefficient (before the row's aggregation weight); a second kernel scales the
 coefficients by grad_output * alpha_b in place."""
 
@@ -11,10 +11,20 @@ import torch
 import triton
 import triton.language as tl
 
+from harmo_fast.ops._grpo_layout import ROW_SLOTS as _ROW_SLOTS
+from harmo_fast.ops._grpo_layout import RowSlot
+from harmo_fast.ops.token_kl import KL_ESTIMATOR_NAMES
 from harmo_fast.triton_kernels.token_kl import kl_value_grad
 
 BLOCK = 256
-PARTIALS = 8
+# The row partials' layout (harmo_fast/ops/_grpo_layout.py), as constants the kernels can read.
+ROW_SLOTS = tl.constexpr(_ROW_SLOTS)
+SLOT_LOSS = tl.constexpr(int(RowSlot.LOSS))
+SLOT_COUNT = tl.constexpr(int(RowSlot.COUNT))
+SLOT_KL = tl.constexpr(int(RowSlot.KL))
+SLOT_CLIP_LOW = tl.constexpr(int(RowSlot.CLIP_LOW))
+SLOT_CLIP_HIGH = tl.constexpr(int(RowSlot.CLIP_HIGH))
+SLOT_RATIO = tl.constexpr(int(RowSlot.RATIO))
 
 
 @triton.jit
@@ -53,6 +63,75 @@ def _grpo_token(
 
 
 @triton.jit
+def _seq_ratio(lp_ptr, old_ptr, mask_ptr, base, T, BLOCK: tl.constexpr):
+    """GSPO: the row's shared ratio exp(masked mean log-ratio)."""
+    cols = tl.arange(0, BLOCK)
+    lsum = tl.zeros([BLOCK], tl.float32)
+    csum = tl.zeros([BLOCK], tl.float32)
+    for start in range(0, T, BLOCK):
+        offs = start + cols
+        ok = offs < T
+        m = tl.load(mask_ptr + base + offs, mask=ok, other=0).to(tl.float32)
+        x = tl.load(lp_ptr + base + offs, mask=ok, other=0.0).to(tl.float32)
+        o = tl.load(old_ptr + base + offs, mask=ok, other=0.0).to(tl.float32)
+        lsum += tl.where(m != 0.0, m * (x - o), 0.0)
+        csum += m
+    return tl.exp(tl.sum(lsum, 0) / tl.maximum(tl.sum(csum, 0), 1.0))
+
+
+@triton.jit
+def _per_row_or_token(ptr, b, base, offs, ok, PER_TOKEN: tl.constexpr, BLOCK: tl.constexpr):
+    """A (N,) or (N,T) fp32 input as a block of per-token values."""
+    if PER_TOKEN:
+        v = tl.load(ptr + base + offs, mask=ok, other=0.0)
+    else:
+        v = tl.zeros([BLOCK], tl.float32) + tl.load(ptr + b)
+    return v
+
+
+@triton.jit
+def _ratio_and_kl_arg(
+    lp_ptr,
+    old_ptr,
+    ref_ptr,
+    base,
+    offs,
+    ok,
+    x,
+    on,
+    seq_r,
+    HAS_REF: tl.constexpr,
+    SEQ: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    """Each token's ratio r (its own, or the row's at sequence level) and KL argument d = ref - logp
+    (0 at masked tokens, so every value there stays finite)."""
+    if SEQ:
+        r = tl.zeros([BLOCK], tl.float32) + seq_r
+    else:
+        o = tl.load(old_ptr + base + offs, mask=ok, other=0.0).to(tl.float32)
+        r = tl.exp(tl.where(on, x - o, 0.0))
+    if HAS_REF:
+        rf = tl.load(ref_ptr + base + offs, mask=ok, other=0.0).to(tl.float32)
+        d = tl.where(on, rf - x, 0.0)
+    else:
+        d = tl.zeros([BLOCK], tl.float32)
+    return r, d
+
+
+@triton.jit
+def _add_shared_ratio_grad(coef_ptr, mask_ptr, base, T, c, BLOCK: tl.constexpr):
+    """Sequence level: every masked token moves the shared ratio, so each gets m * c more."""
+    cols = tl.arange(0, BLOCK)
+    for start in range(0, T, BLOCK):
+        offs = start + cols
+        ok = offs < T
+        m = tl.load(mask_ptr + base + offs, mask=ok, other=0).to(tl.float32)
+        cf = tl.load(coef_ptr + base + offs, mask=ok, other=0.0).to(tl.float32)
+        tl.store(coef_ptr + base + offs, tl.where(m != 0.0, cf + m * c, 0.0).to(coef_ptr.dtype.element_ty), mask=ok)
+
+
+@triton.jit
 def _rows_kernel(
     lp_ptr,
     old_ptr,
@@ -77,23 +156,14 @@ def _rows_kernel(
     NEED_GRAD: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
+    """One program per row: the row's partial sums (RowSlot order) and, with NEED_GRAD, its
+    per-token gradient coefficients."""
     b = tl.program_id(0).to(tl.int64)
     base = b * T
     cols = tl.arange(0, BLOCK)
     seq_r = 1.0
-    if SEQ:  # GSPO: the row's masked mean log-ratio first
-        lsum = tl.zeros([BLOCK], tl.float32)
-        csum = tl.zeros([BLOCK], tl.float32)
-        for start in range(0, T, BLOCK):
-            offs = start + cols
-            ok = offs < T
-            m = tl.load(mask_ptr + base + offs, mask=ok, other=0).to(tl.float32)
-            x = tl.load(lp_ptr + base + offs, mask=ok, other=0.0).to(tl.float32)
-            o = tl.load(old_ptr + base + offs, mask=ok, other=0.0).to(tl.float32)
-            lsum += tl.where(m != 0.0, m * (x - o), 0.0)
-            csum += m
-        cnt0 = tl.sum(csum, 0)
-        seq_r = tl.exp(tl.sum(lsum, 0) / tl.maximum(cnt0, 1.0))
+    if SEQ:
+        seq_r = _seq_ratio(lp_ptr, old_ptr, mask_ptr, base, T, BLOCK)
     acc_loss = tl.zeros([BLOCK], tl.float32)
     acc_cnt = tl.zeros([BLOCK], tl.float32)
     acc_kl = tl.zeros([BLOCK], tl.float32)
@@ -107,26 +177,12 @@ def _rows_kernel(
         m = tl.load(mask_ptr + base + offs, mask=ok, other=0).to(tl.float32)
         on = m != 0.0
         x = tl.load(lp_ptr + base + offs, mask=ok, other=0.0).to(tl.float32)
-        if ADV_TOK:
-            adv = tl.load(adv_ptr + base + offs, mask=ok, other=0.0)
-        else:
-            adv = tl.zeros([BLOCK], tl.float32) + tl.load(adv_ptr + b)
-        if W_MODE == 2:
-            w = tl.load(w_ptr + base + offs, mask=ok, other=0.0)
-        elif W_MODE == 1:
-            w = tl.zeros([BLOCK], tl.float32) + tl.load(w_ptr + b)
-        else:
+        adv = _per_row_or_token(adv_ptr, b, base, offs, ok, ADV_TOK, BLOCK)
+        if W_MODE == 0:
             w = tl.full([BLOCK], 1.0, tl.float32)
-        if SEQ:
-            r = tl.zeros([BLOCK], tl.float32) + seq_r
         else:
-            o = tl.load(old_ptr + base + offs, mask=ok, other=0.0).to(tl.float32)
-            r = tl.exp(tl.where(on, x - o, 0.0))
-        if HAS_REF:
-            rf = tl.load(ref_ptr + base + offs, mask=ok, other=0.0).to(tl.float32)
-            d = tl.where(on, rf - x, 0.0)
-        else:
-            d = tl.zeros([BLOCK], tl.float32)
+            w = _per_row_or_token(w_ptr, b, base, offs, ok, W_MODE == 2, BLOCK)
+        r, d = _ratio_and_kl_arg(lp_ptr, old_ptr, ref_ptr, base, offs, ok, x, on, seq_r, HAS_REF, SEQ, BLOCK)
         loss, dl_dr, dl_dlogp, kl, clo, chi = _grpo_token(
             r, adv, w, d, clip_lo, clip_hi, delta, beta, no_clamp, HAS_REF, BIAS, EST
         )
@@ -144,25 +200,18 @@ def _rows_kernel(
                 g = tl.where(dl_dr == 0.0, 0.0, dl_dr * r) + dl_dlogp
             tl.store(coef_ptr + base + offs, tl.where(on, m * g, 0.0).to(coef_ptr.dtype.element_ty), mask=ok)
     cnt = tl.sum(acc_cnt, 0)
-    if SEQ:
-        if NEED_GRAD:  # every masked token moves the shared ratio
-            gs = tl.sum(acc_g, 0)
-            c = tl.where(gs == 0.0, 0.0, gs * seq_r) / tl.maximum(cnt, 1.0)
-            for start in range(0, T, BLOCK):
-                offs = start + cols
-                ok = offs < T
-                m = tl.load(mask_ptr + base + offs, mask=ok, other=0).to(tl.float32)
-                cf = tl.load(coef_ptr + base + offs, mask=ok, other=0.0).to(tl.float32)
-                tl.store(
-                    coef_ptr + base + offs, tl.where(m != 0.0, cf + m * c, 0.0).to(coef_ptr.dtype.element_ty), mask=ok
-                )
-    out = part_ptr + b * 8
-    tl.store(out + 0, tl.sum(acc_loss, 0))
-    tl.store(out + 1, cnt)
-    tl.store(out + 2, tl.sum(acc_kl, 0))
-    tl.store(out + 3, tl.sum(acc_lo, 0))
-    tl.store(out + 4, tl.sum(acc_hi, 0))
-    tl.store(out + 5, tl.sum(acc_r, 0))
+    if SEQ and NEED_GRAD:
+        gs = tl.sum(acc_g, 0)
+        _add_shared_ratio_grad(
+            coef_ptr, mask_ptr, base, T, tl.where(gs == 0.0, 0.0, gs * seq_r) / tl.maximum(cnt, 1.0), BLOCK
+        )
+    out = part_ptr + b * ROW_SLOTS
+    tl.store(out + SLOT_LOSS, tl.sum(acc_loss, 0))
+    tl.store(out + SLOT_COUNT, cnt)
+    tl.store(out + SLOT_KL, tl.sum(acc_kl, 0))
+    tl.store(out + SLOT_CLIP_LOW, tl.sum(acc_lo, 0))
+    tl.store(out + SLOT_CLIP_HIGH, tl.sum(acc_hi, 0))
+    tl.store(out + SLOT_RATIO, tl.sum(acc_r, 0))
 
 
 @triton.jit
@@ -177,11 +226,11 @@ def _scale_kernel(coef_ptr, scale_ptr, grad_ptr, T, BLOCK: tl.constexpr):
         tl.store(coef_ptr + b * T + offs, (c * s).to(coef_ptr.dtype.element_ty), mask=ok)
 
 
-def forward(logp, old, adv, mask, ref, w, cfg, need_grad):
-    """Row partials (N, 8) fp32 and the coefficient tensor (or None); inputs as the launchers get them."""
-    clip_lo, clip_hi, delta, beta, kl_code, bias, seq = cfg[:7]
+def forward(logp, old, adv, mask, ref, w, settings, need_grad):
+    """Row partials (N, ROW_SLOTS) fp32 and the coefficient tensor (or None); inputs as the launchers
+    get them, settings a harmo_fast.ops.grpo_loss.GrpoSettings."""
     n, t = logp.shape
-    partials = torch.zeros((n, PARTIALS), dtype=torch.float32, device=logp.device)
+    partials = torch.zeros((n, _ROW_SLOTS), dtype=torch.float32, device=logp.device)
     coef = torch.empty((n, t), dtype=logp.dtype, device=logp.device) if need_grad else None
     if n and t:
         w_mode = 0 if w is None else (2 if w.dim() == 2 else 1)
@@ -195,15 +244,15 @@ def forward(logp, old, adv, mask, ref, w, cfg, need_grad):
             logp if coef is None else coef,
             partials,
             t,
-            clip_lo,
-            clip_hi,
-            delta,
-            beta,
+            settings.clip_lo,
+            settings.clip_hi,
+            settings.delta,
+            settings.beta,
             math.inf,
             HAS_REF=ref is not None,
-            BIAS=bool(bias),
-            EST=kl_code,
-            SEQ=bool(seq),
+            BIAS=settings.bias_corrected,
+            EST=KL_ESTIMATOR_NAMES[settings.kl_estimator],
+            SEQ=settings.sequence,
             ADV_TOK=adv.dim() == 2,
             W_MODE=w_mode,
             NEED_GRAD=need_grad,

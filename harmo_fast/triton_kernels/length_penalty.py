@@ -60,9 +60,9 @@ def _length_penalty_kernel(
         ok = tl.load(correct_ptr + rows, mask=inb, other=0) != 0
         penalised = (ok == 0) & has_anchor & (length < anchor)
         d = (anchor - length).to(tl.float64) / tl.maximum(anchor, 1).to(tl.float64)
-        if SHAPE == 0:
+        if SHAPE == "linear":
             shape = tl.minimum(d / tau, 1.0)
-        elif SHAPE == 1:
+        elif SHAPE == "exp":
             shape = 1.0 - tl.exp(-d / tau)
         else:
             shape = tl.where(d >= tau, 1.0, 0.0)
@@ -71,9 +71,9 @@ def _length_penalty_kernel(
 
 
 def length_penalty(
-    lengths: torch.Tensor, correct: torch.Tensor, groups: GroupLayout, p_max: float, tau: float, shape: int
+    lengths: torch.Tensor, correct: torch.Tensor, groups: GroupLayout, p_max: float, tau: float, shape: str
 ) -> torch.Tensor:
-    """fp32 penalties of contiguous lengths/correct (N,) over `groups` (N > 0)."""
+    """fp32 penalties of contiguous lengths/correct (N,) over `groups` (N > 0); shape "linear", "exp" or "step"."""
     n = lengths.shape[0]
     out = torch.empty(n, dtype=torch.float32, device=lengths.device)
     contiguous = groups.size > 0

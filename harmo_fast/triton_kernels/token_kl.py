@@ -12,12 +12,12 @@ BLOCK = 1024
 
 @triton.jit
 def kl_value_grad(d, EST: tl.constexpr, clamp_d, clamp_v):
-    """(value, d value / d logp) of estimator EST (0 k1, 1 k2, 2 k3) with torch.clamp semantics."""
+    """(value, d value / d logp) of estimator EST ("k1", "k2" or "k3") with torch.clamp semantics."""
     dc = tl.where(d < -clamp_d, -clamp_d, tl.where(d > clamp_d, clamp_d, d))
-    if EST == 0:
+    if EST == "k1":
         v = -dc
         g = tl.full(dc.shape, 1.0, tl.float32)
-    elif EST == 1:
+    elif EST == "k2":
         v = 0.5 * dc * dc
         g = -dc
     else:
@@ -51,21 +51,23 @@ def _backward_kernel(grad_ptr, logp_ptr, ref_ptr, out_ptr, n, clamp_d, clamp_v, 
     tl.store(out_ptr + offs, (go * g).to(out_ptr.dtype.element_ty), mask=ok)
 
 
-def forward(logp: torch.Tensor, ref: torch.Tensor, code: int, clamp_d: float, clamp_v: float) -> torch.Tensor:
+def forward(logp: torch.Tensor, ref: torch.Tensor, estimator: str, clamp_d: float, clamp_v: float) -> torch.Tensor:
     """fp32 KL of contiguous logp/ref."""
     out = torch.empty(logp.shape, dtype=torch.float32, device=logp.device)
     n = logp.numel()
     if n:
-        _forward_kernel[(triton.cdiv(n, BLOCK),)](logp, ref, out, n, clamp_d, clamp_v, EST=code, BLOCK=BLOCK)
+        _forward_kernel[(triton.cdiv(n, BLOCK),)](logp, ref, out, n, clamp_d, clamp_v, EST=estimator, BLOCK=BLOCK)
     return out
 
 
 def backward(
-    grad: torch.Tensor, logp: torch.Tensor, ref: torch.Tensor, code: int, clamp_d: float, clamp_v: float
+    grad: torch.Tensor, logp: torch.Tensor, ref: torch.Tensor, estimator: str, clamp_d: float, clamp_v: float
 ) -> torch.Tensor:
     """grad_logp (logp's dtype) = grad (fp32, contiguous) * d kl / d logp."""
     out = torch.empty(logp.shape, dtype=logp.dtype, device=logp.device)
     n = logp.numel()
     if n:
-        _backward_kernel[(triton.cdiv(n, BLOCK),)](grad, logp, ref, out, n, clamp_d, clamp_v, EST=code, BLOCK=BLOCK)
+        _backward_kernel[(triton.cdiv(n, BLOCK),)](
+            grad, logp, ref, out, n, clamp_d, clamp_v, EST=estimator, BLOCK=BLOCK
+        )
     return out
