@@ -19,7 +19,30 @@ from harmo_fast.rewards.embedding_rm import EmbeddingRM, load_embedder
 
 BATCH = 64
 GROUP = 8
-WORDS = ["the", "a", "red", "blue", "small", "large", "dog", "cat", "car", "house", "tree", "river", "man", "woman", "child", "plays", "runs", "sits", "near", "under", "over", "beside"]
+WORDS = [
+    "the",
+    "a",
+    "red",
+    "blue",
+    "small",
+    "large",
+    "dog",
+    "cat",
+    "car",
+    "house",
+    "tree",
+    "river",
+    "man",
+    "woman",
+    "child",
+    "plays",
+    "runs",
+    "sits",
+    "near",
+    "under",
+    "over",
+    "beside",
+]
 
 
 def grpo_batch(seed: int = 0) -> tuple[list[str], list[str]]:

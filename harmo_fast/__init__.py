@@ -21,7 +21,16 @@ _LAZY = {
     "available_backends": "harmo_fast._dispatch",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+__all__ = [
+    "__version__",
+    "available_backends",
+    "group_advantages",
+    "grpo_loss",
+    "length_penalty",
+    "linear_log_probs",
+    "selective_log_softmax",
+    "token_kl",
+]
 
 
 def __getattr__(name: str) -> Any:

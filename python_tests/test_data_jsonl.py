@@ -11,7 +11,7 @@ from harmo_fast.data.jsonl import DataError, from_records, load_dataset, load_js
 
 
 def _write(path, lines):
-    path.write_text("".join((l if isinstance(l, str) else json.dumps(l)) + "\n" for l in lines))
+    path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines))
     return path
 
 
@@ -26,7 +26,8 @@ def test_valid_file_resolves_images_relative_to_the_file(img_dir):
     p = _write(img_dir / "set.jsonl", [
         {"id": "s1", "prompt": "how many?", "images": ["imgs/a.png"], "answer": 3, "task_type": "counting"},
         "",
-        {"id": "s2", "prompt": "pick", "answer": ["B", "b"], "task_type": "multiple_choice", "choices": ["A. x", "B. y"], "reference": "y"},
+        {"id": "s2", "prompt": "pick", "answer": ["B", "b"], "task_type": "multiple_choice",
+         "choices": ["A. x", "B. y"], "reference": "y"},
     ])  # fmt: skip
     ds = load_jsonl(p)
     assert len(ds) == 2 and ds.skipped == []

@@ -150,5 +150,5 @@ def test_freeze_vision_freezes_exactly_the_vision_tower():
     assert all(
         p.requires_grad for p in load_policy(ModelConfig(name="tiny-vlm", builtin_overrides=SMALL)).model.parameters()
     )
-    with pytest.raises(ValueError, match="model.freeze_vision"):
+    with pytest.raises(ValueError, match=r"model\.freeze_vision"):
         load_policy(ModelConfig(name="tiny-lm", freeze_vision=True, builtin_overrides=SMALL))

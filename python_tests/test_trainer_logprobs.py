@@ -39,7 +39,7 @@ def rollout(tmp_path_factory):
 
 
 def test_generate_groups_rows_and_masks_padding(rollout):
-    model, engine, batch, samples = rollout
+    _, engine, batch, samples = rollout
     assert batch.size == 6 and batch.group_ids.tolist() == [0, 0, 1, 1, 2, 2]
     assert [s.id for s in batch.samples] == [s.id for s in samples for _ in range(2)]
     assert (batch.completion_ids[~batch.completion_mask] == engine.pad_id).all()

@@ -140,7 +140,8 @@ class PreferenceHeadRM:
         config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
         if config.get("format") != FORMAT or config.get("version") != VERSION:
             raise ValueError(
-                f"{path / CONFIG}: not a {FORMAT} v{VERSION} config (format={config.get('format')!r}, version={config.get('version')!r})"
+                f"{path / CONFIG}: not a {FORMAT} v{VERSION} config "
+                f"(format={config.get('format')!r}, version={config.get('version')!r})"
             )
         head = PreferenceHead(config["embedding_dim"], config["hidden"])
         head.load_state_dict(load_file(str(path / WEIGHTS)))

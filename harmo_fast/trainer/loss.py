@@ -32,10 +32,20 @@ def micro_batch_loss(
     """`harmo.grpo_loss` of the micro-batch; `share` is its fraction of the minibatch's responses,
     the weight of a per-response mean (token_mean is already normalized by the minibatch's tokens)."""
     loss, metrics = harmo.grpo_loss(
-        logp, old, adv, mask, ref_logp=ref, eps_low=a.eps_low, eps_high=a.eps_high, delta=a.delta, beta=a.beta,
-        kl_estimator=a.kl_estimator, ratio_level=a.ratio_level, loss_agg=a.loss_agg,
+        logp,
+        old,
+        adv,
+        mask,
+        ref_logp=ref,
+        eps_low=a.eps_low,
+        eps_high=a.eps_high,
+        delta=a.delta,
+        beta=a.beta,
+        kl_estimator=a.kl_estimator,
+        ratio_level=a.ratio_level,
+        loss_agg=a.loss_agg,
         normalizer=normalizer(a.loss_agg, tokens_mb, max_new_tokens),
-    )  # fmt: skip
+    )
     if a.loss_agg != "token_mean":
         loss = loss * share
     return loss, metrics

@@ -111,7 +111,7 @@ class RolloutEngine(abc.ABC):
 
     encode_seconds: float = 0.0  # time the last generate() spent building prompt tensors (data work)
 
-    def sync_weights(self) -> None:
+    def sync_weights(self) -> None:  # noqa: B027 (a no-op default: engines sharing the policy need nothing)
         """Called after each optimizer step; engines holding their own weight copy reload them."""
 
 

@@ -84,12 +84,20 @@ def _sample_rows(out: StepOutput, k: int) -> list[dict[str, Any]]:
     rows = []
     for i in range(min(k, out.batch.size)):
         s = out.batch.samples[i]
-        rows.append({
-            "id": s.id, "task_type": s.task_type, "prompt": s.prompt, "answer": s.answer,
-            "completion": out.batch.texts[i], "length": int(out.batch.lengths[i]),
-            "reward": out.rewards.total[i], "components": {c: v[i] for c, v in out.rewards.components.items()},
-            "correct": bool(out.rewards.verdicts[i].correct), "advantage": float(out.advantages[i]),
-        })  # fmt: skip
+        rows.append(
+            {
+                "id": s.id,
+                "task_type": s.task_type,
+                "prompt": s.prompt,
+                "answer": s.answer,
+                "completion": out.batch.texts[i],
+                "length": int(out.batch.lengths[i]),
+                "reward": out.rewards.total[i],
+                "components": {c: v[i] for c, v in out.rewards.components.items()},
+                "correct": bool(out.rewards.verdicts[i].correct),
+                "advantage": float(out.advantages[i]),
+            }
+        )
     return rows
 
 
