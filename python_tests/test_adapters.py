@@ -6,8 +6,9 @@ import inspect
 
 import pytest
 
+from harmo_fast.integrations.samples import task_type_from_data_source
 from harmo_fast.rewards import compute_score as exported_compute_score
-from harmo_fast.rewards.adapters import compute_score, task_type_from_data_source, trl_reward_func, trl_reward_funcs
+from harmo_fast.rewards.adapters import compute_score, trl_reward_func, trl_reward_funcs
 from harmo_fast.rewards.config import LengthPenaltyConfig, ModelRMConfig, RewardConfig
 from harmo_fast.rewards.hybrid import HybridReward
 

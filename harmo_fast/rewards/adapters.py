@@ -15,20 +15,20 @@ verl (`custom_reward_function`): `compute_score(data_source, solution_str, groun
 extra_info=None)` returns `w_hybrid * R_hyb + w_format * R_fmt` for one response. verl scores one
 response at a time, so the group length penalty does not apply here (it is 0; use the trainer or
 `RewardPipeline` for it). The task type is `extra_info["task_type"]` when given, else inferred from
-`data_source` by `DATA_SOURCE_TASK_TYPES` (case-insensitive, by whole words or long prefixes;
-e.g. "openai/gsm8k" -> math, "cais/mmlu" -> multiple_choice), else "math". `extra_info` may also
-carry `reference`, `choices` and `prompt`.
+`data_source` by `harmo_fast.integrations.samples.DATA_SOURCE_TASK_TYPES` (case-insensitive, by
+whole words or long prefixes; e.g. "openai/gsm8k" -> math, "cais/mmlu" -> multiple_choice), else "math".
+`extra_info` may also carry `reference`, `choices` and `prompt`.
 """
 
 from __future__ import annotations
 
 import atexit
 import json
-import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from harmo_fast.integrations.samples import gold_answer, message_text, task_type_from_data_source
 from harmo_fast.rewards.config import RewardConfig
 from harmo_fast.rewards.hybrid import HybridReward
 from harmo_fast.rewards.pool import VerifierPool
@@ -36,58 +36,9 @@ from harmo_fast.rewards.types import RewardResult, RewardSample
 
 COMPONENTS = ("total", "hybrid", "length", "format")
 
-# data-source names -> task type (our choice); the first row with a matching name wins. A word of
-# the data source matches a name equal to it, or beginning with it when the name has 4+ letters.
-DATA_SOURCE_TASK_TYPES: list[tuple[tuple[str, ...], str]] = [
-    (
-        ("mmlu", "arc", "gpqa", "scienceqa", "ai2d", "mmbench", "seedbench", "commonsenseqa", "hellaswag", "mcq"),
-        "multiple_choice",
-    ),
-    (("countbench", "counting", "tallyqa"), "counting"),
-    (("pope", "yesno", "boolq"), "yes_no"),
-    (("ocrbench", "ocr", "textvqa", "docvqa", "infovqa", "chartqa", "vqav2"), "short_text"),
-    (("caption", "coco", "nocaps", "llava", "sharegpt"), "open_ended"),
-    (
-        ("gsm8k", "math", "aime", "amc", "olympiad", "geometry3k", "geo3k", "deepscaler", "dapo", "numina", "minerva"),
-        "math",
-    ),
-]
-
-
-def task_type_from_data_source(data_source: str, default: str = "math") -> str:
-    """The task type `DATA_SOURCE_TASK_TYPES` gives `data_source` (`default` when none matches)."""
-    words = [w for w in re.split(r"[^0-9a-z]+", str(data_source).lower()) if w]
-    for names, task_type in DATA_SOURCE_TASK_TYPES:
-        if any(w == n or (len(n) >= 4 and w.startswith(n)) for w in words for n in names):
-            return task_type
-    return default
-
-
-def _text(x: Any) -> str:
-    """The text of a completion or prompt: a string, a message dict, or a list of messages
-    (their contents joined); message content may be a list of typed parts."""
-    if isinstance(x, str):
-        return x
-    if isinstance(x, dict):
-        content = x.get("content", "")
-        if isinstance(content, list):
-            return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
-        return "" if content is None else str(content)
-    if isinstance(x, (list, tuple)):
-        return "\n".join(_text(m) for m in x)
-    raise TypeError(f"expected a string or chat messages, got {type(x).__name__}")
-
 
 def _prompt_key(prompt: Any) -> str:
     return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, default=str)
-
-
-def _gold(x: Any) -> str | list[str]:
-    if isinstance(x, str):
-        return x
-    if isinstance(x, (list, tuple)) or type(x).__name__ == "ndarray":
-        return [str(g) for g in x]
-    return str(x)
 
 
 class _Scorer:
@@ -157,16 +108,16 @@ def _trl_samples(
     if groups is None:
         first: dict[str, int] = {}
         groups = [first.setdefault(_prompt_key(p), len(first)) for p in prompts]
-    texts = [_text(c) for c in completions]
+    texts = [message_text(c) for c in completions]
     lengths = [len(i) for i in ids] if ids is not None else [len(t.split()) for t in texts]
     return [
         RewardSample(
             completion=texts[i],
-            answer=_gold(answers[i]),
+            answer=gold_answer(answers[i]),
             task_type=str(task_types[i]),
             group_id=int(groups[i]),
             length=lengths[i],
-            prompt=_text(prompts[i]),
+            prompt=message_text(prompts[i]),
             reference=references[i] if references[i] else None,
             choices=list(choices[i]) if choices[i] is not None else None,
         )
@@ -257,12 +208,12 @@ def compute_score(
         if hybrid is None:
             hybrid = _VERL_SCORERS[key] = HybridReward(cfg)  # heavy cases run in the shared pool
     sample = RewardSample(
-        completion=_text(solution_str),
-        answer=_gold(ground_truth),
+        completion=message_text(solution_str),
+        answer=gold_answer(ground_truth),
         task_type=str(info.get("task_type") or task_type_from_data_source(data_source)),
         group_id=0,
         length=0,  # a group of one: no length penalty
-        prompt=_text(info.get("prompt") or ""),
+        prompt=message_text(info.get("prompt") or ""),
         reference=info.get("reference") or None,
         choices=list(info["choices"]) if info.get("choices") is not None else None,
     )
