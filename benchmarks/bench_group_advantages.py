@@ -34,12 +34,12 @@ def verl_style_loop(
     bsz = scores.shape[0]
     for i in range(bsz):
         id2score[index[i]].append(scores[i])
-    for idx in id2score:
-        if len(id2score[idx]) == 1:
+    for idx, members in id2score.items():
+        if len(members) == 1:
             id2mean[idx] = torch.tensor(0.0)
             id2std[idx] = torch.tensor(1.0)
         else:
-            group = torch.stack(id2score[idx])
+            group = torch.stack(members)
             id2mean[idx] = torch.mean(group)
             id2std[idx] = torch.std(group)
     for i in range(bsz):

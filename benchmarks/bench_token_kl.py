@@ -6,6 +6,8 @@ backend against the torch reference and the eager TRL formula exp(ref - logp) - 
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
@@ -22,7 +24,7 @@ def trl_style_kl(logp: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 
 
 IMPLS = {
-    **{f"harmo_{b}": (lambda b: lambda lp, rf: harmo.token_kl(lp, rf, backend=b))(b) for b in BACKENDS},
+    **{f"harmo_{b}": functools.partial(harmo.token_kl, backend=b) for b in BACKENDS},
     "torch_reference": token_kl_reference,
     "trl_style_eager": trl_style_kl,
 }

@@ -1,7 +1,6 @@
 """HFSequenceRM with tiny randomly initialised sequence-classification models (an encoder and a
 decoder), built from configs with the bundled MiniLM tokenizer: nothing is downloaded."""
 
-
 import pytest
 import torch
 from transformers import (
