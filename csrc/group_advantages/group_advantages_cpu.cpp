@@ -68,9 +68,9 @@ void general_group(const T* rewards, float* out, const R& rows, int64_t g, Scale
 }
 
 // One contiguous group of a compile-time size, branch-free so that the compiler vectorises the
-// loop over groups (several groups per vector register, 3-5x faster than the general loops at
-// G = 8). The pivot is the first reward; a NaN anywhere makes every output of the group NaN, and
-// such groups are redone on the NaN-aware path.
+// loop over groups (several groups per vector register, where the general loops handle one). The
+// pivot is the first reward; a NaN anywhere makes every output of the group NaN, and such groups
+// are redone on the NaN-aware path.
 template <int64_t kG, bool kDivideByStd, class T>
 HARMO_HD void fixed_group(const T* group, float* out, double eps, bool unbiased) {
   const double pivot = to_float(group[0]);

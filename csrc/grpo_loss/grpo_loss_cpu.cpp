@@ -19,13 +19,11 @@ namespace {
 // instantiated per KL estimator and ratio level only) and vectorises; the chunk stays in L1.
 // Chunks whose mask is all zero (padding) are not computed: their coefficients are set to 0.
 constexpr int64_t kChunk = 128;
-// Below this many tokens (~0.4 ms of serial work) the pass runs on the calling thread. Two
-// threads halve it on an idle machine (N=64 x T=1024 fwd+bwd vs the TRL-style code: 11-16x
-// against 8-13x serially), but when another process keeps a core busy the worker thread waits a
-// scheduler tick (8 ms here) before it joins: a 0.1 ms kernel then takes 8 ms.
+// Below this many tokens the pass runs on the calling thread: a worker thread speeds up a short
+// pass only on an idle machine, and when another process keeps a core busy it waits a scheduler
+// tick before it joins, which costs far more than the whole short pass.
 constexpr int64_t kParallelMinTokens = int64_t(1) << 18;
-// The backward is one multiply per token (memory-bound, ~7 us for 2^16 fp32 tokens): threads
-// only pay from about a million tokens.
+// The backward is one memory-bound multiply per token: threads only pay on much larger passes.
 constexpr int64_t kParallelMinScaleTokens = int64_t(1) << 20;
 
 // fp32 view of n elements: the source itself when it is fp32, else a converted copy in dst
