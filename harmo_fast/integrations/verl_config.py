@@ -83,3 +83,23 @@ def reward_config(values: RewardConfig | Mapping[str, Any] | None, where: str = 
     if values is None or isinstance(values, RewardConfig):
         return values or RewardConfig()
     return _build(RewardConfig, plain(values), where)
+
+
+REWARD_KWARGS = "reward.reward_kwargs"  # where a verl trainer config holds the HARMO reward settings
+
+
+def trainer_reward_config(config: Any, relative: bool = False) -> RewardConfig:
+    """The RewardConfig at `reward.reward_kwargs` of a verl trainer config (defaults where unset).
+    relative: `config` is a section of the trainer config (verl hands the advantage estimator
+    `algorithm`), so the key is looked up from its parent. A config that is not an OmegaConf node
+    (or a section detached from its trainer config) gives the defaults."""
+    if not hasattr(config, "_get_node"):
+        return RewardConfig()
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        values = OmegaConf.select(config, ".." + REWARD_KWARGS if relative else REWARD_KWARGS)
+    except OmegaConfBaseException:
+        values = None
+    return reward_config(values, REWARD_KWARGS)
