@@ -128,3 +128,9 @@ def make_batch(
         "response_mask": resp_mask,
     }
     return DataProto.from_dict(tensors=tensors, non_tensors=non_tensors)
+
+
+def score_batch(worker, batch: DataProto) -> list[dict]:
+    """verl's RewardLoopWorker.compute_score_batch on the worker's own event loop (verl's managers
+    schedule their executor calls on the loop they were created with, as in a Ray actor)."""
+    return worker.loop.run_until_complete(worker.compute_score_batch(batch))

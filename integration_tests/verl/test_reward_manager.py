@@ -1,10 +1,8 @@
 """The "harmo" reward-loop manager on real DataProto batches, through verl's RewardLoopWorker (the
 per-response path verl's reward loop runs: compute_score_batch -> compute_score -> run_single)."""
 
-import asyncio
-
 import pytest
-from conftest import make_batch, trainer_config_for
+from conftest import make_batch, score_batch, trainer_config_for
 from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
 from verl.experimental.reward_loop.reward_manager import get_reward_manager_cls
 
@@ -25,7 +23,7 @@ def worker(tokenizer_dir):
 
 
 def score(worker, batch):
-    return asyncio.run(worker.compute_score_batch(batch))
+    return score_batch(worker, batch)
 
 
 def test_the_worker_loads_the_harmo_manager(worker):
