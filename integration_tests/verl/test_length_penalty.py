@@ -10,6 +10,7 @@ from conftest import make_batch, score_batch, trainer_config_for
 from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
 from verl.trainer.ppo.ray_trainer import compute_advantage
 
+from harmo_fast.integrations.verl_config import trainer_reward_config
 from harmo_fast.integrations.verl_reward import HarmoRewardManager
 from harmo_fast.rewards.config import LengthPenaltyConfig, RewardConfig
 from harmo_fast.rewards.hybrid import HybridReward
@@ -64,7 +65,7 @@ def test_shortest_correct_gets_the_highest_advantage(tokenizer_dir, tokenizer):
 
 def test_rewards_equal_harmo_scoring_the_whole_group(tokenizer_dir, tokenizer):
     batch, outputs, config = run(tokenizer_dir, tokenizer, GROUP, ["q"] * 4)
-    cfg = HarmoRewardManager(config, tokenizer).cfg
+    cfg = trainer_reward_config(config)
     samples = [RewardSample(r, "4", "math", 0, o["reward_extra_info"]["length"]) for r, o in zip(GROUP, outputs)]
     want = torch.tensor(HybridReward(cfg).score(samples).total)
     assert want[2] < 1.0  # the penalty is in play: 0.5 format - p_max * min(1, d / tau)

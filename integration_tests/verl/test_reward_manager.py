@@ -1,13 +1,17 @@
 """The "harmo" reward-loop manager on real DataProto batches, through verl's RewardLoopWorker (the
 per-response path verl's reward loop runs: compute_score_batch -> compute_score -> run_single)."""
 
+import asyncio
+
 import pytest
 from conftest import make_batch, score_batch, trainer_config_for
 from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
 from verl.experimental.reward_loop.reward_manager import get_reward_manager_cls
 
 from harmo_fast.integrations.verl_carrier import decode
-from harmo_fast.integrations.verl_reward import HarmoRewardManager
+from harmo_fast.integrations.verl_reward import HarmoRewardManager, SampleBatcher
+from harmo_fast.integrations.verl_score import verl_sample
+from harmo_fast.rewards.config import RewardConfig
 from harmo_fast.rewards.hybrid import HybridReward
 
 GOOD = "<think>2+2 is 4</think><answer>4</answer>"
@@ -78,3 +82,34 @@ def test_missing_ground_truth_is_a_clear_error(worker, tokenizer):
 def test_unknown_setting_fails_at_startup(tokenizer_dir):
     with pytest.raises(ValueError, match=r"unknown setting 'reward.reward_kwargs.w_fmt'"):
         RewardLoopWorker(trainer_config_for(tokenizer_dir, ["+reward.reward_kwargs.w_fmt=0.0"]))
+
+
+def test_concurrent_samples_are_scored_as_one_batch():
+    calls = []
+    hybrid = HybridReward(RewardConfig())
+
+    def score_batch(samples):
+        calls.append(len(samples))
+        return hybrid.score(samples)
+
+    batcher = SampleBatcher(score_batch)
+    samples = [verl_sample("openai/gsm8k", text, "4", None, 10) for text in (GOOD, WRONG, BOXED) * 2]
+
+    async def concurrently():
+        return await asyncio.gather(*(batcher.score(s) for s in samples))
+
+    assert asyncio.run(concurrently()) == [(1.0, 0.5), (0.0, 0.5), (1.0, -0.5)] * 2
+    assert calls == [6]
+
+
+def test_a_failing_batch_fails_each_of_its_samples():
+    def broken(samples):
+        raise RuntimeError("scorer down")
+
+    batcher = SampleBatcher(broken)
+    sample = verl_sample("openai/gsm8k", GOOD, "4", None, 10)
+
+    async def concurrently():
+        return await asyncio.gather(batcher.score(sample), batcher.score(sample), return_exceptions=True)
+
+    assert [str(e) for e in asyncio.run(concurrently())] == ["scorer down", "scorer down"]
