@@ -126,9 +126,7 @@ def harmo_policy_loss(
             f"harmo policy loss: clip_ratio_c ({cap}) must be >= 1 + clip_ratio_high ({1.0 + eps_high}); "
             "below that verl's dual clip differs from grpo_loss's delta on positive advantages"
         )
-    info = dict(_setting(config, "global_batch_info", {}))
-    if _setting(config, "loss_scale_factor") is not None and info.get("loss_scale_factor") is None:
-        info["loss_scale_factor"] = _setting(config, "loss_scale_factor")
+    info = dict(_setting(config, "global_batch_info", {}))  # verl's ppo_loss fills it per micro-batch
     dp = _number(info.get("dp_size") or 1)
     loss_agg, normalizer, scale = agg(response_mask, info, dp)
 
