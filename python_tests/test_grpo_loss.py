@@ -178,9 +178,10 @@ def test_reference_bias_corrected_kl_gradient() -> None:
     w_kind=st.sampled_from([None, "n", "n1", "nt"]),
     eps_high=st.sampled_from([None, 0.28]),
     spread=st.sampled_from([0.05, 0.5, 3.0]),
+    kl_clamps=st.sampled_from([(None, None), (0.3, None), (None, 0.05), (20.0, 10.0)]),
 )
 def test_backend_matches_reference(
-    backend, n, t, level, agg, delta, beta, est, bias, adv_tok, w_kind, eps_high, spread
+    backend, n, t, level, agg, delta, beta, est, bias, adv_tok, w_kind, eps_high, spread, kl_clamps
 ) -> None:
     w_shape = {None: None, "n": (n,), "n1": (n, 1), "nt": (n, t)}[w_kind]
     args = _inputs(n, t, spread=spread, adv_tok=adv_tok, w_shape=w_shape, device=_device(backend))
@@ -194,7 +195,64 @@ def test_backend_matches_reference(
         kl_estimator=est,
         kl_bias_corrected=bias,
         eps_high=eps_high,
+        kl_clamp_log_ratio=kl_clamps[0],
+        kl_clamp_value=kl_clamps[1],
     )
+
+
+def test_reference_kl_clamps_by_hand() -> None:
+    # verl's low_var_kl: d = ref - logp clamped to [-20, 20], k3 of it clamped to [-10, 10]; the
+    # gradient is zero wherever a clamp is active (torch.clamp).
+    logp = torch.zeros(1, 4, requires_grad=True)
+    ref = torch.tensor([[30.0, -30.0, 2.0, 0.5]])  # d = +-30: both clamps; 2 and 0.5: none
+    adv, mask = torch.zeros(1), torch.ones(1, 4)
+    kw = dict(beta=1.0, kl_clamp_log_ratio=20.0, kl_clamp_value=10.0, normalizer=1.0)
+    loss, m = grpo_loss_reference(logp, None, adv, mask, ref, **kw)
+    k3 = lambda d: math.exp(d) - d - 1  # noqa: E731
+    assert k3(-20.0) > 10.0 and k3(2.0) < 10.0
+    want = [10.0, 10.0, k3(2.0), k3(0.5)]
+    assert loss.item() == pytest.approx(sum(want), rel=1e-6)
+    (g,) = torch.autograd.grad(loss, logp)
+    torch.testing.assert_close(g, torch.tensor([[0.0, 0.0, 1.0 - math.exp(2.0), 1.0 - math.exp(0.5)]]))
+    assert m["kl_mean"].item() == pytest.approx(sum(want) / 4, rel=1e-6)
+    for backend in KERNEL_BACKENDS:
+        dev = _device(backend)
+        x = logp.detach().to(dev).requires_grad_()
+        got, _ = harmo.grpo_loss(x, None, adv.to(dev), mask.to(dev), ref.to(dev), backend=backend, **kw)
+        torch.testing.assert_close(got.cpu(), loss.detach())
+        torch.testing.assert_close(torch.autograd.grad(got, x)[0].cpu(), g)
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize("level", ["token", "sequence"])
+@pytest.mark.parametrize("delta", [None, 3.0])
+def test_overflowing_ratios_torch_matches_kernels(backend: str, level: str, delta: float | None) -> None:
+    # logp - old >= ~89 (or old = -inf) overflows r = exp(logp - old) to inf in fp32. Tokens that pass
+    # no gradient to r (A > 0 clipped, A < 0 capped by delta, A = 0) keep a zero gradient and a
+    # finite loss in the torch reference as in the kernels; A < 0 without delta is infinite in both.
+    dev = _device(backend)
+    old = torch.tensor([[-95.0, -float("inf"), 0.0], [-95.0, 0.0, 0.0], [-float("inf"), -95.0, 0.0]], device=dev)
+    adv = torch.tensor([1.0, 0.0, -1.0], device=dev)
+    mask = torch.tensor([[True, True, True], [True, True, False], [True, True, True]], device=dev)
+    ref = torch.full((3, 3), -0.5, device=dev)
+    kw = dict(ratio_level=level, delta=delta, beta=0.05, kl_clamp_log_ratio=20.0, kl_clamp_value=10.0)
+    rows = slice(None) if delta is not None else slice(0, 2)  # without delta the A < 0 row is infinite
+    for x0 in (torch.zeros(3, 3, device=dev), torch.full((3, 3), -0.2, device=dev)):
+        got_x, want_x = x0.clone().requires_grad_(), x0.clone().requires_grad_()
+        got, _ = harmo.grpo_loss(got_x[rows], old[rows], adv[rows], mask[rows], ref[rows], backend=backend, **kw)
+        want, _ = harmo.grpo_loss(want_x[rows], old[rows], adv[rows], mask[rows], ref[rows], backend="torch", **kw)
+        assert torch.isfinite(got) and torch.isfinite(want)
+        torch.testing.assert_close(got, want)
+        (g,) = torch.autograd.grad(got, got_x)
+        (g_want,) = torch.autograd.grad(want, want_x)
+        assert torch.isfinite(g_want).all()
+        torch.testing.assert_close(g, g_want)
+    if delta is None:  # the A < 0 row: inf loss, an infinite gradient on its unclipped tokens, in both
+        x = torch.zeros(1, 3, device=dev, requires_grad=True)
+        got, _ = harmo.grpo_loss(x, old[2:], adv[2:], mask[2:], backend=backend, ratio_level=level)
+        want, _ = harmo.grpo_loss(x, old[2:], adv[2:], mask[2:], backend="torch", ratio_level=level)
+        assert got.item() == want.item() == float("inf")
+        torch.testing.assert_close(torch.autograd.grad(got, x)[0], torch.autograd.grad(want, x)[0])
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
@@ -428,6 +486,8 @@ def _good() -> dict:
         (dict(loss_agg="mean"), ValueError, "loss_agg"),
         (dict(loss_agg="dapo"), ValueError, "normalizer"),
         (dict(kl_estimator="k9"), ValueError, "kl_estimator"),
+        (dict(kl_clamp_log_ratio=0.0), ValueError, "kl_clamp_log_ratio"),
+        (dict(kl_clamp_value=-1.0), ValueError, "kl_clamp_value"),
         (dict(ratio_level="sequence_token"), ValueError, "ratio_level"),
         (dict(backend="gpu"), ValueError, "backend"),
     ],
@@ -453,6 +513,8 @@ def test_opcheck_grpo_loss_op(backend: str, need_grad: bool, sequence: bool) -> 
         delta=3.0,
         beta=0.1,
         kl_estimator=2,
+        kl_clamp_d=20.0,
+        kl_clamp_v=10.0,
         bias_corrected=True,
         sequence=sequence,
         agg_base=3.0,

@@ -147,11 +147,11 @@ void forward(int64_t N, int64_t T, std::uintptr_t logp, std::uintptr_t old, std:
              int mask_code, std::uintptr_t adv, bool adv_per_token, std::uintptr_t w, bool w_per_token,
              std::uintptr_t coef, std::uintptr_t out_loss, std::uintptr_t out_stats, std::uintptr_t row_scale,
              std::uintptr_t partials, int dtype, float clip_lo, float clip_hi, float delta, float beta,
-             int kl_estimator, bool bias_corrected, bool sequence, float agg_base, bool agg_per_row_count,
+             int kl_estimator, float kl_clamp_d, float kl_clamp_v, bool bias_corrected, bool sequence, float agg_base, bool agg_per_row_count,
              bool agg_total_count, std::uintptr_t stream) {
   auto s = reinterpret_cast<cudaStream_t>(stream);
   RowArgs a{grpo_args(N, T, logp, old, ref, mask, adv, adv_per_token, w, w_per_token, coef, sequence,
-                      GrpoParams{clip_lo, clip_hi, delta, beta, ref != 0, bias_corrected, kl_estimator}),
+                      GrpoParams{clip_lo, clip_hi, delta, beta, ref != 0, bias_corrected, kl_estimator, kl_clamp_d, kl_clamp_v}),
             as_ptr<float>(partials)};
   if (N > 0) {
     check(cudaMemsetAsync(as_ptr<void>(partials), 0, static_cast<size_t>(N) * kRowSlots * sizeof(float), s));
@@ -188,7 +188,7 @@ HARMO_BIND(grpo_loss_cuda) {
         py::arg("mask"), py::arg("mask_dtype"), py::arg("adv"), py::arg("adv_per_token"), py::arg("w"),
         py::arg("w_per_token"), py::arg("coef"), py::arg("out_loss"), py::arg("out_stats"), py::arg("row_scale"), py::arg("partials"),
         py::arg("dtype"), py::arg("clip_lo"), py::arg("clip_hi"), py::arg("delta"), py::arg("beta"),
-        py::arg("kl_estimator"), py::arg("bias_corrected"), py::arg("sequence"), py::arg("agg_base"),
+        py::arg("kl_estimator"), py::arg("kl_clamp_d"), py::arg("kl_clamp_v"), py::arg("bias_corrected"), py::arg("sequence"), py::arg("agg_base"),
         py::arg("agg_per_row_count"), py::arg("agg_total_count"), py::arg("stream"));
   m.def("grpo_loss_bwd", &harmo::grpo::backward, py::call_guard<py::gil_scoped_release>(),
         "coef *= grad_output * row_scale[b], in place; `stream` is the raw cudaStream_t", py::kw_only(), py::arg("coef"), py::arg("row_scale"), py::arg("grad_output"), py::arg("n"), py::arg("t"),

@@ -25,7 +25,9 @@ struct GrpoParams {
   float beta;           // KL coefficient (the KL term is added only when beta > 0)
   bool has_ref;         // ref_logp given: the KL is computed (for the metric at least)
   bool bias_corrected;  // KL term multiplied by r (TRL use_bias_correction_kl: r not detached)
-  int kl_estimator;     // KlEstimator (the KL is not clamped)
+  int kl_estimator;     // KlEstimator
+  float kl_clamp_d;     // clamp of the KL's log-ratio d = ref - logp (token_kl's clamp_d); +inf when off
+  float kl_clamp_v;     // clamp of the KL value (token_kl's clamp_v); +inf when off
 };
 
 struct GrpoToken {
@@ -45,7 +47,7 @@ template <class M>
 HARMO_HD float mask_at(const M* p, int64_t i) { return load_at(p, i); }
 
 // a * b, but 0 when a == 0: a clipped token (zero derivative) with an overflowed ratio r = inf
-// has a zero gradient, not 0 * inf = NaN.
+// has a zero gradient, and a zero advantage a zero loss, not 0 * inf = NaN.
 HARMO_HD float mul_or_zero(float a, float b) { return a == 0.0f ? 0.0f : a * b; }
 
 // d = ref_logp - logp. KL is the estimator code fixed at compile time, or -1 for "no reference";
@@ -58,7 +60,7 @@ HARMO_HD GrpoToken grpo_token_fixed(float r, float adv, float w, float d, const 
   // Two single selects (clamp_nan's nested one does not vectorise here); NaN stays NaN.
   const float r_lo = r < p.clip_lo ? p.clip_lo : r;
   const float r2 = r_lo > p.clip_hi ? p.clip_hi : r_lo;
-  const float a = r1 * adv;
+  const float a = mul_or_zero(adv, r1);
   const float b = r2 * adv;
   const float lo = a != a ? a : (a <= b ? a : b);  // min() that keeps NaN, like torch.min
   // Whichever branch min() picks passes dr/dr of its own clamp. On a tie (r inside the clip
@@ -76,7 +78,7 @@ HARMO_HD GrpoToken grpo_token_fixed(float r, float adv, float w, float d, const 
   t.clip_low = (r < p.clip_lo ? 1.0f : 0.0f) * (adv < 0.0f ? 1.0f : 0.0f);
   t.clip_high = (r > p.clip_hi ? 1.0f : 0.0f) * (adv > 0.0f ? 1.0f : 0.0f);
   if (KL >= 0) {
-    const KlTerm k = kl_term_fixed<(KL >= 0 ? KL : 0), false>(d, 0.0f, 0.0f);
+    const KlTerm k = kl_term_fixed<(KL >= 0 ? KL : 0)>(d, p.kl_clamp_d, p.kl_clamp_v);
     t.kl = BIAS ? k.value * r : k.value;
     if (BETA) {  // beta == 0 with a reference: the KL is only a metric
       t.loss += p.beta * t.kl;

@@ -32,11 +32,10 @@ struct KlTerm {
 };
 
 // The estimator fixed at compile time (the CPU loops instantiate one per estimator so they stay
-// free of per-token selects); kl_term() below picks it at run time. CLAMP = false: no clamps (the
-// arguments are ignored), which spares grpo_loss, whose KL is never clamped, four selects a token.
-template <int EST, bool CLAMP = true>
+// free of per-token selects); kl_term() below picks it at run time. +inf bounds clamp nothing.
+template <int EST>
 HARMO_HD KlTerm kl_term_fixed(float d, float clamp_d, float clamp_v) {
-  const float dc = CLAMP ? clamp_nan(d, -clamp_d, clamp_d) : d;
+  const float dc = clamp_nan(d, -clamp_d, clamp_d);
   float v, g;  // g = d(value)/d(logp) = -d(value)/d(d): k1 -> 1, k2 -> -d, k3 -> 1 - exp(d)
   if (EST == static_cast<int>(KlEstimator::k1)) {
     v = -dc;
@@ -49,7 +48,6 @@ HARMO_HD KlTerm kl_term_fixed(float d, float clamp_d, float clamp_v) {
     v = (e - dc) - 1.0f;
     g = 1.0f - e;
   }
-  if (!CLAMP) return KlTerm{v, g};
   g = (d < -clamp_d || d > clamp_d) ? 0.0f : g;  // written so that a NaN d keeps a NaN g
   g = (v < -clamp_v || v > clamp_v) ? 0.0f : g;
   return KlTerm{clamp_nan(v, -clamp_v, clamp_v), g};

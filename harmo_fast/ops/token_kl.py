@@ -49,6 +49,19 @@ def resolve_kl_estimator(op: str, name: str, arg: str = "estimator") -> KlEstima
     return est
 
 
+def kl_estimate(
+    d: torch.Tensor, estimator: str, clamp_log_ratio: float | None = None, clamp_value: float | None = None
+) -> torch.Tensor:
+    """The estimator `estimator` of d = ref_logp - logp (any dtype), with the optional clamps: the
+    readable math both token_kl's and grpo_loss's references use."""
+    if clamp_log_ratio is not None:
+        d = d.clamp(-clamp_log_ratio, clamp_log_ratio)
+    kl = resolve_kl_estimator(OP, estimator).value(d)
+    if clamp_value is not None:
+        kl = kl.clamp(-clamp_value, clamp_value)
+    return kl
+
+
 def token_kl_reference(
     logp: torch.Tensor,
     ref_logp: torch.Tensor,
@@ -59,21 +72,15 @@ def token_kl_reference(
     """The definition of correct: plain torch, differentiable by autograd, fp32 math (float64 stays
     float64, for gradcheck)."""
     acc = torch.float64 if logp.dtype == torch.float64 else torch.float32
-    d = ref_logp.to(acc) - logp.to(acc)
-    if clamp_log_ratio is not None:
-        d = d.clamp(-clamp_log_ratio, clamp_log_ratio)
-    kl = resolve_kl_estimator(OP, estimator).value(d)
-    if clamp_value is not None:
-        kl = kl.clamp(-clamp_value, clamp_value)
-    return kl
+    return kl_estimate(ref_logp.to(acc) - logp.to(acc), estimator, clamp_log_ratio, clamp_value)
 
 
-def _check_clamp(name: str, value: float | None) -> float:
-    """A positive clamp bound, or +inf for "no clamp" (what the kernels take)."""
+def clamp_bound(op: str, name: str, value: float | None) -> float:
+    """A positive clamp bound, or +inf for "no clamp" (what the kernels take); raises naming `name`."""
     if value is None:
         return math.inf
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{OP}: {name} must be a positive number or None, got {value!r}")
+        raise ValueError(f"{op}: {name} must be a positive number or None, got {value!r}")
     return float(value)
 
 
@@ -222,8 +229,8 @@ def token_kl(
     w.r.t. logp. estimator: "k1", "k2", "k3" (verl aliases "kl", "mse", "low_var_kl")."""
     device = _validate(logp, ref_logp)
     est = resolve_kl_estimator(OP, estimator)
-    cd = _check_clamp("clamp_log_ratio", clamp_log_ratio)
-    cv = _check_clamp("clamp_value", clamp_value)
+    cd = clamp_bound(OP, "clamp_log_ratio", clamp_log_ratio)
+    cv = clamp_bound(OP, "clamp_value", clamp_value)
     backend = _dispatch.resolve_backend(backend, device, OP)
     if backend == "torch":
         return token_kl_reference(logp, ref_logp, estimator, clamp_log_ratio, clamp_value)

@@ -5,8 +5,6 @@ coefficients by grad_output * alpha_b in place."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 import triton
 import triton.language as tl
@@ -29,12 +27,24 @@ SLOT_RATIO = tl.constexpr(int(RowSlot.RATIO))
 
 @triton.jit
 def _grpo_token(
-    r, adv, w, d, clip_lo, clip_hi, delta, beta, no_clamp, HAS_REF: tl.constexpr, BIAS: tl.constexpr, EST: tl.constexpr
+    r,
+    adv,
+    w,
+    d,
+    clip_lo,
+    clip_hi,
+    delta,
+    beta,
+    kl_clamp_d,
+    kl_clamp_v,
+    HAS_REF: tl.constexpr,
+    BIAS: tl.constexpr,
+    EST: tl.constexpr,
 ):
     """(loss, dL/dr, dL/dlogp at fixed r, kl term, clip_low, clip_high) of each token."""
     r1 = tl.where(r > delta, delta, r)
     r2 = tl.where(r < clip_lo, clip_lo, tl.where(r > clip_hi, clip_hi, r))
-    a = r1 * adv
+    a = tl.where(adv == 0.0, 0.0, r1 * adv)  # a zero advantage: 0, even when r overflowed
     b = r2 * adv
     lo = tl.where((a != a) | (a <= b), a, b)
     slope_a = r <= delta
@@ -47,7 +57,7 @@ def _grpo_token(
     clip_low = ((r < clip_lo) & (adv < 0.0)).to(tl.float32)
     clip_high = ((r > clip_hi) & (adv > 0.0)).to(tl.float32)
     if HAS_REF:
-        v, g = kl_value_grad(d, EST, no_clamp, no_clamp)
+        v, g = kl_value_grad(d, EST, kl_clamp_d, kl_clamp_v)
         if BIAS:
             kl = v * r
         else:
@@ -146,7 +156,8 @@ def _rows_kernel(
     clip_hi,
     delta,
     beta,
-    no_clamp,
+    kl_clamp_d,
+    kl_clamp_v,
     HAS_REF: tl.constexpr,
     BIAS: tl.constexpr,
     EST: tl.constexpr,
@@ -184,7 +195,7 @@ def _rows_kernel(
             w = _per_row_or_token(w_ptr, b, base, offs, ok, W_MODE == 2, BLOCK)
         r, d = _ratio_and_kl_arg(lp_ptr, old_ptr, ref_ptr, base, offs, ok, x, on, seq_r, HAS_REF, SEQ, BLOCK)
         loss, dl_dr, dl_dlogp, kl, clo, chi = _grpo_token(
-            r, adv, w, d, clip_lo, clip_hi, delta, beta, no_clamp, HAS_REF, BIAS, EST
+            r, adv, w, d, clip_lo, clip_hi, delta, beta, kl_clamp_d, kl_clamp_v, HAS_REF, BIAS, EST
         )
         acc_loss += tl.where(on, m * loss, 0.0)
         acc_kl += tl.where(on, m * kl, 0.0)
@@ -248,7 +259,8 @@ def forward(logp, old, adv, mask, ref, w, settings, need_grad):
             settings.clip_hi,
             settings.delta,
             settings.beta,
-            math.inf,
+            settings.kl_clamp_d,
+            settings.kl_clamp_v,
             HAS_REF=ref is not None,
             BIAS=settings.bias_corrected,
             EST=KL_ESTIMATOR_NAMES[settings.kl_estimator],
