@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 import harmo_fast as harmo
 from harmo_fast._dispatch import available_backends
+from harmo_fast.ops._grpo_layout import ROW_SLOTS, RowSlot
 from harmo_fast.ops._loss_agg import AGGREGATIONS, ALIASES
-from harmo_fast.ops.grpo_loss import METRICS, grpo_loss_reference
+from harmo_fast.ops.grpo_loss import METRICS, _finish_partials, grpo_loss_reference
 
 KERNEL_BACKENDS = [b for b in ("cpu", "triton", "cuda") if available_backends()[b].startswith("available")]
 TOL = {
@@ -107,15 +108,46 @@ def test_reference_hand_example_negative_advantage_dual_clip_and_kl() -> None:
 
 
 def test_reference_aggregations_by_hand() -> None:
-    per_tok = torch.tensor([[1.0, 2.0, 0.0], [3.0, 0.0, 0.0]])
-    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    # Row sums 3 and 3 over 2 and 1 tokens; the third row is empty (fully masked).
+    per_tok = torch.tensor([[1.0, 2.0, 0.0], [3.0, 0.0, 0.0], [5.0, 5.0, 5.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
     lm = per_tok * mask
-    assert AGGREGATIONS["token_mean"].reference(lm, mask, None).item() == pytest.approx(6.0 / 3.0)
-    assert AGGREGATIONS["token_mean"].reference(lm, mask, 12.0).item() == pytest.approx(0.5)
-    assert AGGREGATIONS["seq_mean_token_mean"].reference(lm, mask, None).item() == pytest.approx((1.5 + 3.0) / 2)
-    assert AGGREGATIONS["seq_mean_token_sum"].reference(lm, mask, None).item() == pytest.approx(6.0 / 2)
-    assert AGGREGATIONS["seq_mean_token_sum_norm"].reference(lm, mask, None).item() == pytest.approx(6.0 / (2 * 3))
-    assert AGGREGATIONS["seq_mean_token_sum_norm"].reference(lm, mask, 4.0).item() == pytest.approx(6.0 / (2 * 4))
+
+    def agg(name: str, normalizer: float | None = None) -> float:
+        return AGGREGATIONS[name].reference(lm, mask, normalizer).item()
+
+    assert agg("token_mean") == pytest.approx(6.0 / 3.0)
+    assert agg("token_mean", 12.0) == pytest.approx(0.5)
+    assert agg("token_sum") == pytest.approx(6.0)
+    assert agg("token_sum", 0.5) == pytest.approx(12.0)  # verl token-sum with dp_size = 2
+    # ours and verl's: the two non-empty rows
+    assert agg("seq_mean_token_mean") == pytest.approx((1.5 + 3.0) / 2)
+    assert agg("seq_mean_token_mean", 4.0) == pytest.approx((1.5 + 3.0) / 4)
+    assert agg("seq_mean_token_sum") == pytest.approx(6.0 / 2)
+    assert agg("seq_mean_token_sum", 8.0) == pytest.approx(6.0 / 8)
+    assert agg("seq_mean_token_sum_norm") == pytest.approx(6.0 / (2 * 3))
+    assert agg("seq_mean_token_sum_norm", 40.0) == pytest.approx(6.0 / 40)
+    # TRL's: every row
+    assert agg("grpo") == pytest.approx((1.5 + 3.0) / 3)
+    assert agg("luspo") == pytest.approx(6.0 / 3)
+    assert agg("dr_grpo", 4.0) == pytest.approx(6.0 / (3 * 4))
+    assert agg("dapo", 12.0) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("name", sorted(AGGREGATIONS))
+def test_aggregation_plan_equals_reference(name: str) -> None:
+    # The kernels' per-row weights (plan) give the reference's loss, with empty rows and without.
+    mode = AGGREGATIONS[name]
+    for normalizer in (None, 7.0) if mode.required_normalizer is None else (7.0,):
+        lm = torch.randn(5, 6, dtype=torch.float64)
+        mask = (torch.rand(5, 6) > 0.4).double()
+        mask[1] = 0.0
+        lm = lm * mask
+        partials = torch.zeros(5, ROW_SLOTS, dtype=torch.float64)
+        partials[:, RowSlot.LOSS] = lm.sum(-1)
+        partials[:, RowSlot.COUNT] = mask.sum(-1)
+        loss, _, _ = _finish_partials(partials, mode.plan(5, 6, normalizer))
+        assert loss.item() == pytest.approx(mode.reference(lm, mask, normalizer).item(), rel=1e-6)
 
 
 def test_reference_sequence_ratio_by_hand() -> None:
@@ -190,6 +222,7 @@ def test_backend_matches_reference(
         args,
         ratio_level=level,
         loss_agg=agg,
+        normalizer=_required_normalizer(agg),
         delta=delta,
         beta=beta,
         kl_estimator=est,
@@ -255,15 +288,27 @@ def test_overflowing_ratios_torch_matches_kernels(backend: str, level: str, delt
         torch.testing.assert_close(torch.autograd.grad(got, x)[0], torch.autograd.grad(want, x)[0])
 
 
+def _required_normalizer(agg: str) -> float | None:
+    return 37.0 if AGGREGATIONS[ALIASES.get(agg, agg)].required_normalizer else None
+
+
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 @pytest.mark.parametrize("name", sorted(ALIASES))
 def test_aliases_match_reference(backend: str, name: str) -> None:
     args = _inputs(3, 9, device=_device(backend))
-    normalizer = 37.0 if name == "dapo" else None
-    _compare(backend, args, loss_agg=name, normalizer=normalizer, beta=0.1)
-    canonical, _ = grpo_loss_reference(*args, loss_agg=ALIASES[name], normalizer=normalizer, beta=0.1)
-    aliased, _ = grpo_loss_reference(*args, loss_agg=name, normalizer=normalizer, beta=0.1)
+    _compare(backend, args, loss_agg=name, beta=0.1)
+    canonical, _ = grpo_loss_reference(*args, loss_agg=ALIASES[name], beta=0.1)
+    aliased, _ = grpo_loss_reference(*args, loss_agg=name, beta=0.1)
     assert canonical.item() == aliased.item()
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize("agg", sorted(AGGREGATIONS))
+def test_empty_rows_count_as_the_mode_says(backend: str, agg: str) -> None:
+    # Rows 1 and 3 are fully masked: ours and verl's seq-means leave them out of the row count,
+    # TRL's count them; every backend agrees with the reference either way.
+    args = _inputs(5, 7, masked_rows=(1, 3), device=_device(backend))
+    _compare(backend, args, loss_agg=agg, normalizer=_required_normalizer(agg), beta=0.1)
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
@@ -320,6 +365,7 @@ def test_all_masked_rows_and_empty_batches(backend: str, level: str) -> None:
                 logp.detach(),
                 beta=0.1,
                 loss_agg=agg,
+                normalizer=_required_normalizer(agg),
                 ratio_level=level,
                 backend=backend,
             )
@@ -485,6 +531,7 @@ def _good() -> dict:
         (dict(normalizer=0.0), ValueError, "normalizer"),
         (dict(loss_agg="mean"), ValueError, "loss_agg"),
         (dict(loss_agg="dapo"), ValueError, "normalizer"),
+        (dict(loss_agg="dr_grpo"), ValueError, "max_completion_length"),
         (dict(kl_estimator="k9"), ValueError, "kl_estimator"),
         (dict(kl_clamp_log_ratio=0.0), ValueError, "kl_clamp_log_ratio"),
         (dict(kl_clamp_value=-1.0), ValueError, "kl_clamp_value"),
@@ -520,6 +567,7 @@ def test_opcheck_grpo_loss_op(backend: str, need_grad: bool, sequence: bool) -> 
         agg_base=3.0,
         agg_per_row_count=True,
         agg_total_count=False,
+        agg_nonempty_rows=True,
     )
     lp = logp.detach().float().contiguous().requires_grad_(need_grad)
     args = (lp, old.float(), adv.float(), mask, ref.float(), w.float(), settings.as_floats(), backend, need_grad)

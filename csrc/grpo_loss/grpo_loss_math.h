@@ -109,18 +109,27 @@ HARMO_HD GrpoToken grpo_token(float r, float adv, float w, float d, const GrpoPa
 }
 
 // Aggregation of the masked token losses as a per-row weight alpha_b (loss = sum_b alpha_b S_b,
-// S_b = sum_t m L): alpha_b = 1 / (base * [max(n_b, 1)] * [max(n_total, 1)]), the bracketed
-// factors present when the flags say so. harmo_fast/ops/_loss_agg.py maps each loss_agg to one.
+// S_b = sum_t m L): alpha_b = 1 / (base * [max(n_b, 1)] * [max(n_total, 1)] * [max(rows, 1)]), the
+// bracketed factors present when the flags say so (rows: the rows with n_b > 0).
+// harmo_fast/ops/_loss_agg.py maps each loss_agg to one.
 struct AggPlan {
   float base;
   bool per_row_count;
   bool total_count;
+  bool nonempty_rows;
 };
 
-HARMO_HD float row_alpha(const AggPlan& plan, float row_count, float total_count) {
+// The batch-wide counts a plan may divide by.
+struct AggCounts {
+  float total;  // sum of the mask
+  float rows;   // rows with a positive mask sum
+};
+
+HARMO_HD float row_alpha(const AggPlan& plan, float row_count, const AggCounts& c) {
   float div = plan.base;
   div *= plan.per_row_count ? (row_count > 1.0f ? row_count : 1.0f) : 1.0f;
-  div *= plan.total_count ? (total_count > 1.0f ? total_count : 1.0f) : 1.0f;
+  div *= plan.total_count ? (c.total > 1.0f ? c.total : 1.0f) : 1.0f;
+  div *= plan.nonempty_rows ? (c.rows > 1.0f ? c.rows : 1.0f) : 1.0f;
   return 1.0f / div;
 }
 
@@ -214,9 +223,9 @@ inline constexpr NamedCode kGrpoBadInputCodes[] = {{"advantages", kBadAdvantages
 enum GrpoOutSlot : int { kOutLoss = 0, kOutKl, kOutClipLow, kOutClipHigh, kOutRatio, kOutSlots };
 
 // Adds one row's partial sums `s` (kRowSlots) to the output sums and returns the row's
-// aggregation weight alpha_b; total = the masked token count of the whole batch.
-HARMO_HD float add_row_to_outputs(const float* s, const AggPlan& plan, float total, double* sums) {
-  const float alpha = row_alpha(plan, s[kRowCount], total);
+// aggregation weight alpha_b; `counts` are the whole batch's.
+HARMO_HD float add_row_to_outputs(const float* s, const AggPlan& plan, const AggCounts& counts, double* sums) {
+  const float alpha = row_alpha(plan, s[kRowCount], counts);
   sums[kOutLoss] += static_cast<double>(alpha) * s[kRowLoss];
   sums[kOutKl] += s[kRowKl];
   sums[kOutClipLow] += s[kRowClipLow];

@@ -211,10 +211,11 @@ class GrpoSettings(NamedTuple):
     agg_base: float  # the AggPlan, flattened
     agg_per_row_count: bool
     agg_total_count: bool
+    agg_nonempty_rows: bool
 
     @property
     def plan(self) -> AggPlan:
-        return AggPlan(self.agg_base, self.agg_per_row_count, self.agg_total_count)
+        return AggPlan(self.agg_base, self.agg_per_row_count, self.agg_total_count, self.agg_nonempty_rows)
 
     def as_floats(self) -> list[float]:
         """The settings as the custom op carries them: one float list (a schema with few
@@ -330,6 +331,8 @@ def _finish_partials(partials: torch.Tensor, plan: AggPlan) -> tuple[torch.Tenso
         div = div * count.clamp(min=1.0)
     if plan.total_count:
         div = div * total
+    if plan.nonempty_rows:
+        div = div * (count > 0).sum().clamp(min=1)
     alpha = (1.0 / div).float()
     loss = (alpha.double() * p[:, RowSlot.LOSS]).sum().float()
     stats = (p[:, list(METRIC_SLOTS)].sum(0) / total).float()
@@ -471,11 +474,14 @@ def grpo_loss(
     old_logp (N,T) or None (on-policy: old = logp.detach()); advantages (N,) or (N,T); mask (N,T)
     bool/int/float; ref_logp (N,T) for the KL (needed when beta > 0; gives kl_mean whenever
     given); kl_clamp_log_ratio / kl_clamp_value: token_kl's clamps of the KL term (None = off;
-    verl's low_var_kl: 20 / 10); is_weights (N,), (N,1) or (N,T). loss_agg: token_mean ("token-mean", "bnpo", "dapo"
-    with normalizer), seq_mean_token_mean ("grpo", "seq-mean-token-mean"), seq_mean_token_sum
-    ("seq-mean-token-sum"), seq_mean_token_sum_norm ("dr_grpo", "seq-mean-token-sum-norm";
-    normalizer defaults to T). Returns (loss: 0-dim fp32, differentiable w.r.t. logp;
-    metrics: {kl_mean, clip_low_frac, clip_high_frac, ratio_mean}, 0-dim fp32, detached).
+    verl's low_var_kl: 20 / 10); is_weights (N,), (N,1) or (N,T).
+    loss_agg (harmo_fast/ops/_loss_agg.py, docs/SPEC.md §2): token_mean ("token-mean", "bnpo"),
+    token_sum ("token-sum"), seq_mean_token_mean, seq_mean_token_sum, seq_mean_token_sum_norm
+    (verl's "seq-mean-*" names; seq-means over the non-empty rows), and TRL's "grpo", "dr_grpo",
+    "luspo", "dapo" (seq-means over every row, as TRL). normalizer: the divisor replacing the
+    mode's default (dr_grpo: TRL's max_completion_length; dr_grpo and dapo require it).
+    Returns (loss: 0-dim fp32, differentiable w.r.t. logp; metrics: {kl_mean, clip_low_frac,
+    clip_high_frac, ratio_mean}, 0-dim fp32, detached).
     """
     device = _validate(
         logp, old_logp, advantages, mask, ref_logp, is_weights, eps_low, eps_high, delta, beta, normalizer, ratio_level
@@ -520,6 +526,7 @@ def grpo_loss(
         agg_base=plan.base,
         agg_per_row_count=plan.per_row_count,
         agg_total_count=plan.total_count,
+        agg_nonempty_rows=plan.nonempty_rows,
     )
     lp, old, adv, m, ref, w = _kernel_inputs(logp, old_logp, advantages, mask, ref_logp, is_weights)
     need_grad = logp.requires_grad and torch.is_grad_enabled()
