@@ -16,6 +16,7 @@ from harmo_fast._dispatch import available_backends
 from harmo_fast.ops._grpo_layout import ROW_SLOTS, RowSlot
 from harmo_fast.ops._loss_agg import AGGREGATIONS, ALIASES
 from harmo_fast.ops.grpo_loss import METRICS, _finish_partials, grpo_loss_reference
+from harmo_fast.ops.token_kl import KL_ESTIMATORS
 
 KERNEL_BACKENDS = [b for b in ("cpu", "triton", "cuda") if available_backends()[b].startswith("available")]
 TOL = {
@@ -204,7 +205,7 @@ def test_reference_bias_corrected_kl_gradient() -> None:
     agg=st.sampled_from(sorted(AGGREGATIONS)),
     delta=st.sampled_from([None, 1.4, 3.0]),
     beta=st.sampled_from([0.0, 0.04]),
-    est=st.sampled_from(["k1", "k2", "k3"]),
+    est=st.sampled_from(sorted(KL_ESTIMATORS)),
     bias=st.booleans(),
     adv_tok=st.booleans(),
     w_kind=st.sampled_from([None, "n", "n1", "nt"]),
@@ -254,6 +255,35 @@ def test_reference_kl_clamps_by_hand() -> None:
         got, _ = harmo.grpo_loss(x, None, adv.to(dev), mask.to(dev), ref.to(dev), backend=backend, **kw)
         torch.testing.assert_close(got.cpu(), loss.detach())
         torch.testing.assert_close(torch.autograd.grad(got, x)[0].cpu(), g)
+
+
+@pytest.mark.parametrize("backend", ["torch", *KERNEL_BACKENDS])
+@pytest.mark.parametrize("estimator", sorted(KL_ESTIMATORS))
+@pytest.mark.parametrize("clamps", [(None, None), (1.0, 0.5)])
+def test_kl_term_is_token_kl(backend: str, estimator: str, clamps: tuple) -> None:
+    # With A = 0 the loss is beta * the masked token_kl sum, value and gradient, for every estimator
+    # (abs and the straight-through "+" ones included) and clamp.
+    dev = _device(backend)
+    logp, old, _, mask, ref, _ = _inputs(3, 8, device=dev)
+    ref = ref + torch.randn(3, 8, device=dev)  # beyond the clamps on some tokens
+    loss, m = harmo.grpo_loss(
+        logp,
+        old,
+        torch.zeros(3, device=dev),
+        mask,
+        ref,
+        beta=0.3,
+        kl_estimator=estimator,
+        kl_clamp_log_ratio=clamps[0],
+        kl_clamp_value=clamps[1],
+        loss_agg="token_sum",
+        backend=backend,
+    )
+    kl = harmo.token_kl(logp, ref, estimator, *clamps, backend="torch")
+    want = 0.3 * (kl * mask).sum()
+    torch.testing.assert_close(loss, want)
+    torch.testing.assert_close(m["kl_mean"], (kl * mask).sum() / mask.sum())
+    torch.testing.assert_close(torch.autograd.grad(loss, logp)[0], torch.autograd.grad(want, logp)[0])
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
@@ -533,6 +563,7 @@ def _good() -> dict:
         (dict(loss_agg="dapo"), ValueError, "normalizer"),
         (dict(loss_agg="dr_grpo"), ValueError, "max_completion_length"),
         (dict(kl_estimator="k9"), ValueError, "kl_estimator"),
+        (dict(kl_estimator="k3++"), ValueError, "kl_estimator"),
         (dict(kl_clamp_log_ratio=0.0), ValueError, "kl_clamp_log_ratio"),
         (dict(kl_clamp_value=-1.0), ValueError, "kl_clamp_value"),
         (dict(ratio_level="sequence_token"), ValueError, "ratio_level"),

@@ -155,9 +155,14 @@ ChunkMath pick_chunk_math(const GrpoParams& p, bool sequence) {
   if (!p.has_ref) return pick_level<-1, false, false>(sequence);
   const bool beta = p.beta > 0.0f;
   switch (p.kl_estimator) {
-    case static_cast<int>(KlEstimator::k1): return pick_flags<0>(p.bias_corrected, beta, sequence);
-    case static_cast<int>(KlEstimator::k2): return pick_flags<1>(p.bias_corrected, beta, sequence);
-    default: return pick_flags<2>(p.bias_corrected, beta, sequence);
+    case 0: return pick_flags<0>(p.bias_corrected, beta, sequence);
+    case 1: return pick_flags<1>(p.bias_corrected, beta, sequence);
+    case 2: return pick_flags<2>(p.bias_corrected, beta, sequence);
+    case 3: return pick_flags<3>(p.bias_corrected, beta, sequence);
+    case 4: return pick_flags<4>(p.bias_corrected, beta, sequence);
+    case 5: return pick_flags<5>(p.bias_corrected, beta, sequence);
+    case 6: return pick_flags<6>(p.bias_corrected, beta, sequence);
+    default: return pick_flags<7>(p.bias_corrected, beta, sequence);
   }
 }
 

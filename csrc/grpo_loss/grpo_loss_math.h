@@ -102,9 +102,14 @@ HARMO_HD GrpoToken grpo_token_kl(float r, float adv, float w, float d, const Grp
 HARMO_HD GrpoToken grpo_token(float r, float adv, float w, float d, const GrpoParams& p) {
   if (!p.has_ref) return grpo_token_fixed<-1, false, false>(r, adv, w, d, p);
   switch (p.kl_estimator) {
-    case static_cast<int>(KlEstimator::k1): return grpo_token_kl<0>(r, adv, w, d, p);
-    case static_cast<int>(KlEstimator::k2): return grpo_token_kl<1>(r, adv, w, d, p);
-    default: return grpo_token_kl<2>(r, adv, w, d, p);
+    case 0: return grpo_token_kl<0>(r, adv, w, d, p);
+    case 1: return grpo_token_kl<1>(r, adv, w, d, p);
+    case 2: return grpo_token_kl<2>(r, adv, w, d, p);
+    case 3: return grpo_token_kl<3>(r, adv, w, d, p);
+    case 4: return grpo_token_kl<4>(r, adv, w, d, p);
+    case 5: return grpo_token_kl<5>(r, adv, w, d, p);
+    case 6: return grpo_token_kl<6>(r, adv, w, d, p);
+    default: return grpo_token_kl<7>(r, adv, w, d, p);
   }
 }
 
