@@ -54,6 +54,14 @@ def test_hand_example_every_backend(backend: str, shape: str) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_group_ids_as_uid_strings(backend: str) -> None:
+    uids = ["p0", "p0", "p0", "p0", "p0", "p1", "p1", "p1", "p1"]  # the grouping of IDS
+    want = harmo.length_penalty(LENGTHS, CORRECT, group_ids=IDS, backend=backend)
+    _equal(harmo.length_penalty(LENGTHS, CORRECT, group_ids=uids, backend=backend), want)
+    assert want[1].item() < 0.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_boundary_d_equal_tau(backend: str) -> None:
     # L* = 8: L = 6 gives d = 0.25 exactly, L = 4 gives d = 0.5 exactly.
     lengths = torch.tensor([8, 6, 4, 7], dtype=torch.int32)
