@@ -11,6 +11,7 @@ order of the rows sorted by group, and the offsets where each group starts in it
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Iterable
 from typing import NamedTuple
 
@@ -33,16 +34,19 @@ class GroupLayout(NamedTuple):
     offsets: torch.Tensor | None
 
 
+def _is_nan(x: object) -> bool:
+    try:
+        return math.isnan(x)
+    except TypeError:  # not a number
+        return False
+
+
 def _dense_codes(op: str, ids: Iterable[object]) -> list[int]:
     """Each id's group number, numbered in order of first appearance."""
     codes: dict[Hashable, int] = {}
     out = []
     for i, x in enumerate(ids):
-        try:
-            is_nan = bool(x != x)  # NaN is not equal to itself: it cannot name a group
-        except (TypeError, ValueError):  # an array-like element: refused as unhashable below
-            is_nan = False
-        if is_nan:
+        if _is_nan(x):  # NaN is not equal to itself: it cannot name a group
             raise ValueError(f"{op}: group_ids[{i}] is NaN")
         try:
             out.append(codes.setdefault(x, len(codes)))
