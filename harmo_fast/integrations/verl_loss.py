@@ -54,35 +54,34 @@ def _global_rows(mask: torch.Tensor, info: dict[str, Any], dp: float) -> float:
     return _number(info["global_batch_size"]) / dp
 
 
-def _token_mean(mask: torch.Tensor, info: dict[str, Any], dp: float) -> tuple[str, float | None, float]:
+def _token_mean(mask: torch.Tensor, info: dict[str, Any], dp: float) -> tuple[str, float | None]:
     if info.get("batch_num_tokens") is None:
         if dp > 1:
             raise ValueError("harmo policy loss: global_batch_info.batch_num_tokens is required when dp_size > 1")
-        return "token_mean", None, 1.0
-    return "token_mean", _number(info["batch_num_tokens"]) / dp, 1.0
+        return "token_mean", None
+    return "token_mean", _number(info["batch_num_tokens"]) / dp
 
 
-def _token_sum(mask: torch.Tensor, info: dict[str, Any], dp: float) -> tuple[str, float | None, float]:
-    return "token_mean", 1.0 / dp, 1.0
+def _token_sum(mask: torch.Tensor, info: dict[str, Any], dp: float) -> tuple[str, float | None]:
+    return "token_sum", 1.0 / dp
 
 
-def _seq_mean_token_sum(mask: torch.Tensor, info: dict[str, Any], dp: float) -> tuple[str, float | None, float]:
-    return "token_mean", _global_rows(mask, info, dp), 1.0
+def _seq_mean_token_sum(mask: torch.Tensor, info: dict[str, Any], dp: float) -> tuple[str, float | None]:
+    return "seq_mean_token_sum", _global_rows(mask, info, dp)
 
 
-def _seq_mean_token_sum_norm(mask: torch.Tensor, info: dict[str, Any], dp: float) -> tuple[str, float | None, float]:
+def _seq_mean_token_sum_norm(mask: torch.Tensor, info: dict[str, Any], dp: float) -> tuple[str, float | None]:
     factor = info.get("loss_scale_factor")
     horizon = float(mask.shape[-1]) if factor is None else _number(factor)
-    return "token_mean", _global_rows(mask, info, dp) * horizon, 1.0
+    return "seq_mean_token_sum_norm", _global_rows(mask, info, dp) * horizon
 
 
-def _seq_mean_token_mean(mask: torch.Tensor, info: dict[str, Any], dp: float) -> tuple[str, float | None, float]:
-    # grpo_loss averages the row means over all N rows; verl over the mini-batch's rows per rank.
-    return "seq_mean_token_mean", None, mask.shape[0] / _global_rows(mask, info, dp)
+def _seq_mean_token_mean(mask: torch.Tensor, info: dict[str, Any], dp: float) -> tuple[str, float | None]:
+    return "seq_mean_token_mean", _global_rows(mask, info, dp)
 
 
-# verl's loss_agg_mode -> (mask, global_batch_info, dp_size) -> (grpo_loss loss_agg, normalizer, scale)
-AGGREGATIONS: dict[str, Callable[[torch.Tensor, dict[str, Any], float], tuple[str, float | None, float]]] = {
+# verl's loss_agg_mode -> (mask, global_batch_info, dp_size) -> (grpo_loss loss_agg, normalizer)
+AGGREGATIONS: dict[str, Callable[[torch.Tensor, dict[str, Any], float], tuple[str, float | None]]] = {
     "token-mean": _token_mean,
     "token-sum": _token_sum,
     "seq-mean-token-sum": _seq_mean_token_sum,
@@ -128,7 +127,7 @@ def harmo_policy_loss(
         )
     info = dict(_setting(config, "global_batch_info", {}))  # verl's ppo_loss fills it per micro-batch
     dp = _number(info.get("dp_size") or 1)
-    loss_agg, normalizer, scale = agg(response_mask, info, dp)
+    loss_agg, normalizer = agg(response_mask, info, dp)
 
     log_ratio = log_prob - old_log_prob
     beyond = log_ratio.abs() > LOG_RATIO_CLAMP
@@ -146,8 +145,6 @@ def harmo_policy_loss(
         loss_agg=loss_agg,
         normalizer=normalizer,
     )
-    if scale != 1.0:
-        loss = loss * scale
     with torch.no_grad():
         d = log_ratio.detach().float().clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
         capped = (torch.exp(d) > cap) & (advantages.detach() < 0)
