@@ -34,7 +34,10 @@ N_CLEAN_WITH_HOSTILE = 8  # ordinary samples in each hostile batch (they alone t
 
 
 def _filler(rng: random.Random, words: int) -> str:
-    vocab = ["we", "compute", "the", "value", "of", "each", "term", "then", "substitute", "and", "simplify", "so", "that", "the", "result", "follows"]
+    vocab = [
+        "we", "compute", "the", "value", "of", "each", "term", "then", "substitute", "and", "simplify", "so",
+        "that", "the", "result", "follows",
+    ]  # fmt: skip
     return " ".join(rng.choice(vocab) for _ in range(words))
 
 
@@ -244,7 +247,7 @@ def test_hostile_batch_latency(benchmark, tmp_path):
         out = benchmark.pedantic(run, setup=setup_round, rounds=10, warmup_rounds=0)
     sys.path.remove(str(tmp_path))
     latencies.sort()
-    p99 = latencies[min(len(latencies) - 1, int(round(0.99 * (len(latencies) - 1))))]
+    p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
     benchmark.extra_info["p99_s"] = round(p99, 3)
     benchmark.extra_info["bound_s"] = TIMEOUT_S + 1.0
     assert sum(v.reason == "timeout" for v in out) == 2

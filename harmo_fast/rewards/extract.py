@@ -28,6 +28,14 @@ _HOPE = re.compile(r"\.?\s*I hope it is correct\.?\s*$", re.IGNORECASE)
 _LAST_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+")
 
 
+def last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    """The last non-overlapping match of `pattern` in `text` (one linear scan)."""
+    found = None
+    for found in pattern.finditer(text):  # noqa: B007 (the loop keeps the last match)
+        pass
+    return found
+
+
 def strip_reasoning(completion: str) -> str | None:
     """The text after the last `</think>`; None when a `<think>` is opened and never closed."""
     closes = list(_THINK_CLOSE.finditer(completion))
@@ -43,9 +51,7 @@ def last_boxed(text: str) -> str | None:
     before it (`\\boxed{2}, \\boxed{3}`) joined as `2, 3`; None when there is no complete box."""
     spans = _box_spans(text)
     if not spans:
-        m = None
-        for m in _BOX_SPACE.finditer(text):
-            pass
+        m = last_match(_BOX_SPACE, text)
         return m.group(1) if m else None
     parts = [spans[-1]]
     for prev in reversed(spans[:-1]):
@@ -97,9 +103,7 @@ def _last_answer_block(text: str) -> str | None:
 
 def _anchor_answer(text: str) -> str | None:
     """The answer after the last "final answer is" / "the answer is" / "Answer:" phrase."""
-    m = None
-    for m in _ANCHOR.finditer(text):
-        pass
+    m = last_match(_ANCHOR, text)
     if m is None:
         return None
     return _clean_answer(_HOPE.sub("", m.group(1)))
@@ -131,9 +135,7 @@ def locate_answer(text: str) -> str | None:
 
 def last_number(text: str) -> str | None:
     """The last number written in `text` (thousands separators allowed)."""
-    m = None
-    for m in _LAST_NUMBER.finditer(text):
-        pass
+    m = last_match(_LAST_NUMBER, text)
     return m.group(0) if m else None
 
 

@@ -44,9 +44,11 @@ _WORD = re.compile(r"[A-Za-z]{3,}")
 _PLAIN_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 _ELLIPSIS = re.compile(r"\\[lc]?dots|\.\.\.|…")
 _PROSE = re.compile(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}")
-_MATH_WORDS = frozenset(
-    ["sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "sqrt", "frac", "pi", "infty", "cdot", "times", "div", "binom", "lim", "sum", "int", "min", "max", "gcd", "lcm", "mod", "pmod", "det"]
-)
+_MATH_WORDS = frozenset([
+    "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "arcsin", "arccos", "arctan", "sinh", "cosh",
+    "tanh", "sqrt", "frac", "pi", "infty", "cdot", "times", "div", "binom", "lim", "sum", "int", "min", "max",
+    "gcd", "lcm", "mod", "pmod", "det",
+])  # fmt: skip
 
 
 def _is_text(s: str) -> bool:

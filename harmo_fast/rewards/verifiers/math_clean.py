@@ -6,9 +6,18 @@ from __future__ import annotations
 import re
 import unicodedata
 
-UNIT_WORDS = frozenset(
-    ["cm", "mm", "km", "m2", "cm2", "mm2", "km2", "m3", "cm3", "meter", "meters", "metre", "metres", "centimeter", "centimeters", "millimeter", "millimeters", "kilometer", "kilometers", "inch", "inches", "foot", "feet", "ft", "yard", "yards", "yd", "mile", "miles", "mi", "gram", "grams", "kg", "kilogram", "kilograms", "mg", "pound", "pounds", "lb", "lbs", "ounce", "ounces", "oz", "ton", "tons", "tonne", "tonnes", "liter", "liters", "litre", "litres", "ml", "gallon", "gallons", "second", "seconds", "sec", "secs", "minute", "minutes", "min", "mins", "hour", "hours", "hr", "hrs", "day", "days", "week", "weeks", "month", "months", "year", "years", "degree", "degrees", "deg", "radian", "radians", "rad", "dollar", "dollars", "cent", "cents", "euro", "euros", "usd", "unit", "units", "sq", "square", "cubic", "mph", "kmh", "kph", "people", "person", "persons", "students", "student", "ways", "times", "apples", "cookies", "marbles", "items", "pieces", "point", "points", "integer", "integers", "number", "numbers", "outcomes", "cars", "boxes", "balls", "coins", "books", "pages"]
-)
+UNIT_WORDS = frozenset([
+    "cm", "mm", "km", "m2", "cm2", "mm2", "km2", "m3", "cm3", "meter", "meters", "metre", "metres", "centimeter",
+    "centimeters", "millimeter", "millimeters", "kilometer", "kilometers", "inch", "inches", "foot", "feet", "ft",
+    "yard", "yards", "yd", "mile", "miles", "mi", "gram", "grams", "kg", "kilogram", "kilograms", "mg", "pound",
+    "pounds", "lb", "lbs", "ounce", "ounces", "oz", "ton", "tons", "tonne", "tonnes", "liter", "liters", "litre",
+    "litres", "ml", "gallon", "gallons", "second", "seconds", "sec", "secs", "minute", "minutes", "min", "mins",
+    "hour", "hours", "hr", "hrs", "day", "days", "week", "weeks", "month", "months", "year", "years", "degree",
+    "degrees", "deg", "radian", "radians", "rad", "dollar", "dollars", "cent", "cents", "euro", "euros", "usd",
+    "unit", "units", "sq", "square", "cubic", "mph", "kmh", "kph", "people", "person", "persons", "students",
+    "student", "ways", "times", "apples", "cookies", "marbles", "items", "pieces", "point", "points", "integer",
+    "integers", "number", "numbers", "outcomes", "cars", "boxes", "balls", "coins", "books", "pages",
+])  # fmt: skip
 
 _DELIMS = re.compile(r"\\[()\[\]]|\$")
 _SPACING = re.compile(r"(?<!\\)\\[,;:! ]|~|\\quad|\\qquad")
@@ -21,7 +30,10 @@ _TRAILING_TEXT_UNIT = re.compile(
 )
 _TRAILING_WORDS = re.compile(r"^(.*?[\d}.)%])\s+([A-Za-z]{2,}(?:[ /][A-Za-z]{2,})*)(?:\s*\^\s*\{?\d\}?)?$")
 _ORDINAL = re.compile(r"(\d)\s*\^?\s*\{?\s*(?:\\text\{\s*)?(?:st|nd|rd|th)\s*\}?\}?$")
-_FUNCTION_WORDS = frozenset(["sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "and", "or"])
+_FUNCTION_WORDS = frozenset([
+    "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "arcsin", "arccos", "arctan", "sinh", "cosh",
+    "tanh", "and", "or",
+])  # fmt: skip
 
 
 def unwrap_boxed(text: str) -> str:
