@@ -66,6 +66,7 @@ def clean_math(text: str) -> str:
     t = unwrap_boxed(t.strip())
     t = _STYLE.sub("", t)
     t = _SIZING.sub("", t)
+    t = re.sub(r"(?<=\d),\s*\\[!,]\s*(?=\d{3}(?!\d))", ",", t)  # `42,\\! 000`: a thousands group
     t = t.replace("\\!", "").replace("{,}", ",")
     t = re.sub(r"(?<=\d)\\,(?=\d{3}\b)", "", t)
     t = _SPACING.sub(" ", t)

@@ -5,7 +5,7 @@ Nodes are tuples, cheap to build and compare:
     ("scalar", text)            ("list", items)        unordered unless the policy says so
     ("set", items)              ("tuple", open, close, items)    `(a,b]`, `[a,b]`, `(x,y,z)`
     ("union", parts)            ("matrix", rows)       rows of nodes
-    ("rel", exprs, ops)         a chain `e0 op0 e1 op1 e2 ...`, ops in = < <= > >= !=
+    ("rel", exprs, ops)         a chain `e0 op0 e1 op1 e2 ...`, ops in = < <= > >= != ~ (approx)
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ MAX_DEPTH = 12
 _OPENERS = "([{"
 _CLOSERS = ")]}"
 _SEPARATORS = re.compile(r",|;|\\text\{\s*(?:and|or)\s*\}|\s(?:and|or)\s|\\(?:lor|vee)(?![a-zA-Z])")
-_REL = re.compile(r"\\(?:leq?|geq?|neq?|approx)(?![a-zA-Z])|<=|>=|!=|≤|≥|≠|=|<|>")
+_REL = re.compile(r"\\(?:leq?|geq?|neq?|lt|gt|approx)(?![a-zA-Z])|<=|>=|!=|≤|≥|≠|≈|=|<|>")
 _REL_CANON = {
     "\\le": "<=",
     "\\leq": "<=",
@@ -30,7 +30,10 @@ _REL_CANON = {
     "\\geq": ">=",
     "\\ne": "!=",
     "\\neq": "!=",
-    "\\approx": "=",
+    "\\lt": "<",
+    "\\gt": ">",
+    "\\approx": "~",
+    "≈": "~",
     "≤": "<=",
     "≥": ">=",
     "≠": "!=",
