@@ -34,6 +34,7 @@ _LAST_NUMBER = re.compile(
     r"|[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:/\d+(?![\d.]))?(?:\s*(?:\\%|%))?"
 )
 _GSM8K = re.compile(r"####[ \t]*([^\n]*)")
+_NUMBER_THEN_WORDS = re.compile(r"([-+]?\$?[\d,.]*\d%?)\s+[A-Za-z]{2,}")
 # Math delimiters; a backslash before them escapes them (`\\$5`, the row break `\\\\[2pt]`).
 _MATH_DELIM = re.compile(r"(?<!\\)(?:\\\[|\\\]|\\\(|\\\)|\$\$|\$)")
 _MATH_CLOSE = {"\\[": "\\]", "\\(": "\\)", "$$": "$$", "$": "$"}
@@ -185,10 +186,13 @@ def _joined_math(text: str, spans: list[tuple[int, int, int, int]], first: bool 
 
 
 def _gsm8k_answer(text: str) -> str | None:
+    """The last `#### x` line's answer; a number followed by words (`12 eggs`) is the number."""
     m = last_match(_GSM8K, text)
     if m is None:
         return None
-    return _clean_answer(m.group(1)) or None
+    ans = _clean_answer(m.group(1))
+    lead = _NUMBER_THEN_WORDS.match(ans)
+    return (lead.group(1) if lead else ans) or None
 
 
 def locate(text: str, *, free_text: bool = False) -> tuple[str, str] | None:

@@ -41,7 +41,7 @@ class NeedsSympy(Exception):
 
 _LATEX_CMD = re.compile(r"\\[a-zA-Z]+")
 _WORD = re.compile(r"[A-Za-z]{3,}")
-_DECIMAL_COMMA = re.compile(r"[-+]?\d+,(?:\d{1,2}|\d{4,})")
+_DECIMAL_COMMA = re.compile(r"(?:[A-Za-z](?:_\{?\w+\}?)?\s*=\s*)?[-+]?\d+,(?:\d{1,2}|\d{4,})")
 _PLAIN_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 _ELLIPSIS = re.compile(r"\\[lc]?dots|\.\.\.|…")
 _PROSE = re.compile(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}")
@@ -76,8 +76,8 @@ def is_prose(text: str) -> bool:
 
 
 def decimal_comma(p: str, g: str) -> tuple[str, str]:
-    """`2500,75` read with a decimal comma when the other side is one number (a comma before
-    exactly three digits stays a thousands separator, and `1,2` against a list stays a list)."""
+    """`2500,75` (or `x = 2500,75`) read with a decimal comma when the other side is one number (a
+    comma before exactly three digits stays a thousands separator; `1,2` against a list stays a list)."""
     if _DECIMAL_COMMA.fullmatch(p) and parse_number(g) is not None:
         p = p.replace(",", ".")
     elif _DECIMAL_COMMA.fullmatch(g) and parse_number(p) is not None:
@@ -145,13 +145,17 @@ class _Comparer:
             return MATCH if pe == ge else MISMATCH  # sets or relations the parser built itself
         g_vals = self._readings(ge, "%" in g)
         p_vals = self._readings(pe, "%" in p)
-        for gv in g_vals:
-            for pv in p_vals:
-                if (gn is not None and gn.ulp is not None) or (pn is not None and pn.ulp is not None):
-                    if self._decimal_close(pv, gv, pn, gn):
+        try:
+            for gv in g_vals:
+                for pv in p_vals:
+                    if (gn is not None and gn.ulp is not None) or (pn is not None and pn.ulp is not None):
+                        if self._decimal_close(pv, gv, pn, gn):
+                            return MATCH
+                    elif exprs_equal(pv, gv):
                         return MATCH
-                elif exprs_equal(pv, gv):
-                    return MATCH
+        except (ValueError, TypeError, NotImplementedError) as exc:
+            # sympy refuses to evaluate a parsed object (`\int 0`: an integral without a variable)
+            return ("parse_fail", f"cannot compare: {type(exc).__name__}")
         return MISMATCH
 
     def _readings(self, e: Any, has_percent: bool) -> list[Any]:

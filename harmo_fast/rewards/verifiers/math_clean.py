@@ -25,9 +25,13 @@ _SIZING = re.compile(r"\\(?:left|right|big|Big|bigg|Bigg)[lr]?(?![a-zA-Z])\.?")
 _STYLE = re.compile(r"\\(?:displaystyle|textstyle|scriptstyle)")
 _DEGREE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree")
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|operatorname|mbox)\s*\{([^{}]*)\}")
+# One or more unit words in text commands, with powers, `/` and `\\cdot` between (`\\text{km/h}`,
+# `\\mathrm{km} / \\mathrm{h}`, `\\text{ m}^2`).
 _TRAILING_TEXT_UNIT = re.compile(
-    r"^(.*?[\d}.)])\s*\\(?:text|mathrm|mbox)\s*\{\s*([A-Za-z][A-Za-z .]*)\}\s*(?:\^\s*\{?\d\}?)?$"
+    r"^(.*?[\d}.)])\s*((?:\\(?:text|mathrm|mbox)\s*\{\s*[A-Za-z][A-Za-z ./]*\}\s*(?:\^\s*\{?-?\d\}?)?\s*"
+    r"(?:/|\\cdot)?\s*)+)$"
 )
+_UNIT_TEXT = re.compile(r"\{([^{}]*)\}")
 _TRAILING_WORDS = re.compile(r"^(.*?[\d}.)%])\s+([A-Za-z]{2,}(?:[ /][A-Za-z]{2,})*)(?:\s*\^\s*\{?\d\}?)?$")
 _ORDINAL = re.compile(r"(\d)\s*\^?\s*\{?\s*(?:\\text\{\s*)?(?:st|nd|rd|th)\s*\}?\}?$")
 _FUNCTION_WORDS = frozenset([
@@ -86,6 +90,8 @@ def clean_math(text: str) -> str:
     t = _strip_units(t)
     t = re.sub(r"^[A-Za-z]\s*\\in(?![a-zA-Z])\s*", "", t)  # `x \in [1, 2]`
     t = re.sub(r"^\\text\s*\{([^{}]*)\}$", r"\1", t).strip()
+    while t.startswith("{") and t.endswith("}") and _balanced(t[1:-1]):
+        t = t[1:-1].strip()  # a bare TeX group `{0}`
     return t
 
 
@@ -97,7 +103,8 @@ def _strip_units(t: str) -> str:
         if m and re.fullmatch(r"[\d,.\s+-]*\d(?:st|nd|rd|th|\^.*)", t.replace(" ", "")):
             t = t[: m.start()] + m.group(1)
         m = _TRAILING_TEXT_UNIT.match(t)
-        if m and not (set(m.group(2).lower().split()) & _FUNCTION_WORDS):
+        words = " ".join(_UNIT_TEXT.findall(m.group(2))).replace("/", " ").lower().split() if m else []
+        if m and not (set(words) & _FUNCTION_WORDS):
             t = m.group(1).strip()
             continue
         m = _TRAILING_WORDS.match(t)

@@ -39,6 +39,7 @@ _REL_CANON = {
     "≠": "!=",
 }
 _MATRIX = re.compile(r"^\\begin\{([pbvBV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}$", re.DOTALL)
+_THOUSANDS = re.compile(r"(?<![\d,.])\d{1,3}(?:,\d{3})+(?![\d,])")
 _PM = re.compile(r"\\(?:pm|mp)(?![a-zA-Z])|±|∓")
 
 
@@ -110,6 +111,9 @@ def parse_structure(text: str, depth: int = 0) -> Node:
     cups = _top_level(t, re.compile(r"\\cup(?![a-zA-Z])|∪"))
     if cups:
         return ("union", [parse_structure(p, depth + 1) for p in _split(t, cups)])
+    if _REL.search(t):
+        # `x = 1,000`: beside a relation, comma-grouped thousands are one number, not a list.
+        t = _THOUSANDS.sub(lambda m: m.group(0).replace(",", ""), t)
     seps = _top_level(t, _SEPARATORS)
     if seps:
         parts = [p for p in _split(t, seps) if p]
