@@ -93,6 +93,11 @@ def test_linear_time_on_hostile_input():
         "\\boxed{" + "1" * 50000 + " cm" * 10000 + "}",
         "(" * 30000 + "1, 2" + "]" * 30000,
         "\\boxed{" + ",".join(["1"] * 1900) + "}",  # a huge list: the set matching is bounded
+        "\\boxed{1" + "\\text{a} " * 400 + "!}",  # many unit-like groups that end in no unit
+        "\\boxed{1" + "\\text{a}/" * 400 + "\\text{}",
+        "x = " + "1,000" * 700,
+        "#### " + "1 " * 1900 + "ab",
+        "$" * 3990,
     ],
 )
 def test_no_quadratic_blowup(hostile):

@@ -26,10 +26,11 @@ _STYLE = re.compile(r"\\(?:displaystyle|textstyle|scriptstyle)")
 _DEGREE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree")
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|operatorname|mbox)\s*\{([^{}]*)\}")
 # One or more unit words in text commands, with powers, `/` and `\\cdot` between (`\\text{km/h}`,
-# `\\mathrm{km} / \\mathrm{h}`, `\\text{ m}^2`).
+# `\\mathrm{km} / \\mathrm{h}`, `\\text{ m}^2`). Every run of spaces can be matched one way only,
+# so the repeated group cannot backtrack exponentially.
 _TRAILING_TEXT_UNIT = re.compile(
-    r"^(.*?[\d}.)])\s*((?:\\(?:text|mathrm|mbox)\s*\{\s*[A-Za-z][A-Za-z ./]*\}\s*(?:\^\s*\{?-?\d\}?)?\s*"
-    r"(?:/|\\cdot)?\s*)+)$"
+    r"^(.*?[\d}.)])\s*((?:\\(?:text|mathrm|mbox)\s*\{\s*[A-Za-z][A-Za-z ./]*\}(?:\s*\^\s*\{?-?\d\}?)?"
+    r"(?:\s*(?:/|\\cdot))?\s*)+)$"
 )
 _UNIT_TEXT = re.compile(r"\{([^{}]*)\}")
 _TRAILING_WORDS = re.compile(r"^(.*?[\d}.)%])\s+([A-Za-z]{2,}(?:[ /][A-Za-z]{2,})*)(?:\s*\^\s*\{?\d\}?)?$")
