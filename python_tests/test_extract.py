@@ -122,6 +122,9 @@ def test_no_quadratic_blowup(hostile):
         ("Final Answer: The final answer is 58. I hope it is correct.", ("58", "answer_phrase")),
         (r"The answer is $x = 3$ because $3 + 1 = 4$.", ("x = 3", "answer_phrase")),
         ("The answer is 14. Then we double-check 15.", ("14", "answer_phrase")),
+        ("The answer is 14 because 3 + 11 = 14", ("14", "answer_phrase")),
+        ("The answer is 12 and 13", ("12 and 13", "answer_phrase")),
+        ("Answer: 7 or 8 apples", ("7 or 8 apples", "answer_phrase")),
         # Free text: GSM8K line, the last math span (display or inline), adjacent spans joined.
         ("she has 72 left\n#### 72", ("72", "gsm8k")),
         ("#### 1,000 \nsome trailing text 5", ("1,000", "gsm8k")),

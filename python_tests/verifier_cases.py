@@ -118,6 +118,10 @@ FINAL_ANSWER = [
     ("So the final answer is therefore $\\sqrt{2}$.", "2", False),
     ("Final answer: 0.125", "\\frac18", True),
     ("Final answer: 0.125", "\\frac14", False),
+    ("The answer is 14 because 3 + 11 = 14", "14", True),
+    ("The answer is 14 because 3 + 11 = 14", "11", False),
+    ("The answer is 12 and 13", "12", False),
+    ("Answer: 7 or 8 apples", "7", False),
 ]
 
 DECIMAL_SEPARATORS = [

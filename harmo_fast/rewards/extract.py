@@ -34,7 +34,8 @@ _LAST_NUMBER = re.compile(
     r"|[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:/\d+(?![\d.]))?(?:\s*(?:\\%|%))?"
 )
 _GSM8K = re.compile(r"####[ \t]*([^\n]*)")
-_NUMBER_THEN_WORDS = re.compile(r"([-+]?\$?[\d,.]*\d%?)\s+[A-Za-z]{2,}")
+# A number then prose (`12 eggs`, `14 because ...`); never a second answer (`12 and 13`, `5 or 7`).
+_NUMBER_THEN_WORDS = re.compile(r"([-+]?\$?[\d,.]*\d%?)\s+(?!(?:and|or)\b)[A-Za-z]{2,}")
 # Math delimiters; a backslash before them escapes them (`\\$5`, the row break `\\\\[2pt]`).
 _MATH_DELIM = re.compile(r"(?<!\\)(?:\\\[|\\\]|\\\(|\\\)|\$\$|\$)")
 _MATH_CLOSE = {"\\[": "\\]", "\\(": "\\)", "$$": "$$", "$": "$"}
@@ -122,7 +123,7 @@ def _anchor_answer(text: str, free_text: bool = False) -> str | None:
 
     A phrase that repeats inside its own answer ("Final Answer: The final answer is 58") counts
     by its innermost one. With `free_text`, the answer is the first math (list) in the phrase's
-    line, else the line up to the end of its first sentence."""
+    line, else the line up to the end of its first sentence (only its number when words follow)."""
     m = last_match(_ANCHOR, text)
     if m is None:
         return None
@@ -140,6 +141,9 @@ def _anchor_answer(text: str, free_text: bool = False) -> str | None:
         end = _SENTENCE_END.search(ans)
         if end:
             ans = ans[: end.start()]
+        lead = _NUMBER_THEN_WORDS.match(ans.replace("**", "").strip())
+        if lead:
+            return lead.group(1)
     return _clean_answer(ans)
 
 
