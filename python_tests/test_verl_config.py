@@ -41,6 +41,7 @@ def test_every_field_is_settable():
         "num_workers": 4,
         "timeout_s": 2,
         "model_task_types": ["open_ended", "ocr"],
+        "strict_format": True,
         "verify_options": {"math": {"percent": "value"}},
     }
     cfg = reward_config(values)
