@@ -11,6 +11,8 @@
 - loss: `harmo_fast.grpo_loss`, with TRL's normalisation of each supported `loss_type`
   (`TRL_NORMALISATIONS`); TRL's entropy mask, off-policy mask and vLLM importance ratios weight the
   policy term as in TRL, the k3 KL term (with `use_bias_correction_kl`) is added as in TRL.
+- rewards: reward functions with a `bind_trainer` method (`harmo_fast.integrations.trl_rewards`)
+  are bound to the trainer, so they know num_generations and the process placement.
 - metrics: TRL's names and meanings (`kl`, `entropy`, `clip_ratio/low_mean`, `low_min`,
   `high_mean`, `high_max`, `region_mean`, `aux_loss`), reduced across processes as TRL does.
 
@@ -282,6 +284,12 @@ class HarmoGRPOTrainer(GRPOTrainer):
         _check_settings(self.args, minor)
         self._harmo_route = LOGPROB_ROUTES[minor]
         self._harmo_route.install(self)
+        # HARMO's reward functions (integrations.trl_rewards) read the group size and the process
+        # placement from the trainer.
+        for func in self.reward_funcs:
+            bind = getattr(func, "bind_trainer", None)
+            if callable(bind):
+                bind(self)
 
     def _get_per_token_logps_and_entropies(self, *args: Any, **kwargs: Any):
         with self._harmo_route.scoped():
