@@ -7,7 +7,9 @@
   `harmo_fast.linear_log_probs` on the scored positions only (no `(N, V)` logits). On TRL 1.13,
   which takes the logits and calls `selective_log_softmax(logits, ids)`, that call goes to ours.
   Models whose head TRL scales or soft-caps (`final_logit_softcapping`, `logit_scale`, ...) and MoE
-  models (router logits) keep TRL's head on 1.16, with a warning.
+  models (router logits) keep TRL's head on 1.16, with a warning. Under autocast the head runs in
+  the autocast dtype as TRL's does, but returns its gradients in that dtype (as an autocast matmul
+  would; TRL keeps them in fp32): with bf16 the two trainers then agree to ~1e-3, in fp32 to ~1e-7.
 - loss: `harmo_fast.grpo_loss`, with TRL's normalisation of each supported `loss_type`
   (`TRL_NORMALISATIONS`); TRL's entropy mask, off-policy mask and vLLM importance ratios weight the
   policy term as in TRL, the k3 KL term (with `use_bias_correction_kl`) is added as in TRL.

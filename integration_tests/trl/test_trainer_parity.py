@@ -135,3 +135,13 @@ def test_version_gate():
     assert harmo_trl.check_trl_version("1.13.2") == "1.13"
     with pytest.raises(ImportError, match=r"supports trl 1\.13\.x, 1\.16\.x; trl 1\.14\.0 is installed"):
         harmo_trl.check_trl_version("1.14.0")
+
+
+def test_bf16_autocast_is_close(tiny_model_dir, tmp_path):
+    """Under bf16 autocast both heads compute bf16 logits; TRL returns the head's gradients in
+    fp32, ours in the autocast dtype (like an autocast matmul), so they agree to bf16 precision."""
+    stock = _run(GRPOTrainer, tiny_model_dir, str(tmp_path / "stock"), loss_type="bnpo", bf16=True)
+    ours = _run(HarmoGRPOTrainer, tiny_model_dir, str(tmp_path / "ours"), loss_type="bnpo", bf16=True)
+    for s, o in zip(stock, ours, strict=True):
+        assert o["loss"] == pytest.approx(s["loss"], abs=1e-3)
+        assert o["grad_norm"] == pytest.approx(s["grad_norm"], rel=1e-2)
