@@ -145,3 +145,23 @@ def test_bf16_autocast_is_close(tiny_model_dir, tmp_path):
     for s, o in zip(stock, ours, strict=True):
         assert o["loss"] == pytest.approx(s["loss"], abs=1e-3)
         assert o["grad_norm"] == pytest.approx(s["grad_norm"], rel=1e-2)
+
+
+@pytest.mark.skipif(harmo_trl.trl_minor_version() != "1.16", reason="the fused LM head exists from trl 1.15 on")
+def test_scaled_heads_keep_trls_head(tiny_model_dir, caplog):
+    """A head TRL scales or soft-caps is left to TRL (ours has no such transform), with a warning."""
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model.config.final_logit_softcapping = 30.0
+    add_fused_lm_head(model)
+    trl_forward = model.forward
+    harmo_trl.install_fused_head(model, 1.0, fp32=False, entropy=False)
+    assert model.forward is trl_forward
+    assert "final_logit_softcapping=30.0" in caplog.text
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    add_fused_lm_head(plain)
+    trl_forward = plain.forward
+    harmo_trl.install_fused_head(plain, 1.0, fp32=False, entropy=False)
+    assert plain.forward is not trl_forward
