@@ -20,7 +20,9 @@
 
 Not supported (a ValueError names the setting): loss types other than those in
 `TRL_NORMALISATIONS`, the entropy bonus (`entropy_coef`, `use_adaptive_entropy`), and on TRL 1.13
-`use_liger_kernel` (it bypasses `_compute_loss`). Other TRL versions raise an ImportError.
+`use_liger_kernel` (it bypasses `_compute_loss`). Other TRL versions raise an ImportError. Not
+handled: an LM head sharded by DeepSpeed ZeRO-3 or FSDP (ours reads `lm_head.weight` as it is),
+and several processes have not been run against TRL here (the metrics reduce as TRL's do).
 """
 
 from __future__ import annotations
