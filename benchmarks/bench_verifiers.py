@@ -6,6 +6,10 @@ Groups:
 - verifiers-simple: plain numbers, letters, yes/no and short strings, one process (per core):
   our in-process fast path vs math-verify parse+verify.
 - verifiers-simple-numbers: the same with plain numbers only (math-verify's best case).
+- verifiers-untagged: short free-text answers with no tag or box (`The result is $14$`, a GSM8K
+  `#### 72` line, a number at the end of a sentence), one process.
+- verifiers-corpus: our labelled free-form corpus (python_tests/verifier_cases.py), math rows:
+  accuracy of ours and of math-verify against the labels, and their agreement (printed with -s).
 - verifiers-mixed: long solutions with symbolic LaTeX, numbers, multiple choice and text:
   our VerifierPool with 2 workers vs math-verify single-process. Every round draws a fresh
   batch, so no cache is warm across rounds (for either side).
@@ -21,11 +25,15 @@ import random
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
 from harmo_fast.rewards.pool import VerifierPool
 from harmo_fast.rewards.verify import fast_verify, verify_inline
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python_tests"))
+from verifier_cases import CASES  # the corpus lives next to the tests
 
 TIMEOUT_S = 2.0
 N_SIMPLE = 400
@@ -34,7 +42,10 @@ N_CLEAN_WITH_HOSTILE = 8  # ordinary samples in each hostile batch (they alone t
 
 
 def _filler(rng: random.Random, words: int) -> str:
-    vocab = ["we", "compute", "the", "value", "of", "each", "term", "then", "substitute", "and", "simplify", "so", "that", "the", "result", "follows"]
+    vocab = [
+        "we", "compute", "the", "value", "of", "each", "term", "then", "substitute", "and", "simplify", "so",
+        "that", "the", "result", "follows",
+    ]  # fmt: skip
     return " ".join(rng.choice(vocab) for _ in range(words))
 
 
@@ -70,6 +81,26 @@ def numbers_batch(seed: int, n: int = N_SIMPLE) -> list[tuple[str, str, str, dic
         pred = v if rng.random() < 0.7 else v + 1
         text = f"{pred:,}" if k % 4 == 1 else str(pred)
         items.append((f"The answer is \\boxed{{{text}}}", str(v), "math", {}))
+    return items
+
+
+def untagged_batch(seed: int, n: int = N_SIMPLE) -> list[tuple[str, str, str, dict]]:
+    """Short free-text answers without a tag or box, some wrong."""
+    rng = random.Random(seed)
+    items = []
+    for k in range(n):
+        v = rng.randint(1, 10**5)
+        pred = v if rng.random() < 0.7 else v + 1
+        style = k % 4
+        if style == 0:
+            text = f"The result is ${pred}$."
+        elif style == 1:
+            text = f"{v - 3} + 3 = {pred}\n#### {pred}"
+        elif style == 2:
+            text = f"Adding them up, we get {pred} apples in total."
+        else:
+            text = f"So \\( x = {pred} \\)."
+        items.append((text, str(v), "math", {}))
     return items
 
 
@@ -169,6 +200,61 @@ def test_numbers_harmo_in_process(benchmark):
     benchmark.extra_info["per_s"] = round(N_SIMPLE / benchmark.stats.stats.mean)
 
 
+@pytest.mark.benchmark(group="verifiers-untagged")
+def test_untagged_math_verify(benchmark):
+    benchmark.extra_info["baseline"] = True
+    benchmark.extra_info["items"] = N_SIMPLE
+    benchmark.pedantic(_math_verify_all, setup=_Rounds(untagged_batch, 300), rounds=5, warmup_rounds=1)
+    benchmark.extra_info["per_s"] = round(N_SIMPLE / benchmark.stats.stats.mean)
+
+
+@pytest.mark.benchmark(group="verifiers-untagged")
+def test_untagged_harmo_in_process(benchmark):
+    def run(items):
+        return [fast_verify(*it[:3], **it[3]) for it in items]
+
+    benchmark.extra_info["items"] = N_SIMPLE
+    out = benchmark.pedantic(run, setup=_Rounds(untagged_batch, 300), rounds=5, warmup_rounds=1)
+    assert all(v is not None and v.located is not None for v in out)
+    benchmark.extra_info["per_s"] = round(N_SIMPLE / benchmark.stats.stats.mean)
+
+
+def _math_verify_one(completion: str, gold: str) -> bool:
+    from math_verify import parse, verify
+
+    return bool(verify(parse(f"${gold}$"), parse(completion)))
+
+
+@pytest.mark.benchmark(group="verifiers-corpus")
+def test_corpus_agreement(benchmark):
+    rows = [c for c in CASES if c.task_type == "math"]
+
+    def grade(rows):
+        return [verify_inline(c.completion, c.gold, "math").correct for c in rows]
+
+    ours = benchmark.pedantic(grade, args=(rows,), rounds=1, warmup_rounds=0)
+    theirs = [_math_verify_one(c.completion, c.gold) for c in rows]
+    labels = [c.expected for c in rows]
+    n = len(rows)
+    ours_acc = sum(o == e for o, e in zip(ours, labels)) / n
+    theirs_acc = sum(t == e for t, e in zip(theirs, labels)) / n
+    agree = sum(o == t for o, t in zip(ours, theirs)) / n
+    benchmark.extra_info.update(
+        rows=n, ours=round(ours_acc, 3), math_verify=round(theirs_acc, 3), agree=round(agree, 3)
+    )
+    print(f"\ncorpus math rows: {n}; ours {ours_acc:.3f}, math-verify {theirs_acc:.3f}, agreement {agree:.3f}")
+    categories = sorted({c.category for c in rows})
+    for cat in categories:
+        idx = [i for i, c in enumerate(rows) if c.category == cat]
+        o = sum(ours[i] == labels[i] for i in idx)
+        t = sum(theirs[i] == labels[i] for i in idx)
+        print(f"  {cat:22} {len(idx):4d} rows  ours {o / len(idx):.3f}  math-verify {t / len(idx):.3f}")
+    for i, c in enumerate(rows):
+        if theirs[i] != labels[i]:
+            print(f"  math-verify differs from the label ({c.category}): {c.completion[:70]!r} vs {c.gold!r}")
+    assert ours_acc >= theirs_acc
+
+
 @pytest.mark.benchmark(group="verifiers-mixed")
 def test_mixed_math_verify(benchmark):
     benchmark.extra_info["baseline"] = True
@@ -244,7 +330,7 @@ def test_hostile_batch_latency(benchmark, tmp_path):
         out = benchmark.pedantic(run, setup=setup_round, rounds=10, warmup_rounds=0)
     sys.path.remove(str(tmp_path))
     latencies.sort()
-    p99 = latencies[min(len(latencies) - 1, int(round(0.99 * (len(latencies) - 1))))]
+    p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
     benchmark.extra_info["p99_s"] = round(p99, 3)
     benchmark.extra_info["bound_s"] = TIMEOUT_S + 1.0
     assert sum(v.reason == "timeout" for v in out) == 2

@@ -2,7 +2,7 @@
 
 import pytest
 
-from harmo_fast.rewards.extract import extract_answer, last_boxed, strip_reasoning
+from harmo_fast.rewards.extract import extract_answer, last_boxed, locate, strip_reasoning
 
 
 @pytest.mark.parametrize(
@@ -93,6 +93,11 @@ def test_linear_time_on_hostile_input():
         "\\boxed{" + "1" * 50000 + " cm" * 10000 + "}",
         "(" * 30000 + "1, 2" + "]" * 30000,
         "\\boxed{" + ",".join(["1"] * 1900) + "}",  # a huge list: the set matching is bounded
+        "\\boxed{1" + "\\text{a} " * 400 + "!}",  # many unit-like groups that end in no unit
+        "\\boxed{1" + "\\text{a}/" * 400 + "\\text{}",
+        "x = " + "1,000" * 700,
+        "#### " + "1 " * 1900 + "ab",
+        "$" * 3990,
     ],
 )
 def test_no_quadratic_blowup(hostile):
@@ -105,3 +110,53 @@ def test_no_quadratic_blowup(hostile):
     for task_type in TASK_TYPES:
         fast_verify(hostile, "1", task_type)
     assert time.perf_counter() - t < 3.0
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # Marked answers keep their priority over free text.
+        (r"$x=1$ so <answer>2</answer>", ("2", "answer_tag")),
+        (r"<answer>The result is $14$</answer>", ("14", "answer_tag")),
+        (r"so $3$ and \boxed{4}", ("4", "boxed")),
+        ("Final Answer: The final answer is 58. I hope it is correct.", ("58", "answer_phrase")),
+        (r"The answer is $x = 3$ because $3 + 1 = 4$.", ("x = 3", "answer_phrase")),
+        ("The answer is 14. Then we double-check 15.", ("14", "answer_phrase")),
+        ("The answer is 14 because 3 + 11 = 14", ("14", "answer_phrase")),
+        ("The answer is 12 and 13", ("12 and 13", "answer_phrase")),
+        ("Answer: 7 or 8 apples", ("7 or 8 apples", "answer_phrase")),
+        # Free text: GSM8K line, the last math span (display or inline), adjacent spans joined.
+        ("she has 72 left\n#### 72", ("72", "gsm8k")),
+        ("#### 1,000 \nsome trailing text 5", ("1,000", "gsm8k")),
+        (r"We get $x=2$ first, then \[ y = \frac{3}{4} \]", (r"y = \frac{3}{4}", "math")),
+        (r"So \( 7 \) apples.", ("7", "math")),
+        ("$$ 12 $$ is it", ("12", "math")),
+        (r"The solutions are $(2,5)$ or $(5,2)$.", ("(2,5), (5,2)", "math")),
+        (r"Thus $a$ is even, and $b=3$.", ("b=3", "math")),
+        # An escaped dollar is no delimiter; an unclosed one is ignored.
+        (r"It costs \$5 and then $6$", ("6", "math")),
+        (r"first $1$ then $2 unclosed", ("1", "math")),
+        # Nothing located by these locators (the caller then tries the bare text and the last number).
+        ("we get 12 and 13", None),
+    ],
+)
+def test_locate_free_text(text, expected):
+    assert locate(text, free_text=True) == expected
+
+
+def test_free_text_locators_are_opt_in_for_locate():
+    assert locate("she has 72 left\n#### 72") is None
+    assert locate(r"The result is $14$") is None
+    assert extract_answer("we get 12 and then 3/4 cup", free_text=True) == "3/4"
+    assert extract_answer(r"we get \frac{3}{4}", free_text=True) == r"\frac{3}{4}"
+    assert extract_answer("the rate is 25 %.", free_text=True) == "25 %"
+
+
+@pytest.mark.parametrize("n", [1000, 30000])
+def test_math_span_scan_is_linear(n):
+    import time
+
+    hostile = "$" * n + "\\[" * n + "\\(" * n + "#### " * n + "1/" * n
+    t = time.perf_counter()
+    extract_answer(hostile, free_text=True)
+    assert time.perf_counter() - t < 2.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -225,6 +226,47 @@ def test_meta_tensors_give_the_output_shape() -> None:
 def test_bad_input_raises_naming_the_argument(kwargs: dict, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         harmo.group_advantages(**kwargs)
+
+
+UIDS = ["b7", "a1", "b7", "c", "a1", "b7", "c", "zz"]  # verl's index: one uid string per response
+CODES = torch.tensor([0, 1, 0, 2, 1, 0, 2, 3])  # the same grouping, by first appearance
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "ids",
+    [
+        np.array(UIDS, dtype=object),  # verl's non_tensor_batch["uid"]
+        np.array(UIDS),  # numpy unicode array
+        UIDS,
+        tuple((u, 1) for u in UIDS),  # any hashable ids
+        np.array([7, -3, 7, 100, -3, 7, 100, 5]),  # numpy integers pass through
+        [7.5, -3.0, 7.5, 1e9, -3.0, 7.5, 1e9, 0.0],
+    ],
+    ids=["numpy_object", "numpy_str", "list_str", "tuples", "numpy_int", "floats"],
+)
+def test_group_ids_from_numpy_and_sequences(backend: str, ids) -> None:
+    r = torch.tensor([1.0, 0.0, 0.5, 2.0, 1.0, 0.25, 3.0, 4.0])
+    want = harmo.group_advantages(r, group_ids=CODES, scale="group", backend=backend)
+    got = harmo.group_advantages(r, group_ids=ids, scale="group", backend=backend)
+    torch.testing.assert_close(got, want)
+    assert got[7].item() == 0.0 and got[0].item() != 0.0  # a singleton group; a real one
+
+
+@pytest.mark.parametrize(
+    ("ids", "error", "match"),
+    [
+        ("abcdefgh", TypeError, "not a string"),
+        (["a", "b", float("nan"), "a", "b", "c", "d", "e"], ValueError, r"group_ids\[2\] is NaN"),
+        ([[0], [1], [0], [1], [0], [1], [0], [1]], TypeError, r"group_ids\[0\] is not hashable"),
+        (np.zeros((8, 1), dtype=object), ValueError, "group_ids must be 1-D"),
+        (["a"] * 7, ValueError, "group_ids must have shape"),
+        (5, TypeError, "group_ids must be a tensor, a numpy array or a sequence"),
+    ],
+)
+def test_bad_group_ids(ids, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        harmo.group_advantages(torch.randn(8), group_ids=ids)
 
 
 @pytest.mark.parametrize("span", ["small", "huge"])  # counting sort / comparison sort in the core

@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 
 import harmo_fast as harmo
 from harmo_fast._dispatch import available_backends
+from harmo_fast.ops._grpo_layout import ROW_SLOTS, RowSlot
 from harmo_fast.ops._loss_agg import AGGREGATIONS, ALIASES
-from harmo_fast.ops.grpo_loss import METRICS, grpo_loss_reference
+from harmo_fast.ops.grpo_loss import METRICS, _finish_partials, grpo_loss_reference
+from harmo_fast.ops.token_kl import KL_ESTIMATORS
 
 KERNEL_BACKENDS = [b for b in ("cpu", "triton", "cuda") if available_backends()[b].startswith("available")]
 TOL = {
@@ -107,15 +109,46 @@ def test_reference_hand_example_negative_advantage_dual_clip_and_kl() -> None:
 
 
 def test_reference_aggregations_by_hand() -> None:
-    per_tok = torch.tensor([[1.0, 2.0, 0.0], [3.0, 0.0, 0.0]])
-    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    # Row sums 3 and 3 over 2 and 1 tokens; the third row is empty (fully masked).
+    per_tok = torch.tensor([[1.0, 2.0, 0.0], [3.0, 0.0, 0.0], [5.0, 5.0, 5.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
     lm = per_tok * mask
-    assert AGGREGATIONS["token_mean"].reference(lm, mask, None).item() == pytest.approx(6.0 / 3.0)
-    assert AGGREGATIONS["token_mean"].reference(lm, mask, 12.0).item() == pytest.approx(0.5)
-    assert AGGREGATIONS["seq_mean_token_mean"].reference(lm, mask, None).item() == pytest.approx((1.5 + 3.0) / 2)
-    assert AGGREGATIONS["seq_mean_token_sum"].reference(lm, mask, None).item() == pytest.approx(6.0 / 2)
-    assert AGGREGATIONS["seq_mean_token_sum_norm"].reference(lm, mask, None).item() == pytest.approx(6.0 / (2 * 3))
-    assert AGGREGATIONS["seq_mean_token_sum_norm"].reference(lm, mask, 4.0).item() == pytest.approx(6.0 / (2 * 4))
+
+    def agg(name: str, normalizer: float | None = None) -> float:
+        return AGGREGATIONS[name].reference(lm, mask, normalizer).item()
+
+    assert agg("token_mean") == pytest.approx(6.0 / 3.0)
+    assert agg("token_mean", 12.0) == pytest.approx(0.5)
+    assert agg("token_sum") == pytest.approx(6.0)
+    assert agg("token_sum", 0.5) == pytest.approx(12.0)  # verl token-sum with dp_size = 2
+    # ours and verl's: the two non-empty rows
+    assert agg("seq_mean_token_mean") == pytest.approx((1.5 + 3.0) / 2)
+    assert agg("seq_mean_token_mean", 4.0) == pytest.approx((1.5 + 3.0) / 4)
+    assert agg("seq_mean_token_sum") == pytest.approx(6.0 / 2)
+    assert agg("seq_mean_token_sum", 8.0) == pytest.approx(6.0 / 8)
+    assert agg("seq_mean_token_sum_norm") == pytest.approx(6.0 / (2 * 3))
+    assert agg("seq_mean_token_sum_norm", 40.0) == pytest.approx(6.0 / 40)
+    # TRL's: every row
+    assert agg("grpo") == pytest.approx((1.5 + 3.0) / 3)
+    assert agg("luspo") == pytest.approx(6.0 / 3)
+    assert agg("dr_grpo", 4.0) == pytest.approx(6.0 / (3 * 4))
+    assert agg("dapo", 12.0) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("name", sorted(AGGREGATIONS))
+def test_aggregation_plan_equals_reference(name: str) -> None:
+    # The kernels' per-row weights (plan) give the reference's loss, with empty rows and without.
+    mode = AGGREGATIONS[name]
+    for normalizer in (None, 7.0) if mode.required_normalizer is None else (7.0,):
+        lm = torch.randn(5, 6, dtype=torch.float64)
+        mask = (torch.rand(5, 6) > 0.4).double()
+        mask[1] = 0.0
+        lm = lm * mask
+        partials = torch.zeros(5, ROW_SLOTS, dtype=torch.float64)
+        partials[:, RowSlot.LOSS] = lm.sum(-1)
+        partials[:, RowSlot.COUNT] = mask.sum(-1)
+        loss, _, _ = _finish_partials(partials, mode.plan(5, 6, normalizer))
+        assert loss.item() == pytest.approx(mode.reference(lm, mask, normalizer).item(), rel=1e-6)
 
 
 def test_reference_sequence_ratio_by_hand() -> None:
@@ -172,15 +205,16 @@ def test_reference_bias_corrected_kl_gradient() -> None:
     agg=st.sampled_from(sorted(AGGREGATIONS)),
     delta=st.sampled_from([None, 1.4, 3.0]),
     beta=st.sampled_from([0.0, 0.04]),
-    est=st.sampled_from(["k1", "k2", "k3"]),
+    est=st.sampled_from(sorted(KL_ESTIMATORS)),
     bias=st.booleans(),
     adv_tok=st.booleans(),
     w_kind=st.sampled_from([None, "n", "n1", "nt"]),
     eps_high=st.sampled_from([None, 0.28]),
     spread=st.sampled_from([0.05, 0.5, 3.0]),
+    kl_clamps=st.sampled_from([(None, None), (0.3, None), (None, 0.05), (20.0, 10.0)]),
 )
 def test_backend_matches_reference(
-    backend, n, t, level, agg, delta, beta, est, bias, adv_tok, w_kind, eps_high, spread
+    backend, n, t, level, agg, delta, beta, est, bias, adv_tok, w_kind, eps_high, spread, kl_clamps
 ) -> None:
     w_shape = {None: None, "n": (n,), "n1": (n, 1), "nt": (n, t)}[w_kind]
     args = _inputs(n, t, spread=spread, adv_tok=adv_tok, w_shape=w_shape, device=_device(backend))
@@ -189,23 +223,122 @@ def test_backend_matches_reference(
         args,
         ratio_level=level,
         loss_agg=agg,
+        normalizer=_required_normalizer(agg),
         delta=delta,
         beta=beta,
         kl_estimator=est,
         kl_bias_corrected=bias,
         eps_high=eps_high,
+        kl_clamp_log_ratio=kl_clamps[0],
+        kl_clamp_value=kl_clamps[1],
     )
+
+
+def test_reference_kl_clamps_by_hand() -> None:
+    # verl's low_var_kl: d = ref - logp clamped to [-20, 20], k3 of it clamped to [-10, 10]; the
+    # gradient is zero wherever a clamp is active (torch.clamp).
+    logp = torch.zeros(1, 4, requires_grad=True)
+    ref = torch.tensor([[30.0, -30.0, 2.0, 0.5]])  # d = +-30: both clamps; 2 and 0.5: none
+    adv, mask = torch.zeros(1), torch.ones(1, 4)
+    kw = dict(beta=1.0, kl_clamp_log_ratio=20.0, kl_clamp_value=10.0, normalizer=1.0)
+    loss, m = grpo_loss_reference(logp, None, adv, mask, ref, **kw)
+    k3 = lambda d: math.exp(d) - d - 1  # noqa: E731
+    assert k3(-20.0) > 10.0 and k3(2.0) < 10.0
+    want = [10.0, 10.0, k3(2.0), k3(0.5)]
+    assert loss.item() == pytest.approx(sum(want), rel=1e-6)
+    (g,) = torch.autograd.grad(loss, logp)
+    torch.testing.assert_close(g, torch.tensor([[0.0, 0.0, 1.0 - math.exp(2.0), 1.0 - math.exp(0.5)]]))
+    assert m["kl_mean"].item() == pytest.approx(sum(want) / 4, rel=1e-6)
+    for backend in KERNEL_BACKENDS:
+        dev = _device(backend)
+        x = logp.detach().to(dev).requires_grad_()
+        got, _ = harmo.grpo_loss(x, None, adv.to(dev), mask.to(dev), ref.to(dev), backend=backend, **kw)
+        torch.testing.assert_close(got.cpu(), loss.detach())
+        torch.testing.assert_close(torch.autograd.grad(got, x)[0].cpu(), g)
+
+
+@pytest.mark.parametrize("backend", ["torch", *KERNEL_BACKENDS])
+@pytest.mark.parametrize("estimator", sorted(KL_ESTIMATORS))
+@pytest.mark.parametrize("clamps", [(None, None), (1.0, 0.5)])
+def test_kl_term_is_token_kl(backend: str, estimator: str, clamps: tuple) -> None:
+    # With A = 0 the loss is beta * the masked token_kl sum, value and gradient, for every estimator
+    # (abs and the straight-through "+" ones included) and clamp.
+    dev = _device(backend)
+    logp, old, _, mask, ref, _ = _inputs(3, 8, device=dev)
+    ref = ref + torch.randn(3, 8, device=dev)  # beyond the clamps on some tokens
+    loss, m = harmo.grpo_loss(
+        logp,
+        old,
+        torch.zeros(3, device=dev),
+        mask,
+        ref,
+        beta=0.3,
+        kl_estimator=estimator,
+        kl_clamp_log_ratio=clamps[0],
+        kl_clamp_value=clamps[1],
+        loss_agg="token_sum",
+        backend=backend,
+    )
+    kl = harmo.token_kl(logp, ref, estimator, *clamps, backend="torch")
+    want = 0.3 * (kl * mask).sum()
+    torch.testing.assert_close(loss, want)
+    torch.testing.assert_close(m["kl_mean"], (kl * mask).sum() / mask.sum())
+    torch.testing.assert_close(torch.autograd.grad(loss, logp)[0], torch.autograd.grad(want, logp)[0])
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize("level", ["token", "sequence"])
+@pytest.mark.parametrize("delta", [None, 3.0])
+def test_overflowing_ratios_torch_matches_kernels(backend: str, level: str, delta: float | None) -> None:
+    # logp - old >= ~89 (or old = -inf) overflows r = exp(logp - old) to inf in fp32. Tokens that pass
+    # no gradient to r (A > 0 clipped, A < 0 capped by delta, A = 0) keep a zero gradient and a
+    # finite loss in the torch reference as in the kernels; A < 0 without delta is infinite in both.
+    dev = _device(backend)
+    old = torch.tensor([[-95.0, -float("inf"), 0.0], [-95.0, 0.0, 0.0], [-float("inf"), -95.0, 0.0]], device=dev)
+    adv = torch.tensor([1.0, 0.0, -1.0], device=dev)
+    mask = torch.tensor([[True, True, True], [True, True, False], [True, True, True]], device=dev)
+    ref = torch.full((3, 3), -0.5, device=dev)
+    kw = dict(ratio_level=level, delta=delta, beta=0.05, kl_clamp_log_ratio=20.0, kl_clamp_value=10.0)
+    rows = slice(None) if delta is not None else slice(0, 2)  # without delta the A < 0 row is infinite
+    for x0 in (torch.zeros(3, 3, device=dev), torch.full((3, 3), -0.2, device=dev)):
+        got_x, want_x = x0.clone().requires_grad_(), x0.clone().requires_grad_()
+        got, _ = harmo.grpo_loss(got_x[rows], old[rows], adv[rows], mask[rows], ref[rows], backend=backend, **kw)
+        want, _ = harmo.grpo_loss(want_x[rows], old[rows], adv[rows], mask[rows], ref[rows], backend="torch", **kw)
+        assert torch.isfinite(got) and torch.isfinite(want)
+        torch.testing.assert_close(got, want)
+        (g,) = torch.autograd.grad(got, got_x)
+        (g_want,) = torch.autograd.grad(want, want_x)
+        assert torch.isfinite(g_want).all()
+        torch.testing.assert_close(g, g_want)
+    if delta is None:  # the A < 0 row: inf loss, an infinite gradient on its unclipped tokens, in both
+        x = torch.zeros(1, 3, device=dev, requires_grad=True)
+        got, _ = harmo.grpo_loss(x, old[2:], adv[2:], mask[2:], backend=backend, ratio_level=level)
+        want, _ = harmo.grpo_loss(x, old[2:], adv[2:], mask[2:], backend="torch", ratio_level=level)
+        assert got.item() == want.item() == float("inf")
+        torch.testing.assert_close(torch.autograd.grad(got, x)[0], torch.autograd.grad(want, x)[0])
+
+
+def _required_normalizer(agg: str) -> float | None:
+    return 37.0 if AGGREGATIONS[ALIASES.get(agg, agg)].required_normalizer else None
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 @pytest.mark.parametrize("name", sorted(ALIASES))
 def test_aliases_match_reference(backend: str, name: str) -> None:
     args = _inputs(3, 9, device=_device(backend))
-    normalizer = 37.0 if name == "dapo" else None
-    _compare(backend, args, loss_agg=name, normalizer=normalizer, beta=0.1)
-    canonical, _ = grpo_loss_reference(*args, loss_agg=ALIASES[name], normalizer=normalizer, beta=0.1)
-    aliased, _ = grpo_loss_reference(*args, loss_agg=name, normalizer=normalizer, beta=0.1)
+    _compare(backend, args, loss_agg=name, beta=0.1)
+    canonical, _ = grpo_loss_reference(*args, loss_agg=ALIASES[name], beta=0.1)
+    aliased, _ = grpo_loss_reference(*args, loss_agg=name, beta=0.1)
     assert canonical.item() == aliased.item()
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize("agg", sorted(AGGREGATIONS))
+def test_empty_rows_count_as_the_mode_says(backend: str, agg: str) -> None:
+    # Rows 1 and 3 are fully masked: ours and verl's seq-means leave them out of the row count,
+    # TRL's count them; every backend agrees with the reference either way.
+    args = _inputs(5, 7, masked_rows=(1, 3), device=_device(backend))
+    _compare(backend, args, loss_agg=agg, normalizer=_required_normalizer(agg), beta=0.1)
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
@@ -262,6 +395,7 @@ def test_all_masked_rows_and_empty_batches(backend: str, level: str) -> None:
                 logp.detach(),
                 beta=0.1,
                 loss_agg=agg,
+                normalizer=_required_normalizer(agg),
                 ratio_level=level,
                 backend=backend,
             )
@@ -427,7 +561,11 @@ def _good() -> dict:
         (dict(normalizer=0.0), ValueError, "normalizer"),
         (dict(loss_agg="mean"), ValueError, "loss_agg"),
         (dict(loss_agg="dapo"), ValueError, "normalizer"),
+        (dict(loss_agg="dr_grpo"), ValueError, "max_completion_length"),
         (dict(kl_estimator="k9"), ValueError, "kl_estimator"),
+        (dict(kl_estimator="k3++"), ValueError, "kl_estimator"),
+        (dict(kl_clamp_log_ratio=0.0), ValueError, "kl_clamp_log_ratio"),
+        (dict(kl_clamp_value=-1.0), ValueError, "kl_clamp_value"),
         (dict(ratio_level="sequence_token"), ValueError, "ratio_level"),
         (dict(backend="gpu"), ValueError, "backend"),
     ],
@@ -453,11 +591,14 @@ def test_opcheck_grpo_loss_op(backend: str, need_grad: bool, sequence: bool) -> 
         delta=3.0,
         beta=0.1,
         kl_estimator=2,
+        kl_clamp_d=20.0,
+        kl_clamp_v=10.0,
         bias_corrected=True,
         sequence=sequence,
         agg_base=3.0,
         agg_per_row_count=True,
         agg_total_count=False,
+        agg_nonempty_rows=True,
     )
     lp = logp.detach().float().contiguous().requires_grad_(need_grad)
     args = (lp, old.float(), adv.float(), mask, ref.float(), w.float(), settings.as_floats(), backend, need_grad)

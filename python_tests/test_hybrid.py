@@ -313,3 +313,16 @@ def test_public_api_is_lazy_and_complete():
         assert getattr(rewards, name) is not None
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         rewards.nope  # noqa: B018 (the attribute access is what is tested)
+
+
+def test_free_text_answers_count_unless_strict_format():
+    # An untagged answer from a model that has not learned the format yet: the accuracy reward
+    # sees it (so groups are not all-zero), the format reward still penalises the missing format.
+    samples = [S("19+29 is computed as follows. That gives 48 in total.", "48"), S(r"It is $47$.", "48")]
+    res = HybridReward(RewardConfig(model_rm=ModelRMConfig(kind="none"))).score(samples)
+    assert res.components["hybrid"] == [1.0, 0.0]
+    assert [v.located for v in res.verdicts] == ["last_number", "math"]
+    assert all(f < 0 for f in res.components["format"])
+    strict = HybridReward(RewardConfig(strict_format=True, model_rm=ModelRMConfig(kind="none"))).score(samples)
+    assert strict.components["hybrid"] == [0.0, 0.0]
+    assert [v.reason for v in strict.verdicts] == ["no_answer", "no_answer"]

@@ -54,6 +54,14 @@ def test_hand_example_every_backend(backend: str, shape: str) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_group_ids_as_uid_strings(backend: str) -> None:
+    uids = ["p0", "p0", "p0", "p0", "p0", "p1", "p1", "p1", "p1"]  # the grouping of IDS
+    want = harmo.length_penalty(LENGTHS, CORRECT, group_ids=IDS, backend=backend)
+    _equal(harmo.length_penalty(LENGTHS, CORRECT, group_ids=uids, backend=backend), want)
+    assert want[1].item() < 0.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_boundary_d_equal_tau(backend: str) -> None:
     # L* = 8: L = 6 gives d = 0.25 exactly, L = 4 gives d = 0.5 exactly.
     lengths = torch.tensor([8, 6, 4, 7], dtype=torch.int32)
@@ -62,6 +70,27 @@ def test_boundary_d_equal_tau(backend: str) -> None:
     _equal(step, torch.tensor([0.0, -0.3, -0.3, 0.0]))
     linear = harmo.length_penalty(lengths, correct, 4, p_max=0.3, tau=0.5, shape="linear", backend=backend)
     _equal(linear, torch.tensor([0.0, -0.15, -0.3, -0.3 * 0.25]))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("anchor", "tau"), [(10, 0.1), (10, 0.3), (10, 0.7), (100, 0.01), (5, 0.2), (3, 1.0 / 3.0)])
+def test_boundary_d_equal_tau_non_dyadic(backend: str, anchor: int, tau: float) -> None:
+    # Every length below the anchor, so one of them sits on d == tau in float64 (or next to it), with a
+    # tau that fp32 cannot hold: each backend decides the step as the float64 reference does.
+    lengths = torch.arange(anchor + 1, dtype=torch.int64)
+    correct = lengths == anchor
+    for shape in SHAPES:
+        want = reference(lengths, correct, group_size=anchor + 1, p_max=0.3, tau=tau, shape=shape)
+        got = harmo.length_penalty(lengths, correct, anchor + 1, p_max=0.3, tau=tau, shape=shape, backend=backend)
+        assert torch.equal(got, want), shape
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_step_at_anchor_10_length_9_tau_0_1(backend: str) -> None:
+    # d = 1/10 == tau in float64, but below float32(0.1) = 0.100000001: penalised.
+    lengths, correct = torch.tensor([10, 9]), torch.tensor([True, False])
+    got = harmo.length_penalty(lengths, correct, 2, tau=0.1, shape="step", backend=backend)
+    _equal(got, torch.tensor([0.0, -0.5]))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

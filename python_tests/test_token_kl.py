@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 
 import harmo_fast as harmo
 from harmo_fast._dispatch import available_backends
-from harmo_fast.ops.token_kl import token_kl_reference
+from harmo_fast.ops.token_kl import KL_ESTIMATORS, token_kl_reference
 
 KERNEL_BACKENDS = [b for b in ("cpu", "triton", "cuda") if available_backends()[b].startswith("available")]
-ESTIMATORS = ("k1", "k2", "k3")
+ESTIMATORS = tuple(KL_ESTIMATORS)
+# Whose gradient is the derivative of their value (the straight-through ones take k2's).
+SMOOTH_ESTIMATORS = ("k1", "k2", "k3", "abs")
 TOL = {
     torch.float32: dict(rtol=1e-5, atol=1e-5),
     torch.bfloat16: dict(rtol=1e-2, atol=1e-2),
@@ -34,9 +36,46 @@ def test_reference_hand_values() -> None:
     torch.testing.assert_close(token_kl_reference(logp, ref, "k1"), torch.tensor([-x for x in d]))
     torch.testing.assert_close(token_kl_reference(logp, ref, "k2"), torch.tensor([x * x / 2 for x in d]))
     torch.testing.assert_close(token_kl_reference(logp, ref, "k3"), torch.tensor([math.exp(x) - x - 1 for x in d]))
+    torch.testing.assert_close(token_kl_reference(logp, ref, "abs"), torch.tensor([abs(x) for x in d]))
     # clamp of d to [-0.5, 0.5] then of the value to [-0.1, 0.1]
     got = token_kl_reference(logp, ref, "k1", clamp_log_ratio=0.5, clamp_value=0.1)
     torch.testing.assert_close(got, torch.tensor([-0.1, 0.0, 0.1]))
+
+
+@pytest.mark.parametrize("base", ["k1", "k2", "k3", "abs"])
+@pytest.mark.parametrize("clamps", [(None, None), (0.5, 0.2)])
+def test_reference_straight_through_is_base_value_with_k2_gradient(base: str, clamps: tuple) -> None:
+    # verl's kl_penalty(..., "k3+"): k3's (clamped) value, the gradient of 0.5 (logp - ref)^2 = logp - ref,
+    # whatever the clamps do to the value.
+    logp = torch.tensor([0.0, 1.0, -2.0, 0.4], requires_grad=True)
+    ref = torch.tensor([math.log(2.0), 1.5, -3.0, 0.4])
+    got = token_kl_reference(logp, ref, base + "+", *clamps)
+    torch.testing.assert_close(got, token_kl_reference(logp, ref, base, *clamps))
+    (g,) = torch.autograd.grad(got.sum(), logp)
+    torch.testing.assert_close(g, logp.detach() - ref)
+
+
+def test_reference_abs_gradient_is_sign_of_logp_minus_ref() -> None:
+    logp = torch.tensor([0.0, 1.0, -2.0, 0.5], requires_grad=True)
+    ref = torch.tensor([1.0, 0.0, -2.0, 0.5 + 1e-3])
+    (g,) = torch.autograd.grad(token_kl_reference(logp, ref, "abs").sum(), logp)
+    torch.testing.assert_close(g, torch.tensor([-1.0, 1.0, 0.0, -1.0]))
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize("estimator", ["abs", "abs+", "k3+", "k1+"])
+def test_backend_at_ties_and_clamp_bounds(backend: str, estimator: str) -> None:
+    # d = 0 (abs's kink: gradient 0), d on and beyond the clamp bound, large d with and without clamps.
+    dev = _device(backend)
+    logp = torch.tensor([0.5, 0.0, 0.0, 0.0, 30.0], device=dev, requires_grad=True)
+    ref = torch.tensor([0.5, 2.0, -2.5, 30.0, 0.0], device=dev)
+    for clamps in ((None, None), (2.0, 1.5), (20.0, 10.0)):
+        got = harmo.token_kl(logp, ref, estimator, *clamps, backend=backend)
+        want = token_kl_reference(logp, ref, estimator, *clamps)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        (g_got,) = torch.autograd.grad(got.sum(), logp)
+        (g_want,) = torch.autograd.grad(want.sum(), logp)
+        torch.testing.assert_close(g_got, g_want, rtol=1e-5, atol=1e-5)
 
 
 def test_reference_k3_gradient_is_one_minus_exp_d() -> None:
@@ -46,7 +85,7 @@ def test_reference_k3_gradient_is_one_minus_exp_d() -> None:
     torch.testing.assert_close(g, 1.0 - torch.exp(ref - logp.detach()))
 
 
-@pytest.mark.parametrize("estimator", ESTIMATORS)
+@pytest.mark.parametrize("estimator", SMOOTH_ESTIMATORS)
 @pytest.mark.parametrize("clamps", [(None, None), (0.7, None), (None, 0.3), (0.7, 0.3)])
 def test_reference_gradcheck(estimator: str, clamps: tuple) -> None:
     logp = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
@@ -114,6 +153,7 @@ def test_auto_backend_and_no_grad_path() -> None:
     logp, ref = torch.randn(3, 4), torch.randn(3, 4)
     torch.testing.assert_close(harmo.token_kl(logp, ref), token_kl_reference(logp, ref))
     torch.testing.assert_close(harmo.token_kl(logp, ref, "low_var_kl"), token_kl_reference(logp, ref, "k3"))
+    torch.testing.assert_close(harmo.token_kl(logp, ref, "low_var_kl+"), token_kl_reference(logp, ref, "k3+"))
 
 
 def test_non_contiguous_inputs() -> None:
@@ -149,7 +189,7 @@ def test_bad_tensors() -> None:
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
-@pytest.mark.parametrize("estimator", [0, 2])
+@pytest.mark.parametrize("estimator", [0, 2, 3, 6])
 def test_opcheck_token_kl_ops(backend: str, estimator: int) -> None:
     from harmo_fast.ops.token_kl import _token_kl_backward_op, _token_kl_op
 

@@ -210,11 +210,18 @@ def test_reasoning_and_answer_location():
     assert verify(r"<answer>\frac{1}{2}</answer>", "0.5", "math").correct
 
 
-def test_no_answer_and_last_number_fallback():
-    v = verify("I computed it and got 5 in the end, I think", "5", "math")
-    assert v.reason == "no_answer" and v.score == 0.0
-    assert verify("I computed it and got 5 in the end, I think", "5", "math", last_number_fallback=True).correct
-    assert verify("5", "5", "math").correct  # a short bare answer is the answer
+def test_free_text_location_and_strict_format():
+    # Free text is searched by default: the last number here; strict_format grades only marked answers.
+    prose = "I computed it and got 5 in the end, I think"
+    v = verify(prose, "5", "math")
+    assert v.correct and v.located == "last_number"
+    v = verify(prose, "5", "math", strict_format=True)
+    assert v.reason == "no_answer" and v.score == 0.0 and v.located is None
+    assert verify(prose, "5", "math", strict_format=True, last_number_fallback=True).correct
+    v = verify("5", "5", "math", strict_format=True)
+    assert v.correct and v.located == "bare"  # a short bare answer is the answer
+    with pytest.raises(ValueError, match="strict_format"):
+        verify("5", "5", "math", strict_format="yes")
 
 
 def test_list_of_golds():

@@ -63,7 +63,8 @@ def test_rel_tol():
 
 def test_bare_number_and_prose():
     assert verify("3.14", "3.14", "numeric").correct
-    assert verify("It is about 3.14 I guess", "3.14", "numeric").reason == "no_answer"
+    assert verify("It is about 3.14 I guess", "3.14", "numeric").located == "last_number"
+    assert verify("It is about 3.14 I guess", "3.14", "numeric", strict_format=True).reason == "no_answer"
 
 
 def test_non_number_answer():

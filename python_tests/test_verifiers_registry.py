@@ -39,7 +39,7 @@ def test_bad_completion():
 
 def test_verdict_fields():
     v = verify(r"\boxed{4}", "4", "math")
-    assert v == Verdict(1.0, True, "ok", "4", True, "rule", None, "")
+    assert v == Verdict(1.0, True, "ok", "4", True, "rule", None, "", "boxed")
 
 
 def test_register_a_custom_verifier():

@@ -155,9 +155,14 @@ ChunkMath pick_chunk_math(const GrpoParams& p, bool sequence) {
   if (!p.has_ref) return pick_level<-1, false, false>(sequence);
   const bool beta = p.beta > 0.0f;
   switch (p.kl_estimator) {
-    case static_cast<int>(KlEstimator::k1): return pick_flags<0>(p.bias_corrected, beta, sequence);
-    case static_cast<int>(KlEstimator::k2): return pick_flags<1>(p.bias_corrected, beta, sequence);
-    default: return pick_flags<2>(p.bias_corrected, beta, sequence);
+    case 0: return pick_flags<0>(p.bias_corrected, beta, sequence);
+    case 1: return pick_flags<1>(p.bias_corrected, beta, sequence);
+    case 2: return pick_flags<2>(p.bias_corrected, beta, sequence);
+    case 3: return pick_flags<3>(p.bias_corrected, beta, sequence);
+    case 4: return pick_flags<4>(p.bias_corrected, beta, sequence);
+    case 5: return pick_flags<5>(p.bias_corrected, beta, sequence);
+    case 6: return pick_flags<6>(p.bias_corrected, beta, sequence);
+    default: return pick_flags<7>(p.bias_corrected, beta, sequence);
   }
 }
 
@@ -244,10 +249,10 @@ int grpo_loss_fwd(int64_t N, int64_t T, std::uintptr_t logp, std::uintptr_t old,
                   std::uintptr_t w, bool w_per_token, std::uintptr_t coef, std::uintptr_t out_loss,
                   std::uintptr_t out_stats,
                   std::uintptr_t row_scale, int dtype, float clip_lo, float clip_hi, float delta,
-                  float beta, int kl_estimator, bool bias_corrected, bool sequence, float agg_base,
-                  bool agg_per_row_count, bool agg_total_count) {
+                  float beta, int kl_estimator, float kl_clamp_d, float kl_clamp_v, bool bias_corrected, bool sequence, float agg_base,
+                  bool agg_per_row_count, bool agg_total_count, bool agg_nonempty_rows) {
   RowArgs a{grpo_args(N, T, logp, old, ref, mask, adv, adv_per_token, w, w_per_token, coef, sequence,
-                      GrpoParams{clip_lo, clip_hi, delta, beta, ref != 0, bias_corrected, kl_estimator}),
+                      GrpoParams{clip_lo, clip_hi, delta, beta, ref != 0, bias_corrected, kl_estimator, kl_clamp_d, kl_clamp_v}),
             nullptr};
   a.math = pick_chunk_math(a.params, sequence);
   std::vector<float> slots(static_cast<size_t>(N) * kRowSlots);
@@ -255,18 +260,20 @@ int grpo_loss_fwd(int64_t N, int64_t T, std::uintptr_t logp, std::uintptr_t old,
     HARMO_DISPATCH_FLOATING(dtype, scalar_t, [&] { grpo_rows_mask<scalar_t>(mask_code, a, slots.data()); });
   }
   // Finish serially in double: O(N), and it keeps the loss independent of the thread count.
-  double total = 0.0;
+  double total = 0.0, rows = 0.0;
   int flags = 0;
   for (int64_t b = 0; b < N; ++b) {
     total += slots[b * kRowSlots + kRowCount];
+    rows += slots[b * kRowSlots + kRowCount] > 0.0f ? 1.0 : 0.0;
     flags |= (slots[b * kRowSlots + kRowBadAdv] != 0.0f ? kBadAdvantages : 0) |
              (slots[b * kRowSlots + kRowBadWeight] != 0.0f ? kBadWeights : 0);
   }
-  const AggPlan plan{agg_base, agg_per_row_count, agg_total_count};
+  const AggPlan plan{agg_base, agg_per_row_count, agg_total_count, agg_nonempty_rows};
+  const AggCounts counts{static_cast<float>(total), static_cast<float>(rows)};
   float* scale = as_ptr<float>(row_scale);
   double sums[kOutSlots] = {0.0, 0.0, 0.0, 0.0, 0.0};
   for (int64_t b = 0; b < N; ++b) {
-    scale[b] = add_row_to_outputs(slots.data() + b * kRowSlots, plan, static_cast<float>(total), sums);
+    scale[b] = add_row_to_outputs(slots.data() + b * kRowSlots, plan, counts, sums);
   }
   write_outputs(sums, total, as_ptr<float>(out_loss), as_ptr<float>(out_stats));
   return flags;
@@ -304,8 +311,8 @@ HARMO_BIND(grpo_loss) {
         py::arg("mask"), py::arg("mask_dtype"), py::arg("adv"), py::arg("adv_per_token"), py::arg("w"),
         py::arg("w_per_token"), py::arg("coef"), py::arg("out_loss"), py::arg("out_stats"), py::arg("row_scale"),
         py::arg("dtype"), py::arg("clip_lo"), py::arg("clip_hi"), py::arg("delta"), py::arg("beta"),
-        py::arg("kl_estimator"), py::arg("bias_corrected"), py::arg("sequence"), py::arg("agg_base"),
-        py::arg("agg_per_row_count"), py::arg("agg_total_count"));
+        py::arg("kl_estimator"), py::arg("kl_clamp_d"), py::arg("kl_clamp_v"), py::arg("bias_corrected"), py::arg("sequence"), py::arg("agg_base"),
+        py::arg("agg_per_row_count"), py::arg("agg_total_count"), py::arg("agg_nonempty_rows"));
   m.def("grpo_loss_bwd", &harmo::grpo_loss_bwd, py::call_guard<py::gil_scoped_release>(),
         "Scale the stored coefficients by grad_output * row_scale in place", py::kw_only(), py::arg("coef"), py::arg("row_scale"), py::arg("grad_output"), py::arg("n"), py::arg("t"),
         py::arg("dtype"));

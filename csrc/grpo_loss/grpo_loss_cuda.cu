@@ -103,15 +103,20 @@ __global__ void rows_kernel(RowArgs a) {
 
 __global__ void finish_kernel(const float* partials, int64_t N, AggPlan plan, float* out_loss, float* out_stats,
                               float* row_scale) {
-  double total[1] = {0.0};
-  for (int64_t b = threadIdx.x; b < N; b += blockDim.x) total[0] += partials[b * kRowSlots + kRowCount];
-  block_sum(total);
+  double count[2] = {0.0, 0.0};  // sum of the mask, non-empty rows
+  for (int64_t b = threadIdx.x; b < N; b += blockDim.x) {
+    const float c = partials[b * kRowSlots + kRowCount];
+    count[0] += c;
+    count[1] += c > 0.0f ? 1.0 : 0.0;
+  }
+  block_sum(count);
+  const AggCounts counts{static_cast<float>(count[0]), static_cast<float>(count[1])};
   double sums[kOutSlots] = {};
   for (int64_t b = threadIdx.x; b < N; b += blockDim.x) {
-    row_scale[b] = add_row_to_outputs(partials + b * kRowSlots, plan, static_cast<float>(total[0]), sums);
+    row_scale[b] = add_row_to_outputs(partials + b * kRowSlots, plan, counts, sums);
   }
   block_sum(sums);
-  if (threadIdx.x == 0) write_outputs(sums, total[0], out_loss, out_stats);
+  if (threadIdx.x == 0) write_outputs(sums, count[0], out_loss, out_stats);
 }
 
 template <class TL>
@@ -147,17 +152,17 @@ void forward(int64_t N, int64_t T, std::uintptr_t logp, std::uintptr_t old, std:
              int mask_code, std::uintptr_t adv, bool adv_per_token, std::uintptr_t w, bool w_per_token,
              std::uintptr_t coef, std::uintptr_t out_loss, std::uintptr_t out_stats, std::uintptr_t row_scale,
              std::uintptr_t partials, int dtype, float clip_lo, float clip_hi, float delta, float beta,
-             int kl_estimator, bool bias_corrected, bool sequence, float agg_base, bool agg_per_row_count,
-             bool agg_total_count, std::uintptr_t stream) {
+             int kl_estimator, float kl_clamp_d, float kl_clamp_v, bool bias_corrected, bool sequence, float agg_base, bool agg_per_row_count,
+             bool agg_total_count, bool agg_nonempty_rows, std::uintptr_t stream) {
   auto s = reinterpret_cast<cudaStream_t>(stream);
   RowArgs a{grpo_args(N, T, logp, old, ref, mask, adv, adv_per_token, w, w_per_token, coef, sequence,
-                      GrpoParams{clip_lo, clip_hi, delta, beta, ref != 0, bias_corrected, kl_estimator}),
+                      GrpoParams{clip_lo, clip_hi, delta, beta, ref != 0, bias_corrected, kl_estimator, kl_clamp_d, kl_clamp_v}),
             as_ptr<float>(partials)};
   if (N > 0) {
     check(cudaMemsetAsync(as_ptr<void>(partials), 0, static_cast<size_t>(N) * kRowSlots * sizeof(float), s));
     if (T > 0) HARMO_DISPATCH_FLOATING(dtype, scalar_t, [&] { launch_rows<scalar_t>(mask_code, a, s); });
   }
-  const AggPlan plan{agg_base, agg_per_row_count, agg_total_count};
+  const AggPlan plan{agg_base, agg_per_row_count, agg_total_count, agg_nonempty_rows};
   finish_kernel<<<1, kThreads, 0, s>>>(as_ptr<const float>(partials), N, plan, as_ptr<float>(out_loss),
                                        as_ptr<float>(out_stats), as_ptr<float>(row_scale));
   check(cudaGetLastError());
@@ -188,8 +193,8 @@ HARMO_BIND(grpo_loss_cuda) {
         py::arg("mask"), py::arg("mask_dtype"), py::arg("adv"), py::arg("adv_per_token"), py::arg("w"),
         py::arg("w_per_token"), py::arg("coef"), py::arg("out_loss"), py::arg("out_stats"), py::arg("row_scale"), py::arg("partials"),
         py::arg("dtype"), py::arg("clip_lo"), py::arg("clip_hi"), py::arg("delta"), py::arg("beta"),
-        py::arg("kl_estimator"), py::arg("bias_corrected"), py::arg("sequence"), py::arg("agg_base"),
-        py::arg("agg_per_row_count"), py::arg("agg_total_count"), py::arg("stream"));
+        py::arg("kl_estimator"), py::arg("kl_clamp_d"), py::arg("kl_clamp_v"), py::arg("bias_corrected"), py::arg("sequence"), py::arg("agg_base"),
+        py::arg("agg_per_row_count"), py::arg("agg_total_count"), py::arg("agg_nonempty_rows"), py::arg("stream"));
   m.def("grpo_loss_bwd", &harmo::grpo::backward, py::call_guard<py::gil_scoped_release>(),
         "coef *= grad_output * row_scale[b], in place; `stream` is the raw cudaStream_t", py::kw_only(), py::arg("coef"), py::arg("row_scale"), py::arg("grad_output"), py::arg("n"), py::arg("t"),
         py::arg("dtype"),

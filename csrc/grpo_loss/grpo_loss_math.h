@@ -25,7 +25,9 @@ struct GrpoParams {
   float beta;           // KL coefficient (the KL term is added only when beta > 0)
   bool has_ref;         // ref_logp given: the KL is computed (for the metric at least)
   bool bias_corrected;  // KL term multiplied by r (TRL use_bias_correction_kl: r not detached)
-  int kl_estimator;     // KlEstimator (the KL is not clamped)
+  int kl_estimator;     // KlEstimator
+  float kl_clamp_d;     // clamp of the KL's log-ratio d = ref - logp (token_kl's clamp_d); +inf when off
+  float kl_clamp_v;     // clamp of the KL value (token_kl's clamp_v); +inf when off
 };
 
 struct GrpoToken {
@@ -45,7 +47,7 @@ template <class M>
 HARMO_HD float mask_at(const M* p, int64_t i) { return load_at(p, i); }
 
 // a * b, but 0 when a == 0: a clipped token (zero derivative) with an overflowed ratio r = inf
-// has a zero gradient, not 0 * inf = NaN.
+// has a zero gradient, and a zero advantage a zero loss, not 0 * inf = NaN.
 HARMO_HD float mul_or_zero(float a, float b) { return a == 0.0f ? 0.0f : a * b; }
 
 // d = ref_logp - logp. KL is the estimator code fixed at compile time, or -1 for "no reference";
@@ -58,7 +60,7 @@ HARMO_HD GrpoToken grpo_token_fixed(float r, float adv, float w, float d, const 
   // Two single selects (clamp_nan's nested one does not vectorise here); NaN stays NaN.
   const float r_lo = r < p.clip_lo ? p.clip_lo : r;
   const float r2 = r_lo > p.clip_hi ? p.clip_hi : r_lo;
-  const float a = r1 * adv;
+  const float a = mul_or_zero(adv, r1);
   const float b = r2 * adv;
   const float lo = a != a ? a : (a <= b ? a : b);  // min() that keeps NaN, like torch.min
   // Whichever branch min() picks passes dr/dr of its own clamp. On a tie (r inside the clip
@@ -76,7 +78,7 @@ HARMO_HD GrpoToken grpo_token_fixed(float r, float adv, float w, float d, const 
   t.clip_low = (r < p.clip_lo ? 1.0f : 0.0f) * (adv < 0.0f ? 1.0f : 0.0f);
   t.clip_high = (r > p.clip_hi ? 1.0f : 0.0f) * (adv > 0.0f ? 1.0f : 0.0f);
   if (KL >= 0) {
-    const KlTerm k = kl_term_fixed<(KL >= 0 ? KL : 0), false>(d, 0.0f, 0.0f);
+    const KlTerm k = kl_term_fixed<(KL >= 0 ? KL : 0)>(d, p.kl_clamp_d, p.kl_clamp_v);
     t.kl = BIAS ? k.value * r : k.value;
     if (BETA) {  // beta == 0 with a reference: the KL is only a metric
       t.loss += p.beta * t.kl;
@@ -100,25 +102,39 @@ HARMO_HD GrpoToken grpo_token_kl(float r, float adv, float w, float d, const Grp
 HARMO_HD GrpoToken grpo_token(float r, float adv, float w, float d, const GrpoParams& p) {
   if (!p.has_ref) return grpo_token_fixed<-1, false, false>(r, adv, w, d, p);
   switch (p.kl_estimator) {
-    case static_cast<int>(KlEstimator::k1): return grpo_token_kl<0>(r, adv, w, d, p);
-    case static_cast<int>(KlEstimator::k2): return grpo_token_kl<1>(r, adv, w, d, p);
-    default: return grpo_token_kl<2>(r, adv, w, d, p);
+    case 0: return grpo_token_kl<0>(r, adv, w, d, p);
+    case 1: return grpo_token_kl<1>(r, adv, w, d, p);
+    case 2: return grpo_token_kl<2>(r, adv, w, d, p);
+    case 3: return grpo_token_kl<3>(r, adv, w, d, p);
+    case 4: return grpo_token_kl<4>(r, adv, w, d, p);
+    case 5: return grpo_token_kl<5>(r, adv, w, d, p);
+    case 6: return grpo_token_kl<6>(r, adv, w, d, p);
+    default: return grpo_token_kl<7>(r, adv, w, d, p);
   }
 }
 
 // Aggregation of the masked token losses as a per-row weight alpha_b (loss = sum_b alpha_b S_b,
-// S_b = sum_t m L): alpha_b = 1 / (base * [max(n_b, 1)] * [max(n_total, 1)]), the bracketed
-// factors present when the flags say so. harmo_fast/ops/_loss_agg.py maps each loss_agg to one.
+// S_b = sum_t m L): alpha_b = 1 / (base * [max(n_b, 1)] * [max(n_total, 1)] * [max(rows, 1)]), the
+// bracketed factors present when the flags say so (rows: the rows with n_b > 0).
+// harmo_fast/ops/_loss_agg.py maps each loss_agg to one.
 struct AggPlan {
   float base;
   bool per_row_count;
   bool total_count;
+  bool nonempty_rows;
 };
 
-HARMO_HD float row_alpha(const AggPlan& plan, float row_count, float total_count) {
+// The batch-wide counts a plan may divide by.
+struct AggCounts {
+  float total;  // sum of the mask
+  float rows;   // rows with a positive mask sum
+};
+
+HARMO_HD float row_alpha(const AggPlan& plan, float row_count, const AggCounts& c) {
   float div = plan.base;
   div *= plan.per_row_count ? (row_count > 1.0f ? row_count : 1.0f) : 1.0f;
-  div *= plan.total_count ? (total_count > 1.0f ? total_count : 1.0f) : 1.0f;
+  div *= plan.total_count ? (c.total > 1.0f ? c.total : 1.0f) : 1.0f;
+  div *= plan.nonempty_rows ? (c.rows > 1.0f ? c.rows : 1.0f) : 1.0f;
   return 1.0f / div;
 }
 
@@ -212,9 +228,9 @@ inline constexpr NamedCode kGrpoBadInputCodes[] = {{"advantages", kBadAdvantages
 enum GrpoOutSlot : int { kOutLoss = 0, kOutKl, kOutClipLow, kOutClipHigh, kOutRatio, kOutSlots };
 
 // Adds one row's partial sums `s` (kRowSlots) to the output sums and returns the row's
-// aggregation weight alpha_b; total = the masked token count of the whole batch.
-HARMO_HD float add_row_to_outputs(const float* s, const AggPlan& plan, float total, double* sums) {
-  const float alpha = row_alpha(plan, s[kRowCount], total);
+// aggregation weight alpha_b; `counts` are the whole batch's.
+HARMO_HD float add_row_to_outputs(const float* s, const AggPlan& plan, const AggCounts& counts, double* sums) {
+  const float alpha = row_alpha(plan, s[kRowCount], counts);
   sums[kOutLoss] += static_cast<double>(alpha) * s[kRowLoss];
   sums[kOutKl] += s[kRowKl];
   sums[kOutClipLow] += s[kRowClipLow];

@@ -55,6 +55,11 @@ void kl_backward(const float* grad_out, const TL* logp, const TR* ref, TL* grad,
       case 0: { constexpr int EST = 0; return __VA_ARGS__(); }                  \
       case 1: { constexpr int EST = 1; return __VA_ARGS__(); }                  \
       case 2: { constexpr int EST = 2; return __VA_ARGS__(); }                  \
+      case 3: { constexpr int EST = 3; return __VA_ARGS__(); }                  \
+      case 4: { constexpr int EST = 4; return __VA_ARGS__(); }                  \
+      case 5: { constexpr int EST = 5; return __VA_ARGS__(); }                  \
+      case 6: { constexpr int EST = 6; return __VA_ARGS__(); }                  \
+      case 7: { constexpr int EST = 7; return __VA_ARGS__(); }                  \
       default: throw std::invalid_argument("token_kl: unknown estimator code"); \
     }                                                                           \
   }()

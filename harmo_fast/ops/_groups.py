@@ -1,7 +1,9 @@
 """Group handling shared by the per-group ops (group_advantages, length_penalty).
 
 A batch of N rows is split into groups either by `group_size` (contiguous blocks of G rows,
-N % G == 0) or by `group_ids` (N integer ids, any values, any order, ragged sizes). Validation
+N % G == 0) or by `group_ids` (N ids, any values, any order, ragged sizes): an int32/int64
+tensor, or, turned into one by `as_group_ids`, a numpy array or a sequence of hashable ids (verl's
+numpy array of uid strings, a list of prompt ids). Validation
 here is static (shapes, dtypes, devices: traceable by torch.compile); `layout` does the
 data-dependent part and hands the kernels one form: contiguous blocks, or CSR lists (a stable
 order of the rows sorted by group, and the offsets where each group starts in it).
@@ -9,6 +11,8 @@ order of the rows sorted by group, and the offsets where each group starts in it
 
 from __future__ import annotations
 
+import math
+from collections.abc import Hashable, Iterable
 from typing import NamedTuple
 
 import torch
@@ -28,6 +32,49 @@ class GroupLayout(NamedTuple):
     size: int
     order: torch.Tensor | None
     offsets: torch.Tensor | None
+
+
+def _is_nan(x: object) -> bool:
+    try:
+        return math.isnan(x)
+    except TypeError:  # not a number
+        return False
+
+
+def _dense_codes(op: str, ids: Iterable[object]) -> list[int]:
+    """Each id's group number, numbered in order of first appearance."""
+    codes: dict[Hashable, int] = {}
+    out = []
+    for i, x in enumerate(ids):
+        if _is_nan(x):  # NaN is not equal to itself: it cannot name a group
+            raise ValueError(f"{op}: group_ids[{i}] is NaN")
+        try:
+            out.append(codes.setdefault(x, len(codes)))
+        except TypeError:
+            raise TypeError(f"{op}: group_ids[{i}] is not hashable ({type(x).__name__})") from None
+    return out
+
+
+def as_group_ids(op: str, group_ids: object, device: torch.device) -> torch.Tensor | None:
+    """group_ids as the ops take them: a tensor unchanged; a numpy integer array as an int64
+    tensor; any other numpy array or sequence of hashable ids (strings, tuples, ...) as int64
+    codes in order of first appearance; on `device`. Strings and bytes alone are refused."""
+    if group_ids is None or isinstance(group_ids, torch.Tensor):
+        return group_ids
+    if isinstance(group_ids, (str, bytes)):
+        raise TypeError(f"{op}: group_ids must be a tensor, a numpy array or a sequence of ids, not a string")
+    kind = getattr(getattr(group_ids, "dtype", None), "kind", None)  # numpy arrays, without importing numpy
+    if kind is not None and getattr(group_ids, "ndim", 1) != 1:
+        raise ValueError(f"{op}: group_ids must be 1-D, got shape {tuple(group_ids.shape)}")
+    if kind in ("i", "u"):
+        return torch.as_tensor(group_ids.astype("int64"), device=device)
+    try:
+        ids = list(group_ids)
+    except TypeError:
+        raise TypeError(
+            f"{op}: group_ids must be a tensor, a numpy array or a sequence of ids, got {type(group_ids).__name__}"
+        ) from None
+    return torch.tensor(_dense_codes(op, ids), dtype=torch.int64, device=device)
 
 
 def check_grouping(op: str, n: int, device: torch.device, group_size: object, group_ids: object) -> None:

@@ -10,6 +10,7 @@ the result is always detached).
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Sequence
 
 import torch
 
@@ -171,7 +172,7 @@ def _group_advantages_fake(rewards, group_size, group_ids, scale, eps, unbiased,
 def group_advantages(
     rewards: torch.Tensor,
     group_size: int | None = None,
-    group_ids: torch.Tensor | None = None,
+    group_ids: torch.Tensor | Sequence[Hashable] | None = None,
     scale: str = "none",
     eps: float = 1e-6,
     unbiased: bool = True,
@@ -180,10 +181,13 @@ def group_advantages(
     """Group-relative advantages (N,) float32 of rewards (N,) fp32/bf16/fp16.
 
     Groups: exactly one of group_size (contiguous groups of G rows, N % G == 0) or group_ids ((N,)
-    int32/int64, any ids in any order, ragged sizes). scale: "none" (R - mean_g, HARMO), "group"
+    int32/int64 tensor, numpy array, or sequence of hashable ids such as verl's uid strings; any
+    ids in any order, ragged sizes). scale: "none" (R - mean_g, HARMO), "group"
     ((R - mean_g) / (std_g + eps), GRPO), "batch" (group mean, whole-batch std). NaN rewards are
     excluded from the statistics and get 0; all-equal groups get exactly 0. The result is detached.
     """
+    _checks.check_tensor(OP, "rewards", rewards, ndim=1, dtypes=_checks.FLOAT_DTYPES)
+    group_ids = _groups.as_group_ids(OP, group_ids, rewards.device)
     device = _validate(rewards, group_size, group_ids, scale, eps)
     backend = _dispatch.resolve_backend(backend, device, OP)
     return _group_advantages_op(rewards.detach(), group_size, group_ids, scale, float(eps), bool(unbiased), backend)

@@ -12,9 +12,13 @@ multiplied by the same ratio r as the policy term (token or sequence level), unc
 detached, so its gradient is beta * r * (logp - ref) for k3. Masked-out tokens (mask == 0) are
 inert: they contribute nothing to the loss, the metrics or the gradient, whatever values
 logp/old/ref hold there. Non-zero mask values weight their token (bool masks are 0/1).
-No log-ratio is clamped (TRL semantics): in fp32, r overflows to inf once logp - old > ~88;
-clipped tokens then still get an exact zero gradient, an A < 0 token without delta gets an
-infinite loss, as the formula says.
+The KL term is token_kl's estimator, with its optional clamps (kl_clamp_log_ratio clamps
+d = ref - logp, kl_clamp_value the value; verl's low_var_kl uses 20 and 10; None = off).
+The policy log-ratio is not clamped (TRL semantics): in fp32, r overflows to inf once
+logp - old > ~88 (or old = -inf). A token that passes no gradient to r (clipped, capped by
+delta, or with A = 0) then still gets an exact zero gradient, a zero advantage a zero policy
+loss (0 * inf is taken as 0, in every backend), and an A < 0 token without delta an infinite
+loss and gradient, as the formula says.
 
 The compiled backends make one pass over the token tensors that produces the row partial sums
 AND the per-token gradient coefficient; the backward only scales it by grad_output and the row's
@@ -34,12 +38,29 @@ import torch
 from harmo_fast import _checks, _dispatch, _native
 from harmo_fast.ops._grpo_layout import METRIC_SLOTS, ROW_SLOTS, BadInput, RowSlot
 from harmo_fast.ops._loss_agg import AggPlan, resolve_loss_agg
-from harmo_fast.ops.token_kl import resolve_kl_estimator
+from harmo_fast.ops.token_kl import clamp_bound, kl_estimate, resolve_kl_estimator
 
 OP = "grpo_loss"
 METRICS = ("kl_mean", "clip_low_frac", "clip_high_frac", "ratio_mean")
 RATIO_LEVELS = ("token", "sequence")
 MASK_DTYPES = (torch.bool, torch.uint8, torch.int32, torch.int64, *_checks.FLOAT_DTYPES)
+
+
+class _ExpZeroSafe(torch.autograd.Function):
+    """exp(x) whose backward takes 0 * exp(x) as 0 when exp(x) overflows: a token that passes no
+    gradient to its ratio (clipped, capped, A = 0) keeps a zero gradient, not NaN, as the kernels'
+    mul_or_zero does."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        r = torch.exp(x)
+        ctx.save_for_backward(r)
+        return r
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (r,) = ctx.saved_tensors
+        return torch.where(grad == 0, torch.zeros_like(grad), grad * r)
 
 
 def grpo_loss_reference(
@@ -55,6 +76,8 @@ def grpo_loss_reference(
     delta: float | None = None,
     beta: float = 0.0,
     kl_estimator: str = "k3",
+    kl_clamp_log_ratio: float | None = None,
+    kl_clamp_value: float | None = None,
     kl_bias_corrected: bool = False,
     ratio_level: str = "token",
     loss_agg: str = "token_mean",
@@ -63,7 +86,7 @@ def grpo_loss_reference(
     """The definition of correct: plain torch ops in fp32 (float64 stays float64, for gradcheck),
     differentiated by autograd."""
     agg = resolve_loss_agg(OP, loss_agg, normalizer)
-    est = resolve_kl_estimator(OP, kl_estimator, "kl_estimator")
+    resolve_kl_estimator(OP, kl_estimator, "kl_estimator")
     eps_high = eps_low if eps_high is None else eps_high
     n = logp.shape[0]
     acc = torch.float64 if logp.dtype == torch.float64 else torch.float32
@@ -79,15 +102,16 @@ def grpo_loss_reference(
         log_ratio = (m * diff).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(min=1.0)
     else:
         log_ratio = diff
-    r = torch.exp(log_ratio)
+    r = _ExpZeroSafe.apply(log_ratio)
     r_capped = r if delta is None else r.clamp(max=delta)
     r_clipped = r.clamp(1.0 - eps_low, 1.0 + eps_high)
-    per_token = -torch.min(r_capped * adv, r_clipped * adv)
+    per_token = -torch.min(torch.where(adv == 0, zero, r_capped * adv), r_clipped * adv)
     if is_weights is not None:
         per_token = per_token * is_weights.to(acc).reshape(n, -1)
     kl = None
     if ref_logp is not None:
-        kl = est.value(torch.where(on, ref_logp.to(acc) - lp, zero))
+        d = torch.where(on, ref_logp.to(acc) - lp, zero)
+        kl = kl_estimate(d, kl_estimator, kl_clamp_log_ratio, kl_clamp_value)
         if kl_bias_corrected:
             kl = kl * r
         if beta > 0:
@@ -180,15 +204,18 @@ class GrpoSettings(NamedTuple):
     delta: float  # dual-clip cap, +inf when off
     beta: float
     kl_estimator: int  # KlEstimator code
+    kl_clamp_d: float  # clamp of the KL's d = ref - logp, +inf when off
+    kl_clamp_v: float  # clamp of the KL value, +inf when off
     bias_corrected: bool
     sequence: bool  # GSPO sequence-level ratio
     agg_base: float  # the AggPlan, flattened
     agg_per_row_count: bool
     agg_total_count: bool
+    agg_nonempty_rows: bool
 
     @property
     def plan(self) -> AggPlan:
-        return AggPlan(self.agg_base, self.agg_per_row_count, self.agg_total_count)
+        return AggPlan(self.agg_base, self.agg_per_row_count, self.agg_total_count, self.agg_nonempty_rows)
 
     def as_floats(self) -> list[float]:
         """The settings as the custom op carries them: one float list (a schema with few
@@ -304,6 +331,8 @@ def _finish_partials(partials: torch.Tensor, plan: AggPlan) -> tuple[torch.Tenso
         div = div * count.clamp(min=1.0)
     if plan.total_count:
         div = div * total
+    if plan.nonempty_rows:
+        div = div * (count > 0).sum().clamp(min=1)
     alpha = (1.0 / div).float()
     loss = (alpha.double() * p[:, RowSlot.LOSS]).sum().float()
     stats = (p[:, list(METRIC_SLOTS)].sum(0) / total).float()
@@ -432,6 +461,8 @@ def grpo_loss(
     delta: float | None = None,
     beta: float = 0.0,
     kl_estimator: str = "k3",
+    kl_clamp_log_ratio: float | None = None,
+    kl_clamp_value: float | None = None,
     kl_bias_corrected: bool = False,
     ratio_level: str = "token",
     loss_agg: str = "token_mean",
@@ -442,17 +473,23 @@ def grpo_loss(
 
     old_logp (N,T) or None (on-policy: old = logp.detach()); advantages (N,) or (N,T); mask (N,T)
     bool/int/float; ref_logp (N,T) for the KL (needed when beta > 0; gives kl_mean whenever
-    given); is_weights (N,), (N,1) or (N,T). loss_agg: token_mean ("token-mean", "bnpo", "dapo"
-    with normalizer), seq_mean_token_mean ("grpo", "seq-mean-token-mean"), seq_mean_token_sum
-    ("seq-mean-token-sum"), seq_mean_token_sum_norm ("dr_grpo", "seq-mean-token-sum-norm";
-    normalizer defaults to T). Returns (loss: 0-dim fp32, differentiable w.r.t. logp;
-    metrics: {kl_mean, clip_low_frac, clip_high_frac, ratio_mean}, 0-dim fp32, detached).
+    given); kl_clamp_log_ratio / kl_clamp_value: token_kl's clamps of the KL term (None = off;
+    verl's low_var_kl: 20 / 10); is_weights (N,), (N,1) or (N,T).
+    loss_agg (harmo_fast/ops/_loss_agg.py, docs/SPEC.md §2): token_mean ("token-mean", "bnpo"),
+    token_sum ("token-sum"), seq_mean_token_mean, seq_mean_token_sum, seq_mean_token_sum_norm
+    (verl's "seq-mean-*" names; seq-means over the non-empty rows), and TRL's "grpo", "dr_grpo",
+    "luspo", "dapo" (seq-means over every row, as TRL). normalizer: the divisor replacing the
+    mode's default (dr_grpo: TRL's max_completion_length; dr_grpo and dapo require it).
+    Returns (loss: 0-dim fp32, differentiable w.r.t. logp; metrics: {kl_mean, clip_low_frac,
+    clip_high_frac, ratio_mean}, 0-dim fp32, detached).
     """
     device = _validate(
         logp, old_logp, advantages, mask, ref_logp, is_weights, eps_low, eps_high, delta, beta, normalizer, ratio_level
     )
     agg = resolve_loss_agg(OP, loss_agg, normalizer)
     est = resolve_kl_estimator(OP, kl_estimator, "kl_estimator")
+    clamp_d = clamp_bound(OP, "kl_clamp_log_ratio", kl_clamp_log_ratio)
+    clamp_v = clamp_bound(OP, "kl_clamp_value", kl_clamp_value)
     backend = _dispatch.resolve_backend(backend, device, OP)
     if backend == "torch":
         _check_finite_inputs(advantages, is_weights)
@@ -468,6 +505,8 @@ def grpo_loss(
             delta=delta,
             beta=beta,
             kl_estimator=kl_estimator,
+            kl_clamp_log_ratio=kl_clamp_log_ratio,
+            kl_clamp_value=kl_clamp_value,
             kl_bias_corrected=kl_bias_corrected,
             ratio_level=ratio_level,
             loss_agg=loss_agg,
@@ -480,11 +519,14 @@ def grpo_loss(
         delta=math.inf if delta is None else float(delta),
         beta=float(beta),
         kl_estimator=est.code,
+        kl_clamp_d=clamp_d,
+        kl_clamp_v=clamp_v,
         bias_corrected=bool(kl_bias_corrected),
         sequence=ratio_level == "sequence",
         agg_base=plan.base,
         agg_per_row_count=plan.per_row_count,
         agg_total_count=plan.total_count,
+        agg_nonempty_rows=plan.nonempty_rows,
     )
     lp, old, adv, m, ref, w = _kernel_inputs(logp, old_logp, advantages, mask, ref_logp, is_weights)
     need_grad = logp.requires_grad and torch.is_grad_enabled()

@@ -10,7 +10,7 @@ boundary d == tau the same way.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -196,7 +196,7 @@ def length_penalty(
     lengths: torch.Tensor,
     correct: torch.Tensor,
     group_size: int | None = None,
-    group_ids: torch.Tensor | None = None,
+    group_ids: torch.Tensor | Sequence[Hashable] | None = None,
     p_max: float = 0.5,
     tau: float = 0.5,
     shape: str = "linear",
@@ -204,9 +204,11 @@ def length_penalty(
 ) -> torch.Tensor:
     """Length penalty (N,) float32 of responses with lengths (N,) int32/int64 (>= 0) and correct (N,) bool.
 
-    Groups: exactly one of group_size (contiguous, N % G == 0) or group_ids ((N,) int, any order,
-    ragged). shape: "linear", "exp" or "step"; p_max >= 0, tau > 0.
+    Groups: exactly one of group_size (contiguous, N % G == 0) or group_ids ((N,) int tensor, numpy
+    array or sequence of hashable ids; any order, ragged). shape: "linear", "exp" or "step"; p_max >= 0, tau > 0.
     """
+    _checks.check_tensor(OP, "lengths", lengths, ndim=1, dtypes=_checks.INDEX_DTYPES)
+    group_ids = _groups.as_group_ids(OP, group_ids, lengths.device)
     device = _validate(lengths, correct, group_size, group_ids, p_max, tau, shape)
     backend = _dispatch.resolve_backend(backend, device, OP)
     return _length_penalty_op(lengths, correct, group_size, group_ids, float(p_max), float(tau), shape, backend)

@@ -1,6 +1,8 @@
 """token_kl: per-token KL estimators between the policy and a frozen reference (docs/SPEC.md §2).
 
-With d = ref_logp - logp: k1 = -d, k2 = d^2 / 2, k3 = exp(d) - d - 1 (default). Optional clamps:
+With d = ref_logp - logp: k1 = -d, k2 = d^2 / 2, k3 = exp(d) - d - 1 (default), abs = |d|; and
+verl's straight-through variants "k1+", "k2+", "k3+", "abs+": the base's value, k2's gradient
+(logp - ref, from the unclamped d: verl's `kl_penalty` with a "+" suffix). Optional clamps:
 `clamp_log_ratio=c` clamps d to [-c, c] before the estimator (verl uses 20), `clamp_value=v`
 clamps the result to [-v, v] (verl and OpenRLHF use 10). Gradients follow torch.clamp (zero where a
 clamp is active). Without clamps nothing is clamped, as in TRL: k3 overflows to inf once d > ~88.
@@ -23,21 +25,37 @@ OP = "token_kl"
 
 @dataclass(frozen=True)
 class KlEstimator:
-    """One estimator: its code in csrc/token_kl/token_kl_math.h and its value as a function of d."""
+    """One estimator: its code in csrc/token_kl/token_kl_math.h, its value as a function of d, and
+    whether it is a straight-through variant (that value, k2's gradient)."""
 
     code: int
     value: Callable[[torch.Tensor], torch.Tensor]
+    straight_through: bool = False
 
 
-KL_ESTIMATORS: dict[str, KlEstimator] = {
+_BASE_ESTIMATORS: dict[str, KlEstimator] = {
     "k1": KlEstimator(0, lambda d: -d),
     "k2": KlEstimator(1, lambda d: 0.5 * d * d),
     "k3": KlEstimator(2, lambda d: torch.exp(d) - d - 1.0),
+    "abs": KlEstimator(3, torch.abs),
+}
+# verl's "+" suffix: the base's value with k2's gradient (its code: the base's plus this offset).
+STRAIGHT_THROUGH_OFFSET = len(_BASE_ESTIMATORS)
+KL_ESTIMATORS: dict[str, KlEstimator] = {
+    **_BASE_ESTIMATORS,
+    **{
+        f"{name}+": KlEstimator(est.code + STRAIGHT_THROUGH_OFFSET, est.value, straight_through=True)
+        for name, est in _BASE_ESTIMATORS.items()
+    },
 }
 # The Triton kernels choose their estimator by name, so they hold no copy of the codes.
 KL_ESTIMATOR_NAMES = {est.code: name for name, est in KL_ESTIMATORS.items()}
-# verl's kl_penalty names for the same estimators.
-KL_ALIASES: dict[str, str] = {"kl": "k1", "mse": "k2", "low_var_kl": "k3"}
+# verl's kl_penalty names for the same estimators (verl's low_var_kl also clamps: pass 20 and 10).
+KL_ALIASES: dict[str, str] = {
+    alias + plus: name + plus
+    for alias, name in {"kl": "k1", "mse": "k2", "low_var_kl": "k3"}.items()
+    for plus in ("", "+")
+}
 
 
 def resolve_kl_estimator(op: str, name: str, arg: str = "estimator") -> KlEstimator:
@@ -47,6 +65,22 @@ def resolve_kl_estimator(op: str, name: str, arg: str = "estimator") -> KlEstima
         known = ", ".join(repr(n) for n in (*KL_ESTIMATORS, *KL_ALIASES))
         raise ValueError(f"{op}: unknown {arg} {name!r}; expected one of {known}")
     return est
+
+
+def kl_estimate(
+    d: torch.Tensor, estimator: str, clamp_log_ratio: float | None = None, clamp_value: float | None = None
+) -> torch.Tensor:
+    """The estimator `estimator` of d = ref_logp - logp (any dtype), with the optional clamps: the
+    readable math both token_kl's and grpo_loss's references use."""
+    est = resolve_kl_estimator(OP, estimator)
+    dc = d if clamp_log_ratio is None else d.clamp(-clamp_log_ratio, clamp_log_ratio)
+    kl = est.value(dc)
+    if clamp_value is not None:
+        kl = kl.clamp(-clamp_value, clamp_value)
+    if est.straight_through:  # verl's form: k2 (of the unclamped d) carries the gradient
+        k2 = 0.5 * d * d
+        kl = kl.detach() + (k2 - k2.detach())
+    return kl
 
 
 def token_kl_reference(
@@ -59,21 +93,15 @@ def token_kl_reference(
     """The definition of correct: plain torch, differentiable by autograd, fp32 math (float64 stays
     float64, for gradcheck)."""
     acc = torch.float64 if logp.dtype == torch.float64 else torch.float32
-    d = ref_logp.to(acc) - logp.to(acc)
-    if clamp_log_ratio is not None:
-        d = d.clamp(-clamp_log_ratio, clamp_log_ratio)
-    kl = resolve_kl_estimator(OP, estimator).value(d)
-    if clamp_value is not None:
-        kl = kl.clamp(-clamp_value, clamp_value)
-    return kl
+    return kl_estimate(ref_logp.to(acc) - logp.to(acc), estimator, clamp_log_ratio, clamp_value)
 
 
-def _check_clamp(name: str, value: float | None) -> float:
-    """A positive clamp bound, or +inf for "no clamp" (what the kernels take)."""
+def clamp_bound(op: str, name: str, value: float | None) -> float:
+    """A positive clamp bound, or +inf for "no clamp" (what the kernels take); raises naming `name`."""
     if value is None:
         return math.inf
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{OP}: {name} must be a positive number or None, got {value!r}")
+        raise ValueError(f"{op}: {name} must be a positive number or None, got {value!r}")
     return float(value)
 
 
@@ -219,11 +247,12 @@ def token_kl(
     backend: str = "auto",
 ) -> torch.Tensor:
     """Per-token KL estimate of logp against ref_logp (any matching shapes), float32, differentiable
-    w.r.t. logp. estimator: "k1", "k2", "k3" (verl aliases "kl", "mse", "low_var_kl")."""
+    w.r.t. logp. estimator: "k1", "k2", "k3", "abs" or a straight-through "k1+" ... "abs+" (verl
+    aliases "kl", "mse", "low_var_kl", with or without "+")."""
     device = _validate(logp, ref_logp)
     est = resolve_kl_estimator(OP, estimator)
-    cd = _check_clamp("clamp_log_ratio", clamp_log_ratio)
-    cv = _check_clamp("clamp_value", clamp_value)
+    cd = clamp_bound(OP, "clamp_log_ratio", clamp_log_ratio)
+    cv = clamp_bound(OP, "clamp_value", clamp_value)
     backend = _dispatch.resolve_backend(backend, device, OP)
     if backend == "torch":
         return token_kl_reference(logp, ref_logp, estimator, clamp_log_ratio, clamp_value)

@@ -35,7 +35,7 @@ _LAZY = {
     "build_model_rm": "harmo_fast.rewards.model_rm",
     "HybridReward": "harmo_fast.rewards.hybrid",
     "RewardPipeline": "harmo_fast.rewards.pipeline",
-    "compute_score": "harmo_fast.rewards.adapters",
+    "compute_score": "harmo_fast.integrations.verl_score",
     "trl_reward_func": "harmo_fast.integrations.trl_rewards",
     "trl_reward_funcs": "harmo_fast.integrations.trl_rewards",
 }

@@ -79,6 +79,13 @@ class RewardConfig:
     model_rm: ModelRMConfig = field(default_factory=ModelRMConfig, metadata={"help": "the model-based RM"})
     num_workers: int = field(default=2, metadata={"help": "rule-verifier worker processes"})
     timeout_s: float = field(default=5.0, metadata={"help": "hard per-sample verification timeout"})
+    strict_format: bool = field(
+        default=False,
+        metadata={
+            "help": "format-gated accuracy: math/numeric answers count only when a tag, box or answer phrase marks "
+            "them (False: also found in free text, the last math span or number; R_fmt penalises the format anyway)"
+        },
+    )
     model_task_types: list[str] = field(
         default_factory=lambda: ["open_ended"],
         metadata={"help": "task types scored by the model RM; every other task type goes to its rule verifier"},

@@ -154,6 +154,8 @@ class HybridReward:
 
     def _options(self, sample: RewardSample) -> dict[str, Any]:
         options = dict(self.cfg.verify_options.get(sample.task_type, {}))
+        if self.cfg.strict_format:
+            options.setdefault("strict_format", True)
         if sample.choices is not None and "choices" in get_verifier(sample.task_type).option_names:
             options["choices"] = list(sample.choices)
         return options

@@ -25,6 +25,8 @@ class Verdict:
     scored_by: which path produced `score`.
     partial: an optional partial-credit score (ANLS for OCR / short text), reported, not rewarded.
     detail: free-text diagnostics for logs (e.g. the exception text of a crashed worker).
+    located: how the answer was found in the completion (one of `extract.LOCATORS`: answer_tag,
+        boxed, answer_phrase, gsm8k, math, bare, last_number), None when none was found.
     """
 
     score: float
@@ -35,6 +37,7 @@ class Verdict:
     scored_by: ScoredBy = "rule"
     partial: float | None = None
     detail: str = ""
+    located: str | None = None
 
 
 @dataclass(frozen=True)

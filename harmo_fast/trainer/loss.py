@@ -9,12 +9,14 @@ import harmo_fast as harmo
 from harmo_fast.trainer.config import AlgorithmConfig
 
 
-def normalizer(agg: str, tokens_mb: float, max_new_tokens: int) -> float | None:
-    """token_mean divides by the minibatch's token count (exact under gradient accumulation);
-    seq_mean_token_sum_norm (Dr. GRPO) by the constant completion budget; the others need none."""
+def normalizer(agg: str, tokens_mb: float, max_new_tokens: int, rows: int) -> float:
+    """The micro-batch loss's divisor. token_mean divides by the minibatch's token count (exact
+    under gradient accumulation); the per-response means by every row of the micro-batch (the
+    caller weights them by the micro-batch's share), seq_mean_token_sum_norm (Dr. GRPO) times the
+    constant completion budget."""
     if agg == "token_mean":
         return tokens_mb
-    return max_new_tokens if agg == "seq_mean_token_sum_norm" else None
+    return rows * max_new_tokens if agg == "seq_mean_token_sum_norm" else rows
 
 
 def micro_batch_loss(
@@ -44,7 +46,7 @@ def micro_batch_loss(
         kl_estimator=a.kl_estimator,
         ratio_level=a.ratio_level,
         loss_agg=a.loss_agg,
-        normalizer=normalizer(a.loss_agg, tokens_mb, max_new_tokens),
+        normalizer=normalizer(a.loss_agg, tokens_mb, max_new_tokens, max(logp.shape[0], 1)),
     )
     if a.loss_agg != "token_mean":
         loss = loss * share

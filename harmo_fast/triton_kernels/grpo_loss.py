@@ -5,8 +5,6 @@ coefficients by grad_output * alpha_b in place."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 import triton
 import triton.language as tl
@@ -14,7 +12,7 @@ import triton.language as tl
 from harmo_fast.ops._grpo_layout import ROW_SLOTS as _ROW_SLOTS
 from harmo_fast.ops._grpo_layout import RowSlot
 from harmo_fast.ops.token_kl import KL_ESTIMATOR_NAMES
-from harmo_fast.triton_kernels.token_kl import kl_value_grad
+from harmo_fast.triton_kernels.token_kl import kl_value_grad, split_estimator
 
 BLOCK = 256
 # The row partials' layout (harmo_fast/ops/_grpo_layout.py), as constants the kernels can read.
@@ -29,12 +27,25 @@ SLOT_RATIO = tl.constexpr(int(RowSlot.RATIO))
 
 @triton.jit
 def _grpo_token(
-    r, adv, w, d, clip_lo, clip_hi, delta, beta, no_clamp, HAS_REF: tl.constexpr, BIAS: tl.constexpr, EST: tl.constexpr
+    r,
+    adv,
+    w,
+    d,
+    clip_lo,
+    clip_hi,
+    delta,
+    beta,
+    kl_clamp_d,
+    kl_clamp_v,
+    HAS_REF: tl.constexpr,
+    BIAS: tl.constexpr,
+    EST: tl.constexpr,
+    ST: tl.constexpr,
 ):
     """(loss, dL/dr, dL/dlogp at fixed r, kl term, clip_low, clip_high) of each token."""
     r1 = tl.where(r > delta, delta, r)
     r2 = tl.where(r < clip_lo, clip_lo, tl.where(r > clip_hi, clip_hi, r))
-    a = r1 * adv
+    a = tl.where(adv == 0.0, 0.0, r1 * adv)  # a zero advantage: 0, even when r overflowed
     b = r2 * adv
     lo = tl.where((a != a) | (a <= b), a, b)
     slope_a = r <= delta
@@ -47,7 +58,7 @@ def _grpo_token(
     clip_low = ((r < clip_lo) & (adv < 0.0)).to(tl.float32)
     clip_high = ((r > clip_hi) & (adv > 0.0)).to(tl.float32)
     if HAS_REF:
-        v, g = kl_value_grad(d, EST, no_clamp, no_clamp)
+        v, g = kl_value_grad(d, EST, ST, kl_clamp_d, kl_clamp_v)
         if BIAS:
             kl = v * r
         else:
@@ -146,10 +157,12 @@ def _rows_kernel(
     clip_hi,
     delta,
     beta,
-    no_clamp,
+    kl_clamp_d,
+    kl_clamp_v,
     HAS_REF: tl.constexpr,
     BIAS: tl.constexpr,
     EST: tl.constexpr,
+    ST: tl.constexpr,
     SEQ: tl.constexpr,
     ADV_TOK: tl.constexpr,
     W_MODE: tl.constexpr,
@@ -184,7 +197,7 @@ def _rows_kernel(
             w = _per_row_or_token(w_ptr, b, base, offs, ok, W_MODE == 2, BLOCK)
         r, d = _ratio_and_kl_arg(lp_ptr, old_ptr, ref_ptr, base, offs, ok, x, on, seq_r, HAS_REF, SEQ, BLOCK)
         loss, dl_dr, dl_dlogp, kl, clo, chi = _grpo_token(
-            r, adv, w, d, clip_lo, clip_hi, delta, beta, no_clamp, HAS_REF, BIAS, EST
+            r, adv, w, d, clip_lo, clip_hi, delta, beta, kl_clamp_d, kl_clamp_v, HAS_REF, BIAS, EST, ST
         )
         acc_loss += tl.where(on, m * loss, 0.0)
         acc_kl += tl.where(on, m * kl, 0.0)
@@ -234,6 +247,7 @@ def forward(logp, old, adv, mask, ref, w, settings, need_grad):
     coef = torch.empty((n, t), dtype=logp.dtype, device=logp.device) if need_grad else None
     if n and t:
         w_mode = 0 if w is None else (2 if w.dim() == 2 else 1)
+        est, st = split_estimator(KL_ESTIMATOR_NAMES[settings.kl_estimator])
         _rows_kernel[(n,)](
             logp,
             old,
@@ -248,10 +262,12 @@ def forward(logp, old, adv, mask, ref, w, settings, need_grad):
             settings.clip_hi,
             settings.delta,
             settings.beta,
-            math.inf,
+            settings.kl_clamp_d,
+            settings.kl_clamp_v,
             HAS_REF=ref is not None,
             BIAS=settings.bias_corrected,
-            EST=KL_ESTIMATOR_NAMES[settings.kl_estimator],
+            EST=est,
+            ST=st,
             SEQ=settings.sequence,
             ADV_TOK=adv.dim() == 2,
             W_MODE=w_mode,

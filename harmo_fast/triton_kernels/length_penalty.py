@@ -23,14 +23,15 @@ def _length_penalty_kernel(
     order_ptr,
     offsets_ptr,
     group_size,
-    p_max,
-    tau,
+    params_ptr,
     no_anchor,
     SHAPE: tl.constexpr,
     CONTIGUOUS: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     g = tl.program_id(0).to(tl.int64)
+    p_max = tl.load(params_ptr)
+    tau = tl.load(params_ptr + 1)
     if CONTIGUOUS:
         begin = g * group_size
         end = begin + group_size
@@ -81,6 +82,9 @@ def length_penalty(
     block = min(MAX_BLOCK, triton.next_power_of_2(max(longest, 1)))
     order = groups.order if not contiguous else out
     offsets = groups.offsets if not contiguous else out
+    # p_max and tau in float64, read from memory: Triton passes Python floats as fp32 scalars, and
+    # an fp32 tau (0.1 -> 0.100000001) would decide the step boundary d >= tau unlike the reference.
+    params = torch.tensor([p_max, tau], dtype=torch.float64, device=lengths.device)
     _length_penalty_kernel[(groups.num_groups,)](
         lengths,
         correct.view(torch.uint8),
@@ -88,8 +92,7 @@ def length_penalty(
         order,
         offsets,
         max(groups.size, 1),
-        p_max,
-        tau,
+        params,
         _NO_ANCHOR,
         SHAPE=shape,
         CONTIGUOUS=contiguous,

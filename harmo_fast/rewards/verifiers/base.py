@@ -22,6 +22,9 @@ class Verifier:
     #: grade the whole response when no tag, box or anchor phrase marks the answer, if it is at
     #: most this many characters (0 = never)
     bare_answer_max_chars: int = 0
+    #: after tags, boxes and answer phrases, also look for the answer in free text (a GSM8K line,
+    #: the last math span, the last number) unless the caller asks for `strict_format`
+    free_text: bool = False
     #: compare() is cheap and cannot hang (bounded string work only)
     parent_safe: bool = False
     #: option names this verifier understands (besides the common ones of `verify`)

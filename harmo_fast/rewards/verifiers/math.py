@@ -19,7 +19,7 @@ from harmo_fast.rewards.extract import last_boxed
 from harmo_fast.rewards.normalize import MIN_APPROX_SIG, PERCENT_POLICIES, normalize_text, numbers_equal, parse_number
 from harmo_fast.rewards.verifiers.base import Outcome, Verifier
 from harmo_fast.rewards.verifiers.math_clean import clean_math, unwrap_text
-from harmo_fast.rewards.verifiers.math_sets import as_set, sets_equal
+from harmo_fast.rewards.verifiers.math_sets import FLIP, as_set, sets_equal
 from harmo_fast.rewards.verifiers.math_structure import Node, StructureError, parse_structure
 from harmo_fast.rewards.verifiers.math_sympy import (
     SympyParseError,
@@ -41,12 +41,15 @@ class NeedsSympy(Exception):
 
 _LATEX_CMD = re.compile(r"\\[a-zA-Z]+")
 _WORD = re.compile(r"[A-Za-z]{3,}")
+_DECIMAL_COMMA = re.compile(r"(?:[A-Za-z](?:_\{?\w+\}?)?\s*=\s*)?[-+]?\d+,(?:\d{1,2}|\d{4,})")
 _PLAIN_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 _ELLIPSIS = re.compile(r"\\[lc]?dots|\.\.\.|…")
 _PROSE = re.compile(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}")
-_MATH_WORDS = frozenset(
-    ["sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "sqrt", "frac", "pi", "infty", "cdot", "times", "div", "binom", "lim", "sum", "int", "min", "max", "gcd", "lcm", "mod", "pmod", "det"]
-)
+_MATH_WORDS = frozenset([
+    "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "arcsin", "arccos", "arctan", "sinh", "cosh",
+    "tanh", "sqrt", "frac", "pi", "infty", "cdot", "times", "div", "binom", "lim", "sum", "int", "min", "max",
+    "gcd", "lcm", "mod", "pmod", "det",
+])  # fmt: skip
 
 
 def _is_text(s: str) -> bool:
@@ -70,6 +73,16 @@ def gold_answer(gold: str) -> str:
 def is_prose(text: str) -> bool:
     """Two words in a row: a sentence, not a bare answer."""
     return bool(_PROSE.search(_LATEX_CMD.sub(" ", text)))
+
+
+def decimal_comma(p: str, g: str) -> tuple[str, str]:
+    """`2500,75` (or `x = 2500,75`) read with a decimal comma when the other side is one number (a
+    comma before exactly three digits stays a thousands separator; `1,2` against a list stays a list)."""
+    if _DECIMAL_COMMA.fullmatch(p) and parse_number(g) is not None:
+        p = p.replace(",", ".")
+    elif _DECIMAL_COMMA.fullmatch(g) and parse_number(p) is not None:
+        g = g.replace(",", ".")
+    return p, g
 
 
 def _squash(s: str) -> str:
@@ -132,13 +145,17 @@ class _Comparer:
             return MATCH if pe == ge else MISMATCH  # sets or relations the parser built itself
         g_vals = self._readings(ge, "%" in g)
         p_vals = self._readings(pe, "%" in p)
-        for gv in g_vals:
-            for pv in p_vals:
-                if (gn is not None and gn.ulp is not None) or (pn is not None and pn.ulp is not None):
-                    if self._decimal_close(pv, gv, pn, gn):
+        try:
+            for gv in g_vals:
+                for pv in p_vals:
+                    if (gn is not None and gn.ulp is not None) or (pn is not None and pn.ulp is not None):
+                        if self._decimal_close(pv, gv, pn, gn):
+                            return MATCH
+                    elif exprs_equal(pv, gv):
                         return MATCH
-                elif exprs_equal(pv, gv):
-                    return MATCH
+        except (ValueError, TypeError, NotImplementedError) as exc:
+            # sympy refuses to evaluate a parsed object (`\int 0`: an integral without a variable)
+            return ("parse_fail", f"cannot compare: {type(exc).__name__}")
         return MISMATCH
 
     def _readings(self, e: Any, has_percent: bool) -> list[Any]:
@@ -165,6 +182,7 @@ class _Comparer:
 
     # ------------------------------------------------------------ structures
     def node(self, p: Node, g: Node) -> Result:
+        p, g = settle_approx(p), settle_approx(g)
         pk, gk = p[0], g[0]
         if gk == "rel":
             return self._gold_relation(p, g)
@@ -239,6 +257,10 @@ class _Comparer:
 
     def _gold_relation(self, p: Node, g: Node) -> Result:
         exprs, ops = g[1], g[2]
+        if p[0] == "rel" and self._same_relation(p, g):
+            return MATCH
+        if "!=" in ops:
+            return MISMATCH  # `x \ne 2` is no set of reals we compare; only the same relation matches
         if all(op == "=" for op in ops):
             if len(exprs) == 2 and _is_name(exprs[0]):
                 gold_value = exprs[-1]
@@ -253,6 +275,18 @@ class _Comparer:
                 raise NeedsSympy
             return self._equations(p, g)
         return self._sets(p, g)
+
+    def _same_relation(self, p: Node, g: Node) -> bool:
+        """The same chain written alike (`x \\geq 2` / `x >= 2`) or mirrored (`2 <= x`)."""
+        if len(p[1]) != len(g[1]):
+            return False
+        if p[2] == g[2]:
+            pairs = zip(p[1], g[1])
+        elif [FLIP.get(op, op) for op in reversed(p[2])] == g[2]:
+            pairs = zip(reversed(p[1]), g[1])
+        else:
+            return False
+        return all(self.node(a, b)[0] == "match" for a, b in pairs)
 
     def _sets(self, p: Node, g: Node) -> Result:
         """A gold inequality against the answer's set of reals (an interval, union, inequality)."""
@@ -278,6 +312,20 @@ class _Comparer:
         except (SympyParseError, IndexError) as exc:
             return ("parse_fail", f"answer: {exc}")
         return MATCH if ratio_constant(pl - pr, gl - gr) else MISMATCH
+
+
+def settle_approx(n: Node) -> Node:
+    """A chain with `\\approx` read as its exact part: `x = 2/7 \\approx 0.29` is `x = 2/7`, and
+    `2/7 \\approx 0.29` is `2/7`; `x \\approx 0.29` (nothing exact before it) is `x = 0.29`."""
+    if n[0] != "rel" or "~" not in n[2]:
+        return n
+    exprs, ops = n[1], n[2]
+    i = ops.index("~")
+    if i == 0 and _is_name(exprs[0]):
+        return ("rel", exprs, ["=" if op == "~" else op for op in ops])
+    if i == 0:
+        return exprs[0]
+    return ("rel", exprs[: i + 1], ops[:i])
 
 
 def _fraction(x: Any) -> Any:
@@ -336,8 +384,7 @@ def _prepare(answer: str, gold: str) -> tuple[Node, Node] | Result:
     if len(answer) > MAX_ANSWER_CHARS:
         return ("parse_fail", f"answer longer than {MAX_ANSWER_CHARS} characters")
     gold = gold_answer(gold)
-    g = clean_math(gold)
-    p = clean_math(answer)
+    p, g = decimal_comma(clean_math(answer), clean_math(gold))
     try:
         gn = parse_structure(g)
     except StructureError as exc:
@@ -354,6 +401,7 @@ class MathVerifier(Verifier):
     """Math answers (see the module docstring)."""
 
     bare_answer_max_chars = 80  # a bare `3.14` or `\\frac{1}{2}`, not prose
+    free_text = True
     option_names = frozenset({"percent", "rel_tol", "ordered"})
 
     def accepts_bare(self, text: str) -> bool:

@@ -6,9 +6,18 @@ from __future__ import annotations
 import re
 import unicodedata
 
-UNIT_WORDS = frozenset(
-    ["cm", "mm", "km", "m2", "cm2", "mm2", "km2", "m3", "cm3", "meter", "meters", "metre", "metres", "centimeter", "centimeters", "millimeter", "millimeters", "kilometer", "kilometers", "inch", "inches", "foot", "feet", "ft", "yard", "yards", "yd", "mile", "miles", "mi", "gram", "grams", "kg", "kilogram", "kilograms", "mg", "pound", "pounds", "lb", "lbs", "ounce", "ounces", "oz", "ton", "tons", "tonne", "tonnes", "liter", "liters", "litre", "litres", "ml", "gallon", "gallons", "second", "seconds", "sec", "secs", "minute", "minutes", "min", "mins", "hour", "hours", "hr", "hrs", "day", "days", "week", "weeks", "month", "months", "year", "years", "degree", "degrees", "deg", "radian", "radians", "rad", "dollar", "dollars", "cent", "cents", "euro", "euros", "usd", "unit", "units", "sq", "square", "cubic", "mph", "kmh", "kph", "people", "person", "persons", "students", "student", "ways", "times", "apples", "cookies", "marbles", "items", "pieces", "point", "points", "integer", "integers", "number", "numbers", "outcomes", "cars", "boxes", "balls", "coins", "books", "pages"]
-)
+UNIT_WORDS = frozenset([
+    "cm", "mm", "km", "m2", "cm2", "mm2", "km2", "m3", "cm3", "meter", "meters", "metre", "metres", "centimeter",
+    "centimeters", "millimeter", "millimeters", "kilometer", "kilometers", "inch", "inches", "foot", "feet", "ft",
+    "yard", "yards", "yd", "mile", "miles", "mi", "gram", "grams", "kg", "kilogram", "kilograms", "mg", "pound",
+    "pounds", "lb", "lbs", "ounce", "ounces", "oz", "ton", "tons", "tonne", "tonnes", "liter", "liters", "litre",
+    "litres", "ml", "gallon", "gallons", "second", "seconds", "sec", "secs", "minute", "minutes", "min", "mins",
+    "hour", "hours", "hr", "hrs", "day", "days", "week", "weeks", "month", "months", "year", "years", "degree",
+    "degrees", "deg", "radian", "radians", "rad", "dollar", "dollars", "cent", "cents", "euro", "euros", "usd",
+    "unit", "units", "sq", "square", "cubic", "mph", "kmh", "kph", "people", "person", "persons", "students",
+    "student", "ways", "times", "apples", "cookies", "marbles", "items", "pieces", "point", "points", "integer",
+    "integers", "number", "numbers", "outcomes", "cars", "boxes", "balls", "coins", "books", "pages",
+])  # fmt: skip
 
 _DELIMS = re.compile(r"\\[()\[\]]|\$")
 _SPACING = re.compile(r"(?<!\\)\\[,;:! ]|~|\\quad|\\qquad")
@@ -16,12 +25,20 @@ _SIZING = re.compile(r"\\(?:left|right|big|Big|bigg|Bigg)[lr]?(?![a-zA-Z])\.?")
 _STYLE = re.compile(r"\\(?:displaystyle|textstyle|scriptstyle)")
 _DEGREE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree")
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|operatorname|mbox)\s*\{([^{}]*)\}")
+# One or more unit words in text commands, with powers, `/` and `\\cdot` between (`\\text{km/h}`,
+# `\\mathrm{km} / \\mathrm{h}`, `\\text{ m}^2`). Every run of spaces can be matched one way only,
+# so the repeated group cannot backtrack exponentially.
 _TRAILING_TEXT_UNIT = re.compile(
-    r"^(.*?[\d}.)])\s*\\(?:text|mathrm|mbox)\s*\{\s*([A-Za-z][A-Za-z .]*)\}\s*(?:\^\s*\{?\d\}?)?$"
+    r"^(.*?[\d}.)])\s*((?:\\(?:text|mathrm|mbox)\s*\{\s*[A-Za-z][A-Za-z ./]*\}(?:\s*\^\s*\{?-?\d\}?)?"
+    r"(?:\s*(?:/|\\cdot))?\s*)+)$"
 )
+_UNIT_TEXT = re.compile(r"\{([^{}]*)\}")
 _TRAILING_WORDS = re.compile(r"^(.*?[\d}.)%])\s+([A-Za-z]{2,}(?:[ /][A-Za-z]{2,})*)(?:\s*\^\s*\{?\d\}?)?$")
 _ORDINAL = re.compile(r"(\d)\s*\^?\s*\{?\s*(?:\\text\{\s*)?(?:st|nd|rd|th)\s*\}?\}?$")
-_FUNCTION_WORDS = frozenset(["sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "and", "or"])
+_FUNCTION_WORDS = frozenset([
+    "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "arcsin", "arccos", "arctan", "sinh", "cosh",
+    "tanh", "and", "or",
+])  # fmt: skip
 
 
 def unwrap_boxed(text: str) -> str:
@@ -54,6 +71,7 @@ def clean_math(text: str) -> str:
     t = unwrap_boxed(t.strip())
     t = _STYLE.sub("", t)
     t = _SIZING.sub("", t)
+    t = re.sub(r"(?<=\d),\s*\\[!,]\s*(?=\d{3}(?!\d))", ",", t)  # `42,\\! 000`: a thousands group
     t = t.replace("\\!", "").replace("{,}", ",")
     t = re.sub(r"(?<=\d)\\,(?=\d{3}\b)", "", t)
     t = _SPACING.sub(" ", t)
@@ -73,6 +91,8 @@ def clean_math(text: str) -> str:
     t = _strip_units(t)
     t = re.sub(r"^[A-Za-z]\s*\\in(?![a-zA-Z])\s*", "", t)  # `x \in [1, 2]`
     t = re.sub(r"^\\text\s*\{([^{}]*)\}$", r"\1", t).strip()
+    while t.startswith("{") and t.endswith("}") and _balanced(t[1:-1]):
+        t = t[1:-1].strip()  # a bare TeX group `{0}`
     return t
 
 
@@ -84,7 +104,8 @@ def _strip_units(t: str) -> str:
         if m and re.fullmatch(r"[\d,.\s+-]*\d(?:st|nd|rd|th|\^.*)", t.replace(" ", "")):
             t = t[: m.start()] + m.group(1)
         m = _TRAILING_TEXT_UNIT.match(t)
-        if m and not (set(m.group(2).lower().split()) & _FUNCTION_WORDS):
+        words = " ".join(_UNIT_TEXT.findall(m.group(2))).replace("/", " ").lower().split() if m else []
+        if m and not (set(words) & _FUNCTION_WORDS):
             t = m.group(1).strip()
             continue
         m = _TRAILING_WORDS.match(t)

@@ -7,7 +7,8 @@ from typing import Any
 from harmo_fast.rewards.verifiers.math_structure import Node
 from harmo_fast.rewards.verifiers.math_sympy import SympyParseError, to_sympy
 
-_FLIP = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}
+FLIP = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}
+"""An inequality read from the other side."""
 
 
 def as_set(n: Node) -> Any:
@@ -44,17 +45,27 @@ def _scalar(n: Node) -> str:
 
 def _relation_set(n: Node) -> Any:
     import sympy  # heavy to import: see math_sympy
+    from sympy.core.function import AppliedUndef
 
     exprs = [to_sympy(_scalar(e)) for e in n[1]]
     if not all(isinstance(e, sympy.Expr) for e in exprs):
         raise ValueError("an inequality side is not an expression")
     ops = n[2]
-    if any(op in ("=", "!=") for op in ops):
+    if any(op not in FLIP for op in ops):
         raise ValueError("not an inequality")
     symbols = set().union(*(e.free_symbols for e in exprs))
-    if len(symbols) != 1:
+    varying = [e for e in exprs if e.free_symbols]
+    if not varying:
+        raise ValueError("an inequality without a variable")
+    named = len(symbols) != 1 or isinstance(varying[0], AppliedUndef)
+    if named and all(e == varying[0] for e in varying[1:]):
+        # `2 < g(x) < 5`, `0 < ab < 1`: the set is that of the bounded quantity itself.
+        x = sympy.Dummy("v")
+        exprs = [x if e.free_symbols else e for e in exprs]
+    elif len(symbols) != 1:
         raise ValueError("an inequality needs exactly one variable")
-    x = symbols.pop()
+    else:
+        x = symbols.pop()
     rel = {"<": sympy.Lt, "<=": sympy.Le, ">": sympy.Gt, ">=": sympy.Ge}
     result = sympy.S.Reals
     for left, op, right in zip(exprs, ops, exprs[1:]):

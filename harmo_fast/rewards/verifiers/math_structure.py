@@ -5,7 +5,7 @@ Nodes are tuples, cheap to build and compare:
     ("scalar", text)            ("list", items)        unordered unless the policy says so
     ("set", items)              ("tuple", open, close, items)    `(a,b]`, `[a,b]`, `(x,y,z)`
     ("union", parts)            ("matrix", rows)       rows of nodes
-    ("rel", exprs, ops)         a chain `e0 op0 e1 op1 e2 ...`, ops in = < <= > >= !=
+    ("rel", exprs, ops)         a chain `e0 op0 e1 op1 e2 ...`, ops in = < <= > >= != ~ (approx)
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ MAX_DEPTH = 12
 _OPENERS = "([{"
 _CLOSERS = ")]}"
 _SEPARATORS = re.compile(r",|;|\\text\{\s*(?:and|or)\s*\}|\s(?:and|or)\s|\\(?:lor|vee)(?![a-zA-Z])")
-_REL = re.compile(r"\\(?:leq?|geq?|neq?|approx)(?![a-zA-Z])|<=|>=|!=|≤|≥|≠|=|<|>")
+_REL = re.compile(r"\\(?:leq?|geq?|neq?|lt|gt|approx)(?![a-zA-Z])|<=|>=|!=|≤|≥|≠|≈|=|<|>")
 _REL_CANON = {
     "\\le": "<=",
     "\\leq": "<=",
@@ -30,12 +30,16 @@ _REL_CANON = {
     "\\geq": ">=",
     "\\ne": "!=",
     "\\neq": "!=",
-    "\\approx": "=",
+    "\\lt": "<",
+    "\\gt": ">",
+    "\\approx": "~",
+    "≈": "~",
     "≤": "<=",
     "≥": ">=",
     "≠": "!=",
 }
 _MATRIX = re.compile(r"^\\begin\{([pbvBV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}$", re.DOTALL)
+_THOUSANDS = re.compile(r"(?<![\d,.])\d{1,3}(?:,\d{3})+(?![\d,])")
 _PM = re.compile(r"\\(?:pm|mp)(?![a-zA-Z])|±|∓")
 
 
@@ -107,6 +111,9 @@ def parse_structure(text: str, depth: int = 0) -> Node:
     cups = _top_level(t, re.compile(r"\\cup(?![a-zA-Z])|∪"))
     if cups:
         return ("union", [parse_structure(p, depth + 1) for p in _split(t, cups)])
+    if _REL.search(t):
+        # `x = 1,000`: beside a relation, comma-grouped thousands are one number, not a list.
+        t = _THOUSANDS.sub(lambda m: m.group(0).replace(",", ""), t)
     seps = _top_level(t, _SEPARATORS)
     if seps:
         parts = [p for p in _split(t, seps) if p]

@@ -5,8 +5,8 @@ grammar, which never evaluates Python code). Equivalence of exact expressions: t
 at random rational points for expressions with variables (names are kept apart), must evaluate
 to zero under sympy's adaptive-precision evalf, never "close to zero" (so `(x+y+1)^{40}` and
 `(x+y+1)^{40}+1` differ, and so do `1/2004!` and `1/2006!`). Expressions with decimal literals
-compare to a relative 1e-10. `simplify` is the last resort when evaluation is undefined. Results are never printed with `str()`, whose
-cost on huge numbers is what makes other verifiers hang."""
+compare to a relative 1e-10. `simplify` is the last resort when evaluation is undefined. Results
+are never printed with `str()`, whose cost on huge numbers is what makes other verifiers hang."""
 
 from __future__ import annotations
 

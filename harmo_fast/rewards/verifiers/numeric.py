@@ -11,6 +11,7 @@ from harmo_fast.rewards.verifiers.math import (
     MAX_ANSWER_CHARS,
     NeedsSympy,
     _Comparer,
+    decimal_comma,
     gold_answer,
     is_prose,
     validate_number_options,
@@ -24,6 +25,7 @@ class NumericVerifier(Verifier):
     """A single number against the gold number."""
 
     bare_answer_max_chars = 80  # a bare `3.14` or `\\frac{1}{2}`, not prose
+    free_text = True
     option_names = frozenset({"percent", "rel_tol"})
 
     def accepts_bare(self, text: str) -> bool:
@@ -34,16 +36,20 @@ class NumericVerifier(Verifier):
 
     def compare(self, answer: str, gold: str, options: dict[str, Any]) -> tuple[Outcome, str]:
         too_long = _too_long(answer, gold)
-        return too_long or _Comparer(options, fast=False).scalar(clean_math(answer), clean_math(gold_answer(gold)))
+        return too_long or _Comparer(options, fast=False).scalar(*_cleaned(answer, gold))
 
     def fast_compare(self, answer: str, gold: str, options: dict[str, Any]) -> tuple[Outcome, str] | None:
         too_long = _too_long(answer, gold)
         if too_long:
             return too_long
         try:
-            return _Comparer(options, fast=True).scalar(clean_math(answer), clean_math(gold_answer(gold)))
+            return _Comparer(options, fast=True).scalar(*_cleaned(answer, gold))
         except NeedsSympy:
             return None
+
+
+def _cleaned(answer: str, gold: str) -> tuple[str, str]:
+    return decimal_comma(clean_math(answer), clean_math(gold_answer(gold)))
 
 
 def _too_long(answer: str, gold: str) -> tuple[Outcome, str] | None:
