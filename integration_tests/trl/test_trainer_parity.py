@@ -33,7 +33,7 @@ def _config(out: str, **overrides) -> GRPOConfig:
         num_iterations=2,
         max_completion_length=8,
         max_steps=3,
-        learning_rate=0.5,
+        learning_rate=0.1,
         optim="sgd",  # Adam would amplify 1e-7 differences of near-zero gradient entries into the next step
         logging_steps=1,
         report_to="none",
