@@ -36,8 +36,8 @@ _LAZY = {
     "HybridReward": "harmo_fast.rewards.hybrid",
     "RewardPipeline": "harmo_fast.rewards.pipeline",
     "compute_score": "harmo_fast.integrations.verl_score",
-    "trl_reward_func": "harmo_fast.rewards.adapters",
-    "trl_reward_funcs": "harmo_fast.rewards.adapters",
+    "trl_reward_func": "harmo_fast.integrations.trl_rewards",
+    "trl_reward_funcs": "harmo_fast.integrations.trl_rewards",
 }
 
 __all__ = sorted([*_LAZY, "verify"])  # noqa: PLE0605 (built from the table above, not repeated)
