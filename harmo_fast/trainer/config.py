@@ -90,6 +90,10 @@ class DataConfig:
     synth_train: int = field(default=512, metadata={"help": "training samples written when train is synth"})
     synth_test: int = field(default=128, metadata={"help": "held-out samples written when test is synth"})
     synth_seed: int = field(default=0, metadata={"help": "seed of the synthetic task set"})
+    synth_kind: Literal["image", "text"] = field(
+        default="image",
+        metadata={"help": "synthetic task set: image = multimodal questions, text = arithmetic and word problems"},
+    )
     prompt_template: str = field(
         default="{prompt}",
         metadata={"help": "the user message: {prompt} becomes the sample's prompt, {choices} its choices one per line"},
