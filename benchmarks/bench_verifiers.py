@@ -162,60 +162,37 @@ def pool():
         yield p
 
 
-@pytest.mark.benchmark(group="verifiers-simple")
-def test_simple_math_verify(benchmark):
+# benchmark group -> (batch builder, seed, whether each answer must have been located in free text)
+FAST_PATH_SETS = {
+    "verifiers-simple": (simple_batch, 100, False),
+    "verifiers-simple-numbers": (numbers_batch, 200, False),
+    "verifiers-untagged": (untagged_batch, 300, True),
+}
+
+
+@pytest.mark.parametrize("group", list(FAST_PATH_SETS))
+def test_fast_path_math_verify(benchmark, group):
+    make, seed, _ = FAST_PATH_SETS[group]
+    benchmark.group = group
     benchmark.extra_info["baseline"] = True
     benchmark.extra_info["items"] = N_SIMPLE
-    benchmark.pedantic(_math_verify_all, setup=_Rounds(simple_batch, 100), rounds=5, warmup_rounds=1)
+    benchmark.pedantic(_math_verify_all, setup=_Rounds(make, seed), rounds=5, warmup_rounds=1)
     benchmark.extra_info["per_s"] = round(N_SIMPLE / benchmark.stats.stats.mean)
 
 
-@pytest.mark.benchmark(group="verifiers-simple")
-def test_simple_harmo_in_process(benchmark):
+@pytest.mark.parametrize("group", list(FAST_PATH_SETS))
+def test_fast_path_harmo_in_process(benchmark, group):
+    make, seed, untagged = FAST_PATH_SETS[group]
+
     def run(items):
         return [fast_verify(*it[:3], **it[3]) for it in items]
 
+    benchmark.group = group
     benchmark.extra_info["items"] = N_SIMPLE
-    out = benchmark.pedantic(run, setup=_Rounds(simple_batch, 100), rounds=5, warmup_rounds=1)
-    assert all(v is not None for v in out)  # every simple case took the fast path
-    benchmark.extra_info["per_s"] = round(N_SIMPLE / benchmark.stats.stats.mean)
-
-
-@pytest.mark.benchmark(group="verifiers-simple-numbers")
-def test_numbers_math_verify(benchmark):
-    benchmark.extra_info["baseline"] = True
-    benchmark.extra_info["items"] = N_SIMPLE
-    benchmark.pedantic(_math_verify_all, setup=_Rounds(numbers_batch, 200), rounds=5, warmup_rounds=1)
-    benchmark.extra_info["per_s"] = round(N_SIMPLE / benchmark.stats.stats.mean)
-
-
-@pytest.mark.benchmark(group="verifiers-simple-numbers")
-def test_numbers_harmo_in_process(benchmark):
-    def run(items):
-        return [fast_verify(*it[:3], **it[3]) for it in items]
-
-    benchmark.extra_info["items"] = N_SIMPLE
-    out = benchmark.pedantic(run, setup=_Rounds(numbers_batch, 200), rounds=5, warmup_rounds=1)
-    assert all(v is not None for v in out)
-    benchmark.extra_info["per_s"] = round(N_SIMPLE / benchmark.stats.stats.mean)
-
-
-@pytest.mark.benchmark(group="verifiers-untagged")
-def test_untagged_math_verify(benchmark):
-    benchmark.extra_info["baseline"] = True
-    benchmark.extra_info["items"] = N_SIMPLE
-    benchmark.pedantic(_math_verify_all, setup=_Rounds(untagged_batch, 300), rounds=5, warmup_rounds=1)
-    benchmark.extra_info["per_s"] = round(N_SIMPLE / benchmark.stats.stats.mean)
-
-
-@pytest.mark.benchmark(group="verifiers-untagged")
-def test_untagged_harmo_in_process(benchmark):
-    def run(items):
-        return [fast_verify(*it[:3], **it[3]) for it in items]
-
-    benchmark.extra_info["items"] = N_SIMPLE
-    out = benchmark.pedantic(run, setup=_Rounds(untagged_batch, 300), rounds=5, warmup_rounds=1)
-    assert all(v is not None and v.located is not None for v in out)
+    out = benchmark.pedantic(run, setup=_Rounds(make, seed), rounds=5, warmup_rounds=1)
+    assert all(v is not None for v in out)  # every case took the fast path
+    if untagged:
+        assert all(v.located is not None for v in out)
     benchmark.extra_info["per_s"] = round(N_SIMPLE / benchmark.stats.stats.mean)
 
 
