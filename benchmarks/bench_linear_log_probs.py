@@ -1,6 +1,9 @@
 """linear_log_probs on CPU: hidden 4096 x 1024, LM head 32768 x 1024 (no bias), fp32 and bf16,
-against the unfused hidden @ W.T + log_softmax + gather and torch.nn.functional.linear_cross_entropy
-(its reference path and, where this torch has it, its chunked path).
+against the unfused hidden @ W.T + log_softmax + gather (eager and under torch.compile),
+torch.nn.functional.linear_cross_entropy (its reference path and, where this torch has it, its
+chunked path), Liger's chunked selective log-prob (the torch path inside its fused linear GRPO loss)
+and TRL's ChunkedLogProbFunction (its torch path off CUDA), each when the package is installed.
+HARMO_BENCH_LLM=1 adds Qwen's vocabulary, V = 151936.
 
 Timed: forward + backward (d hidden and d weight for a random per-token upstream gradient).
 Memory (extra_info, MiB, see _memory.py): peak extra resident memory of forward + backward, the
@@ -21,11 +24,13 @@ import torch.nn.functional as F
 import harmo_fast as harmo
 
 try:
+    from benchmarks._baselines import LLM_SHAPES, compiled, optional_module, skip_unless
     from benchmarks._memory import peak_extra_bytes
 except ImportError:  # run from inside benchmarks/
+    from _baselines import LLM_SHAPES, compiled, optional_module, skip_unless
     from _memory import peak_extra_bytes
 
-N, H, V = 4096, 1024, 32768
+SHAPES = [(4096, 1024, 32768)] + ([(4096, 1024, 151936)] if LLM_SHAPES else [])
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 MIB = 1 << 20
 
@@ -36,9 +41,32 @@ def _unfused(h, w, y):
 
 METHODS: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "unfused_matmul_log_softmax_gather": _unfused,
+    "torch_compile_unfused": compiled(_unfused),
     "harmo_linear_log_probs_cpu": lambda h, w, y: harmo.linear_log_probs(h, w, y, backend="cpu"),
 }
-BASELINES = {"unfused_matmul_log_softmax_gather"}
+BASELINES = {"unfused_matmul_log_softmax_gather", "torch_compile_unfused"}
+COMPILED = {"torch_compile_unfused"}
+# Entries that cannot run here, with the reason the ratio table shows as a skip.
+UNAVAILABLE: dict[str, str] = {}
+
+_liger_ppo, _liger_missing = optional_module("liger_kernel.chunked_loss.fused_linear_ppo")
+if _liger_ppo is not None:
+    METHODS["liger_chunked_selective_log_prob"] = lambda h, w, y: _liger_ppo._ChunkedSelectiveLogProbFunction.apply(
+        h, w, y, None, 1.0, _liger_ppo._SELECTIVE_LOGPROB_VOCAB_CHUNK_SIZE
+    )
+    BASELINES.add("liger_chunked_selective_log_prob")
+else:
+    UNAVAILABLE["liger_chunked_selective_log_prob"] = f"liger-kernel not installed: {_liger_missing}"
+
+_trl_utils, _trl_missing = optional_module("trl.trainer.utils")
+if _trl_utils is not None:
+    # TRL's fused LM-head path: no optional outputs, its own vocabulary chunk width.
+    METHODS["trl_chunked_log_prob"] = lambda h, w, y: _trl_utils._ChunkedLogProbFunction.apply(
+        h, w, None, y, 1.0, _trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE, None, 1.0, ()
+    )[0]
+    BASELINES.add("trl_chunked_log_prob")
+else:
+    UNAVAILABLE["trl_chunked_log_prob"] = f"trl not installed: {_trl_missing}"
 if hasattr(F, "linear_cross_entropy"):
     METHODS["torch_linear_cross_entropy"] = lambda h, w, y: -F.linear_cross_entropy(h, w, y, reduction="none")
     BASELINES.add("torch_linear_cross_entropy")
@@ -57,15 +85,16 @@ def _warm_up(method: str, dtype: torch.dtype) -> None:
     torch.autograd.grad(METHODS[method](h, w, torch.arange(3)).sum(), (h, w))
 
 
-def make_call(dtype_name: str, method: str) -> Callable[[], object]:
+def make_call(dtype_name: str, method: str, shape: list[int]) -> Callable[[], object]:
     """Inputs and the forward + backward call of one method."""
+    n, h, v = shape
     gen = torch.Generator().manual_seed(0)
     dtype = DTYPES[dtype_name]
     _warm_up(method, dtype)
-    hidden = torch.randn(N, H, generator=gen).to(dtype).requires_grad_()
-    weight = (torch.randn(V, H, generator=gen) * H**-0.5).to(dtype).requires_grad_()
-    index = torch.randint(0, V, (N,), generator=gen)
-    grad_out = torch.randn(N, generator=gen)
+    hidden = torch.randn(n, h, generator=gen).to(dtype).requires_grad_()
+    weight = (torch.randn(v, h, generator=gen) * h**-0.5).to(dtype).requires_grad_()
+    index = torch.randint(0, v, (n,), generator=gen)
+    grad_out = torch.randn(n, generator=gen)
     f = METHODS[method]
 
     def forward_backward():
@@ -75,14 +104,23 @@ def make_call(dtype_name: str, method: str) -> Callable[[], object]:
     return forward_backward
 
 
+@pytest.mark.parametrize("shape", SHAPES, ids=[f"N{n}xH{h}xV{v}" for n, h, v in SHAPES])
 @pytest.mark.parametrize("dtype_name", list(DTYPES))
-@pytest.mark.parametrize("method", list(METHODS))
-def test_linear_log_probs_forward_backward(benchmark, dtype_name, method):
-    benchmark.group = f"linear_log_probs fwd+bwd {dtype_name} N={N} H={H} V={V}"
+@pytest.mark.parametrize("method", [*METHODS, *UNAVAILABLE])
+def test_linear_log_probs_forward_backward(benchmark, dtype_name, method, shape):
+    skip_unless(method not in UNAVAILABLE, UNAVAILABLE.get(method, ""))
+    shape = list(shape)
+    n, h, v = shape
+    benchmark.group = f"linear_log_probs fwd+bwd {dtype_name} N={n} H={h} V={v}"
     benchmark.extra_info["baseline"] = method in BASELINES
+    compiles = method in COMPILED  # its warm-up (the compile) must stay out of the time and the memory
     benchmark.pedantic(
-        lambda call: call(), setup=lambda: ((make_call(dtype_name, method),), {}), rounds=2, iterations=1
+        lambda call: call(),
+        setup=lambda: ((make_call(dtype_name, method, shape),), {}),
+        rounds=2,
+        iterations=1,
+        warmup_rounds=int(compiles),
     )
-    peak = peak_extra_bytes("bench_linear_log_probs:make_call", dtype_name, method, warmup=False) / MIB
-    logits_mib = N * V * 4 / MIB
+    peak = peak_extra_bytes("bench_linear_log_probs:make_call", dtype_name, method, shape, warmup=compiles) / MIB
+    logits_mib = n * v * 4 / MIB
     benchmark.extra_info.update(peak_fwd_bwd_MiB=round(peak, 1), fp32_logits_MiB=round(logits_mib))

@@ -1,5 +1,6 @@
 """Benchmark session hooks: after the run, print one table per benchmark group with each entry's
-time as a ratio to the group's baseline(s), the form the README and closing notes quote.
+median time as a ratio to the group's baseline(s), the form the README and closing notes quote.
+Medians, not means: on a shared CPU a few preempted rounds would swing a mean.
 
 A benchmark marks itself as a baseline with `benchmark.extra_info["baseline"] = True`."""
 
@@ -23,14 +24,20 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
             continue
         groups.setdefault(bench.group or bench.fullname, []).append(bench)
     tr = terminalreporter
-    tr.section("harmo_fast speed ratios (baseline time / entry time; >1 = faster than baseline)")
+    tr.section("harmo_fast speed ratios (baseline median / entry median; >1 = faster than baseline)")
     for group, benches in groups.items():
         baselines = [b for b in benches if b.extra_info.get("baseline")]
         tr.write_line(f"\n[{group}]")
-        for b in sorted(benches, key=lambda b: b.stats.mean):
+        for b in sorted(benches, key=lambda b: b.stats.median):
             ratios = "  ".join(
-                f"vs {base.name}: {base.stats.mean / b.stats.mean:6.2f}x" for base in baselines if base is not b
+                f"vs {_entry(base)}: {base.stats.median / b.stats.median:6.2f}x" for base in baselines if base is not b
             )
             extra = {k: v for k, v in b.extra_info.items() if k != "baseline"}
             tail = f"  {extra}" if extra else ""
-            tr.write_line(f"  {b.name:60s} {b.stats.mean * 1e6:12.1f} us  {ratios}{tail}")
+            tr.write_line(f"  {_entry(b):40s} {b.stats.median * 1e6:12.1f} us  {ratios}{tail}")
+
+
+def _entry(bench) -> str:
+    """The entry's parameter id (e.g. `harmo_cpu-fp32-beta0`), its group already names the workload."""
+    name = bench.name
+    return name[name.index("[") + 1 : -1] if "[" in name else name
