@@ -18,7 +18,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 _SCRIPT = r"""
 import ctypes, gc, importlib, json, sys
@@ -69,3 +71,19 @@ def peak_extra_bytes(builder: str, *args: object, warmup: bool = True, timeout: 
     if proc.returncode != 0:
         raise RuntimeError(f"memory measurement of {builder}{args} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])["peak_extra_bytes"]
+
+
+def time_fresh_calls_and_peak_mib(
+    benchmark: Any, make_call: Callable[..., Callable[[], object]], builder: str, *args: object, compiles: bool
+) -> float:
+    """Time `make_call(*args)()` over two rounds, each on a fresh call, then return the peak extra
+    memory of one such call in MiB (`peak_extra_bytes(builder, *args)`). A compiling method warms up
+    once first, outside both the timed rounds and the memory measurement."""
+    benchmark.pedantic(
+        lambda call: call(),
+        setup=lambda: ((make_call(*args),), {}),
+        rounds=2,
+        iterations=1,
+        warmup_rounds=int(compiles),
+    )
+    return peak_extra_bytes(builder, *args, warmup=compiles) / (1 << 20)

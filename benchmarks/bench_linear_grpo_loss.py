@@ -23,11 +23,11 @@ import harmo_fast as harmo
 
 try:
     from benchmarks._baselines import LLM_SHAPES, compiled, optional_module, skip_unless
-    from benchmarks._memory import peak_extra_bytes
+    from benchmarks._memory import time_fresh_calls_and_peak_mib
     from benchmarks.bench_grpo_loss import EPS, trl_style_loss
 except ImportError:  # run from inside benchmarks/
     from _baselines import LLM_SHAPES, compiled, optional_module, skip_unless
-    from _memory import peak_extra_bytes
+    from _memory import time_fresh_calls_and_peak_mib
     from bench_grpo_loss import EPS, trl_style_loss
 
 SHAPES = [(8, 512, 1024, 32768)] + ([(8, 512, 1024, 151936)] if LLM_SHAPES else [])
@@ -106,12 +106,7 @@ def test_linear_grpo_loss_forward_backward(benchmark, dtype_name, method, shape)
     benchmark.group = f"hidden -> GRPO loss fwd+bwd {dtype_name} tokens={b * t} H={h} V={v}"
     benchmark.extra_info["baseline"] = method in BASELINES
     compiles = method in COMPILED  # its warm-up (the compile) must stay out of the time and the memory
-    benchmark.pedantic(
-        lambda call: call(),
-        setup=lambda: ((make_call(dtype_name, method, shape),), {}),
-        rounds=2,
-        iterations=1,
-        warmup_rounds=int(compiles),
+    peak = time_fresh_calls_and_peak_mib(
+        benchmark, make_call, "bench_linear_grpo_loss:make_call", dtype_name, method, shape, compiles=compiles
     )
-    peak = peak_extra_bytes("bench_linear_grpo_loss:make_call", dtype_name, method, shape, warmup=compiles) / MIB
     benchmark.extra_info.update(peak_fwd_bwd_MiB=round(peak, 1), fp32_logits_MiB=round(b * t * v * 4 / MIB))

@@ -25,10 +25,10 @@ import harmo_fast as harmo
 
 try:
     from benchmarks._baselines import LLM_SHAPES, compiled, optional_module, skip_unless
-    from benchmarks._memory import peak_extra_bytes
+    from benchmarks._memory import time_fresh_calls_and_peak_mib
 except ImportError:  # run from inside benchmarks/
     from _baselines import LLM_SHAPES, compiled, optional_module, skip_unless
-    from _memory import peak_extra_bytes
+    from _memory import time_fresh_calls_and_peak_mib
 
 SHAPES = [(4096, 1024, 32768)] + ([(4096, 1024, 151936)] if LLM_SHAPES else [])
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -114,13 +114,8 @@ def test_linear_log_probs_forward_backward(benchmark, dtype_name, method, shape)
     benchmark.group = f"linear_log_probs fwd+bwd {dtype_name} N={n} H={h} V={v}"
     benchmark.extra_info["baseline"] = method in BASELINES
     compiles = method in COMPILED  # its warm-up (the compile) must stay out of the time and the memory
-    benchmark.pedantic(
-        lambda call: call(),
-        setup=lambda: ((make_call(dtype_name, method, shape),), {}),
-        rounds=2,
-        iterations=1,
-        warmup_rounds=int(compiles),
+    peak = time_fresh_calls_and_peak_mib(
+        benchmark, make_call, "bench_linear_log_probs:make_call", dtype_name, method, shape, compiles=compiles
     )
-    peak = peak_extra_bytes("bench_linear_log_probs:make_call", dtype_name, method, shape, warmup=compiles) / MIB
     logits_mib = n * v * 4 / MIB
     benchmark.extra_info.update(peak_fwd_bwd_MiB=round(peak, 1), fp32_logits_MiB=round(logits_mib))
