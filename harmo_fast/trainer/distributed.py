@@ -17,6 +17,7 @@ summed gradient equals the single-process gradient of the global batch."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -46,6 +47,7 @@ class Dist:
     local_rank: int = 0
     local_world: int = 1
     timeout_s: float = 0.0
+    comm_seconds: float = 0.0  # time in this module's collectives (waiting for slower ranks included)
 
     @property
     def active(self) -> bool:
@@ -132,8 +134,10 @@ def _buckets(grads: list[torch.Tensor]) -> list[list[torch.Tensor]]:
 
 
 def _collective(d: Dist, fn: Any, *args: Any, **kwargs: Any) -> None:
+    t0 = time.perf_counter()
     try:
         fn(*args, **kwargs)
+        d.comm_seconds += time.perf_counter() - t0
     except (RuntimeError, dist.DistError) as exc:
         raise DistributedError(
             f"rank {d.rank}/{d.world}: a collective failed (another rank died or did not answer within "

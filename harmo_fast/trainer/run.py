@@ -137,6 +137,7 @@ def _merge_records(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _step_metrics(st: TrainState, out: StepOutput, lr: float, seconds: float, first_group: int) -> dict[str, float]:
+    comm = st.dist.comm_seconds
     r, g = out.rewards, _merge_records(st.dist.gather(_batch_record(out, first_group)))
     m = reward_metrics(
         g["total"],
@@ -156,6 +157,7 @@ def _step_metrics(st: TrainState, out: StepOutput, lr: float, seconds: float, fi
         m[f"time/{k}"] = st.timings.get(k, 0.0)
     m["time/rewards_total"] = float(r.timings.get("total", sum(r.timings.values()))) if r.timings else float("nan")
     m["time/step"] = seconds
+    m["time/comm"] = comm
     m["time/other"] = seconds - sum(
         st.timings.get(k, 0.0) for k in ("generation", "logprobs", "rewards_wait", "advantages", "update")
     )
@@ -444,6 +446,7 @@ def run_step(run: Run, step: int) -> dict[str, float]:
     st.engine.set_group_seeds(group_seeds(cfg.trainer.seed, step, first, share))
     lr = st.scheduler.get_last_lr()[0]
     st.timings.clear()
+    d.comm_seconds = 0.0
     t0 = time.perf_counter()
     out = grpo_step(st, samples)
     metrics = _step_metrics(st, out, lr, time.perf_counter() - t0, first)
