@@ -28,6 +28,8 @@ import torch.distributed as dist
 from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor
 
+from harmo_fast.trainer.policy import vision_tower
+
 PARALLEL_MODES = ("none", "ddp", "fsdp")
 # Gradient elements per all-reduce in ddp mode (bounds the flat buffer's extra memory).
 BUCKET_ELEMENTS = 25_000_000
@@ -196,7 +198,8 @@ def full_value(t: torch.Tensor) -> torch.Tensor:
 
 def wrap_model(model: Any, d: Dist) -> Any:
     """Prepare `model` (in place) for `d.mode`: ddp starts every rank from rank 0's weights; fsdp
-    shards each transformer block (the model's `_no_split_modules` classes) and the rest of the model."""
+    shards each transformer block (the model's `_no_split_modules` classes), the vision tower (its
+    own unit: vision-language models call it outside the top-level forward) and the rest."""
     if d.mode == "ddp" and d.world > 1:
         with torch.no_grad():
             for t in [*model.parameters(), *model.buffers()]:
@@ -206,7 +209,13 @@ def wrap_model(model: Any, d: Dist) -> Any:
         for module in list(model.modules())[1:]:
             if type(module).__name__ in blocks:
                 fully_shard(module)
+        tower = vision_tower(model)
+        if tower is not None:
+            fully_shard(tower)
         fully_shard(model)
+        # FSDP initialises its root at the first top-level forward; generate of a vision-language
+        # model runs the tower before that, so initialise now.
+        model._get_fsdp_state()._lazy_init()
         for module in model.modules():
             if isinstance(module, FSDPModule):
                 module.set_gradient_divide_factor(1.0)  # sums: the loss is already normalised globally
