@@ -14,10 +14,15 @@ from dist_launch import launch
 from safetensors.torch import load_file
 from trainer_fakes import LetterRewards, tiny_config
 
+from harmo_fast.data.jsonl import load_jsonl
 from harmo_fast.data.synth import write_synth
+from harmo_fast.rewards.types import Verdict
 from harmo_fast.trainer.checkpoint import checkpoint_dirs
 from harmo_fast.trainer.distributed import Dist
+from harmo_fast.trainer.evaluate import evaluate, merge_reports
 from harmo_fast.trainer.metrics import read_metrics
+from harmo_fast.trainer.prompts import PromptEncoder
+from harmo_fast.trainer.rollout import HFRolloutEngine
 from harmo_fast.trainer.run import open_run, train
 from harmo_fast.trainer.tiny_policy import build_tiny_lm
 
@@ -111,3 +116,26 @@ def test_prompts_must_split_into_whole_groups_per_rank(tmp_path, data_dir):
     cfg = tiny_config(data_dir, "algorithm.prompts_per_step=3", "trainer.parallel=ddp")
     with pytest.raises(ValueError, match="does not split into whole groups over 2 ranks"):
         open_run(cfg, tmp_path, LetterRewards(), Dist("ddp", rank=0, world=2))
+
+
+class PromptParityRewards(LetterRewards):
+    """Correct when the prompt has an even length: both outcomes in a small evaluation."""
+
+    def score(self, samples):
+        result = super().score(samples)
+        result.verdicts = [Verdict(score=1.0, correct=len(s.prompt) % 2 == 0, reason="parity") for s in samples]
+        return result
+
+
+def test_evaluation_shards_merge_into_the_whole_evaluation(data_dir):
+    model, tok = build_tiny_lm(seed=0, hidden_size=64, intermediate_size=128, num_hidden_layers=2)
+    engine = HFRolloutEngine(model, PromptEncoder(tok, False), max_new_tokens=8)
+    samples = load_jsonl(data_dir / "test.jsonl").samples
+    whole = evaluate(engine, PromptParityRewards(), samples, batch_size=4)
+    shards = [evaluate(engine, PromptParityRewards(), samples[r::4], batch_size=4) for r in range(4)]  # one is empty
+    merged = merge_reports(shards, [s.id for s in samples])
+    assert 0 < sum(whole["correct"].values()) < len(samples)  # both outcomes occur
+    assert list(merged["correct"].items()) == list(whole["correct"].items())
+    for key in ("n", "accuracy", "per_task_type", "format_compliance"):
+        assert merged[key] == whole[key], key
+    assert merged["response_length_mean"] == pytest.approx(whole["response_length_mean"])

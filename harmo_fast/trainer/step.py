@@ -108,7 +108,7 @@ def update(
         p.grad = None
     stats.all_reduce(st.dist)
     adv = pending.get()
-    trained, rows = st.dist.sum([trained_fraction(adv, a.beta) * adv.numel(), adv.numel()])
+    trained, rows = st.dist.sum([round(trained_fraction(adv, a.beta) * adv.numel()), adv.numel()])
     return stats.summary(trained / rows)
 
 
