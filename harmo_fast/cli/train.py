@@ -3,11 +3,15 @@ HARMO GRPO. Settings layer: the dataclass defaults (harmo_fast/trainer/config.py
 text), then a recipe (a name listed by `harmo train --list-recipes`, from harmo_fast/recipes/) or a
 YAML file, then the overrides. Without a recipe or file the default recipe runs (a tiny VLM on the
 synthetic task set). An override value that is not valid YAML, or that does not fit a text setting,
-is taken as written: `data.prompt_template={prompt} Answer:` needs no extra quotes."""
+is taken as written: `data.prompt_template={prompt} Answer:` needs no extra quotes.
+
+Multi-process: `torchrun --nproc-per-node N -m harmo_fast.cli train ... trainer.parallel=ddp` (or
+fsdp); every rank runs this command, rank 0 writes the run directory (README "Scale out")."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from harmo_fast import recipes
@@ -79,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         print(config_yaml(cfg), end="")
         return 0
     from harmo_fast.data.jsonl import DataError
+    from harmo_fast.trainer.distributed import DistributedError
     from harmo_fast.trainer.run import train
 
     try:
@@ -86,5 +91,9 @@ def run(args: argparse.Namespace) -> int:
     except (DataError, FileNotFoundError) as exc:
         print(f"harmo train: {exc}")
         return 2
-    print(f"run directory: {result.out_dir}")
+    except DistributedError as exc:
+        print(f"harmo train: {exc}; continue from the last checkpoint with --resume RUN_DIR")
+        return 1
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"run directory: {result.out_dir}")
     return 130 if result.interrupted else 0

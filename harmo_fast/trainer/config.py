@@ -172,6 +172,17 @@ class TrainerConfig:
         default=None,
         metadata={"help": "responses per forward/backward (gradient accumulation); None = whole minibatch"},
     )
+    parallel: Literal["none", "ddp", "fsdp"] = field(
+        default="none",
+        metadata={
+            "help": "multi-process training under torchrun: ddp = replicated weights, summed gradients; fsdp = "
+            "FSDP2-sharded weights, gradients and optimizer state; none = one process"
+        },
+    )
+    dist_timeout: float = field(
+        default=600.0,
+        metadata={"help": "seconds a rank waits in a collective before the run stops with an error (a dead rank)"},
+    )
 
 
 @dataclass

@@ -77,6 +77,29 @@ def evaluate_model(
         rewards.close()
 
 
+def merge_reports(reports: list[dict[str, Any]], order: list[str]) -> dict[str, Any]:
+    """One report of `evaluate` over the union of disjoint sample shards (one report per rank);
+    per-sample results in `order` (the sample ids of the whole set)."""
+    n = sum(r["n"] for r in reports)
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for r in reports:
+        for t, v in r["per_task_type"].items():
+            counts[t][0] += v["n"]
+            counts[t][1] += round(v["accuracy"] * v["n"])
+    correct = {k: v for r in reports for k, v in r["correct"].items()}
+    fmt = [r["format_compliance"] for r in reports if r["n"]]
+    return {
+        "n": n,
+        "accuracy": sum(c for _, c in counts.values()) / max(1, n),
+        "per_task_type": {t: {"n": m, "accuracy": c / m} for t, (m, c) in sorted(counts.items())},
+        "format_compliance": None
+        if any(f is None for f in fmt)
+        else sum(r["format_compliance"] * r["n"] for r in reports if r["n"]) / max(1, n),
+        "response_length_mean": sum(r["response_length_mean"] * r["n"] for r in reports) / max(1, n),
+        "correct": {k: correct[k] for k in order if k in correct},
+    }
+
+
 def paired_gain(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
     """Accuracy gain of `after` over `before` on the samples both reports scored, with the paired
     standard error std(d) / sqrt(n) of the per-sample differences d in {-1, 0, 1}."""

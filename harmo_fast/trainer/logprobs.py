@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch.distributed.tensor import DTensor
 
 import harmo_fast as harmo
 
@@ -17,9 +18,14 @@ import harmo_fast as harmo
 _NONLINEAR_HEAD_ATTRS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
 
 
+def _sharded_head(head: Any) -> bool:
+    """FSDP-sharded head weights are gathered only inside the model's own forward."""
+    return isinstance(getattr(head, "weight", None), DTensor)
+
+
 def supports_linear_path(model: Any) -> bool:
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    if not isinstance(head, torch.nn.Linear) or getattr(model, "base_model", model) is model:
+    if not isinstance(head, torch.nn.Linear) or getattr(model, "base_model", model) is model or _sharded_head(head):
         return False
     config = getattr(model, "config", None)
     text_config = getattr(config, "text_config", None) or config
@@ -42,6 +48,8 @@ def completion_logprobs(
 
     inputs: the forward-pass inputs over prompt + completion (the completion is the last T columns).
     """
+    if path == "linear" and hasattr(model, "get_output_embeddings") and _sharded_head(model.get_output_embeddings()):
+        raise ValueError("model.logprobs=linear needs unsharded weights; use auto or logits with trainer.parallel=fsdp")
     use_linear = path == "linear" or (path == "auto" and supports_linear_path(model))
     if use_linear:
         return _linear_path(model, inputs, completion_ids, completion_mask, temperature, entropy)

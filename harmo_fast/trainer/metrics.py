@@ -9,7 +9,9 @@ grad_norm, trained_frac, lr, nan_skipped, tokens_per_second and the time split i
 time/generation (includes time/data, the prompt encoding), time/logprobs (old/reference passes),
 time/rewards_wait (reward time not hidden behind them), time/advantages, time/update (includes
 time/loss, the loss math), time/other (logging, sampling), time/step; time/rewards_total is the
-reward pipeline's own compute time."""
+reward pipeline's own compute time; time/comm is the time of a multi-process step in the trainer's
+own collectives (the ddp gradient all-reduce, the loss and stats sums; waiting for a slower rank
+included; FSDP's gathers inside forward and backward are not counted), 0 in one process."""
 
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ METRIC_KEYS = (
     "kl", "clip_low_frac", "clip_high_frac", "ratio_mean", "entropy",
     "loss", "grad_norm", "trained_frac", "lr", "nan_skipped",
     "time/generation", "time/data", "time/logprobs", "time/rewards_wait", "time/rewards_total",
-    "time/advantages", "time/update", "time/loss", "time/other", "time/step", "tokens_per_second",
+    "time/advantages", "time/update", "time/loss", "time/other", "time/step", "time/comm", "tokens_per_second",
 )  # fmt: skip
 
 

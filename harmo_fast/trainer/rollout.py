@@ -1,5 +1,6 @@
 """Rollout: G sampled completions per prompt. `RolloutEngine` is the interface (a vLLM engine can
-implement it later); `HFRolloutEngine` runs Hugging Face `generate`."""
+implement it later); `HFRolloutEngine` runs Hugging Face `generate`, sampling each prompt group
+from its own seeded generator (trainer/group_sampling.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import torch
 
 from harmo_fast.data.jsonl import Sample
 from harmo_fast.rewards.types import RewardSample
+from harmo_fast.trainer.distributed import is_sharded
+from harmo_fast.trainer.group_sampling import GroupSampler
 from harmo_fast.trainer.prompts import PromptEncoder
 
 TEXT_TYPE_IDS = ("mm_token_type_ids", "token_type_ids")
@@ -114,9 +117,17 @@ class RolloutEngine(abc.ABC):
     def sync_weights(self) -> None:  # noqa: B027 (a no-op default: engines sharing the policy need nothing)
         """Called after each optimizer step; engines holding their own weight copy reload them."""
 
+    def set_group_seeds(self, seeds: list[int] | None) -> None:  # noqa: B027 (a no-op default, like sync_weights)
+        """Seeds of the next sampling generate()'s prompt groups, one per sample, so that a group's
+        completions do not depend on the batch or rank that generates it; engines that cannot
+        seed per group ignore them."""
+
 
 class HFRolloutEngine(RolloutEngine):
-    """Sampling with `model.generate` under `torch.inference_mode`, in eval mode."""
+    """Sampling with `model.generate` under `torch.inference_mode`, in eval mode. Each prompt group
+    samples from its own generator (`set_group_seeds`; without seeds, drawn from torch's global
+    generator). With sharded (FSDP) weights it runs under `no_grad`, and every rank keeps running
+    forward passes until all ranks are done, as the gathers inside them are collective."""
 
     def __init__(
         self,
@@ -150,21 +161,33 @@ class HFRolloutEngine(RolloutEngine):
         config = getattr(model, "config", None)
         # A sampled image placeholder would make the next forward pass expect image features.
         self.suppress_ids = sorted({i for a in MEDIA_TOKEN_ATTRS if isinstance(i := getattr(config, a, None), int)})
+        self.group_seeds: list[int] | None = None
 
-    def _generation_config(self, greedy: bool, max_new_tokens: int) -> Any:
+    def set_group_seeds(self, seeds: list[int] | None) -> None:
+        self.group_seeds = seeds
+
+    def _generation_config(self, max_new_tokens: int) -> Any:
         from transformers import GenerationConfig
 
         # A fresh config: hub models ship sampling defaults (top_k, repetition penalty) we must not inherit.
-        sampling = {} if greedy else dict(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
+        # Always greedy: sampling happens in GroupSampler, which leaves one finite score per row.
         return GenerationConfig(
-            do_sample=not greedy,
+            do_sample=False,
             max_new_tokens=max_new_tokens,
             eos_token_id=self.eos_ids,
             pad_token_id=self.pad_id,
             use_cache=True,
             suppress_tokens=self.suppress_ids or None,
-            **sampling,
         )
+
+    def _sampler(self, num_prompts: int) -> GroupSampler:
+        seeds = self.group_seeds
+        self.group_seeds = None  # seeds are for one batch
+        if seeds is None:
+            seeds = torch.randint(0, 2**62, (num_prompts,)).tolist()
+        if len(seeds) != num_prompts:
+            raise ValueError(f"set_group_seeds: {len(seeds)} seeds for {num_prompts} prompts")
+        return GroupSampler(seeds, self.temperature, self.top_k, self.top_p)
 
     def generate(
         self, samples: list[Sample], num_generations: int, *, greedy: bool = False, max_new_tokens: int | None = None
@@ -181,12 +204,19 @@ class HFRolloutEngine(RolloutEngine):
         prompt = {k: v.to(self.device) for k, v in prompt.items()}
         self.encode_seconds = time.perf_counter() - t0
         width = prompt["input_ids"].shape[1]
+        processors = [] if greedy else [self._sampler(len(samples))]
+        sharded = is_sharded(self.model)
+        # FSDP reuses its gather buffers in training: they must not become inference tensors.
+        no_grad = torch.no_grad() if sharded else torch.inference_mode()
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.inference_mode(), self.autocast():
+            with no_grad, self.autocast():
                 out = self.model.generate(
-                    **prompt, generation_config=self._generation_config(greedy, max_new_tokens or self.max_new_tokens)
+                    **prompt,
+                    generation_config=self._generation_config(max_new_tokens or self.max_new_tokens),
+                    logits_processor=processors,
+                    synced_gpus=sharded,
                 )
         finally:
             self.model.train(was_training)

@@ -2,10 +2,15 @@
 background while the old/reference log-prob passes run) -> mean-only group advantages ->
 `num_iterations` epochs of `num_minibatches` optimizer steps, each accumulating the gradient of
 its micro-batches (log-probs -> `harmo.grpo_loss` -> backward), then clip -> AdamW -> lr schedule.
-A non-finite loss or gradient norm skips that optimizer step, warns and is counted."""
+A non-finite loss or gradient norm skips that optimizer step, warns and is counted.
+
+Under `trainer.parallel` each rank holds its own prompt groups: the loss's token count, the loss
+and the stats are summed over ranks (trainer/distributed.py), so the update equals the
+single-process update of the global batch."""
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections import defaultdict
@@ -20,6 +25,7 @@ from harmo_fast.data.jsonl import Sample
 from harmo_fast.rewards.types import RewardResult
 from harmo_fast.trainer.advantages import PendingAdvantages, trained_fraction
 from harmo_fast.trainer.config import Config
+from harmo_fast.trainer.distributed import Dist, full_value
 from harmo_fast.trainer.logprobs import completion_logprobs
 from harmo_fast.trainer.loss import micro_batch_loss
 from harmo_fast.trainer.policy import Policy, autocast
@@ -39,6 +45,7 @@ class TrainState:
     scheduler: Any
     ref_model: Any | None = None
     nan_skipped: int = 0
+    dist: Dist = field(default_factory=Dist)
     timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     @contextmanager
@@ -78,7 +85,8 @@ def update(
 ) -> dict[str, float]:
     """`num_iterations` epochs of `num_minibatches` optimizer steps over the batch; their stats."""
     a = st.cfg.algorithm
-    params = [p for p in st.policy.model.parameters() if p.requires_grad]
+    # The optimizer's parameters: under FSDP the module may show its gathered copies between passes.
+    params = [p for group in st.optimizer.param_groups for p in group["params"]]
     stats = UpdateStats()
     for _ in range(a.num_iterations):
         for mb in _minibatches(batch.size, a.num_minibatches):
@@ -86,6 +94,8 @@ def update(
             for p in params:
                 p.grad = torch.zeros_like(p) if p.grad is None else p.grad.zero_()
             loss = accumulate_gradients(st, batch, mb, pending, old, ref, stats)
+            if loss is not None:
+                st.dist.reduce_gradients(params)
             grad_norm = clip_gradients(params, st.cfg.trainer.max_grad_norm) if loss is not None else None
             if grad_norm is None:
                 _skip_step(st, "loss" if loss is None else "gradient norm")
@@ -96,7 +106,10 @@ def update(
             stats.add_step(loss, grad_norm)
     for p in params:
         p.grad = None
-    return stats.summary(trained_fraction(pending.get(), a.beta))
+    stats.all_reduce(st.dist)
+    adv = pending.get()
+    trained, rows = st.dist.sum([round(trained_fraction(adv, a.beta) * adv.numel()), adv.numel()])
+    return stats.summary(trained / rows)
 
 
 def accumulate_gradients(
@@ -108,13 +121,19 @@ def accumulate_gradients(
     ref: torch.Tensor | None,
     stats: UpdateStats,
 ) -> float | None:
-    """Backward of every micro-batch of minibatch `mb` into the parameters' gradients; the summed
-    loss, or None at the first non-finite micro-batch loss (the optimizer step is then skipped)."""
+    """Backward of every micro-batch of minibatch `mb` into the parameters' gradients; the loss
+    summed over micro-batches (and ranks), or None when a micro-batch loss is not finite (the
+    optimizer step is then skipped; a single process stops at the first one, ranks in lockstep
+    still run every backward)."""
     a, cfg = st.cfg.algorithm, st.cfg
     mask = batch.completion_mask.to(torch.float32)
-    tokens_mb = max(float(mask[mb].sum()), 1.0)
+    tokens_mb, rows_mb = st.dist.sum([float(mask[mb].sum()), len(mb)])
+    tokens_mb = max(tokens_mb, 1.0)
     total = 0.0
     for rows, (logp, ent, width) in _micro_batch_forwards(st, batch, mb, pending):
+        if not rows:  # lockstep padding: the collectives of a forward and backward, no gradient
+            (logp.sum() * 0.0).backward()
+            continue
         m_rows = mask[rows, :width]
         adv = pending.get()
         with st.timer("loss"):
@@ -126,15 +145,20 @@ def accumulate_gradients(
                 adv[rows],
                 m_rows,
                 tokens_mb=tokens_mb,
-                share=len(rows) / len(mb),
+                share=len(rows) / rows_mb,
                 max_new_tokens=cfg.rollout.max_new_tokens,
             )
         if not torch.isfinite(loss):
-            return None
+            total = math.nan
+            if not st.dist.lockstep:
+                break
+            loss.backward()
+            continue
         loss.backward()
         total += float(loss.detach())
         stats.add_micro_batch(metrics, m_rows, ent)
-    return total
+    (total,) = st.dist.sum([total])
+    return total if math.isfinite(total) else None
 
 
 def _micro_batch_forwards(
@@ -147,23 +171,29 @@ def _micro_batch_forwards(
     happen to be late, so that the computation does not depend on timing (reproducible runs).
     With beta = 0 a response whose advantage is exactly 0 (every response of a zero-spread group)
     contributes exactly zero gradient, so the other micro-batches leave it out; loss-side metrics
-    (ratio, clip fractions, entropy) are then over the trained responses' tokens."""
+    (ratio, clip fractions, entropy) are then over the trained responses' tokens.
+    Ranks in lockstep (FSDP) agree on the number of micro-batches first; a rank with fewer pads
+    with empty `rows` whose forward is of one row, for the collectives only."""
     cfg = st.cfg
     size, entropy = cfg.trainer.micro_batch_size, cfg.logging.entropy
-    rest = mb
+    rest, done = mb, 0
     if not pending.ready:
         head = _chunks(mb, size)[0]
-        rest = mb[len(head) :]
+        rest, done = mb[len(head) :], 1
         yield head, _forward(st, st.policy.model, batch, head, entropy=entropy)
     nonzero = (pending.get() != 0).tolist()
     trained = [i for i in rest if cfg.algorithm.beta > 0 or nonzero[i]]
-    for rows in _chunks(trained, size):
+    chunks = _chunks(trained, size)
+    padding = st.dist.max(done + len(chunks)) - done - len(chunks) if st.dist.lockstep else 0
+    for rows in chunks:
         yield rows, _forward(st, st.policy.model, batch, rows, entropy=entropy)
+    for _ in range(padding):
+        yield [], _forward(st, st.policy.model, batch, mb[:1])
 
 
 def clip_gradients(params: list[torch.Tensor], max_norm: float) -> float | None:
     """Clip the gradients to `max_norm`; their norm before clipping, None when it is not finite."""
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    grad_norm = full_value(torch.nn.utils.clip_grad_norm_(params, max_norm))
     return float(grad_norm) if torch.isfinite(grad_norm) else None
 
 
@@ -193,6 +223,13 @@ class UpdateStats:
         self.sums["loss"] += loss
         self.sums["grad_norm"] += grad_norm
         self.steps += 1
+
+    def all_reduce(self, d: Dist) -> None:
+        """Token-weighted sums over all ranks (the loss is already summed per step, the gradient
+        norm is global)."""
+        keys = [*TOKEN_STATS, "entropy"]
+        self.tokens, *sums = d.sum([self.tokens, *(self.sums[k] for k in keys)])
+        self.sums.update(zip(keys, sums))
 
     def summary(self, trained_frac: float) -> dict[str, float]:
         """Means (nan where nothing was trained or no step was taken)."""
