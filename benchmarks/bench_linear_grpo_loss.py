@@ -2,8 +2,9 @@
 (4096 tokens), H = 1024, V = 32768 (V = 151936 too with HARMO_BENCH_LLM=1), k3 KL with beta = 0.04
 against precomputed reference log-probs, token-mean loss (TRL's "bnpo"), fp32 and bf16.
 
-Timed: forward + backward to d hidden and d weight. Entries: harmo_fast's current path
-(linear_log_probs, then grpo_loss); baselines: the eager matmul + log_softmax + gather + TRL-style
+Timed: forward + backward to d hidden and d weight. Entries: harmo_fast's fused op
+(linear_grpo_loss: 3 matmuls, gradients in the forward) and its two-op path (linear_log_probs,
+then grpo_loss: 4 matmuls); baselines: the eager matmul + log_softmax + gather + TRL-style
 loss, the same torch code under torch.compile, and Liger's LigerFusedLinearGRPOLoss (torch +
 torch.compile, gradients computed in its forward chunk by chunk) when liger-kernel is installed.
 Memory (extra_info, MiB, see _memory.py): peak extra resident memory of forward + backward, the
@@ -48,10 +49,15 @@ def harmo_hidden_to_loss(hidden, weight, ids, old, adv, mask, ref) -> torch.Tens
     return harmo.grpo_loss(logp, old, adv, mask, ref, beta=BETA, eps_low=EPS, backend="cpu")[0]
 
 
+def harmo_linear_grpo_loss(hidden, weight, ids, old, adv, mask, ref) -> torch.Tensor:
+    return harmo.linear_grpo_loss(hidden, weight, ids, old, adv, mask, ref, beta=BETA, eps_low=EPS, backend="cpu")[0]
+
+
 METHODS: dict[str, Callable[..., torch.Tensor]] = {
     "eager_matmul_log_softmax_gather_loss": eager_hidden_to_loss,
     "torch_compile_matmul_log_softmax_gather_loss": compiled(eager_hidden_to_loss),
     "harmo_linear_log_probs_then_grpo_loss": harmo_hidden_to_loss,
+    "harmo_linear_grpo_loss": harmo_linear_grpo_loss,
 }
 BASELINES = {"eager_matmul_log_softmax_gather_loss", "torch_compile_matmul_log_softmax_gather_loss"}
 COMPILED = {"torch_compile_matmul_log_softmax_gather_loss", "liger_fused_linear_grpo_loss"}

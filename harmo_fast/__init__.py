@@ -18,6 +18,7 @@ _LAZY = {
     "length_penalty": "harmo_fast.ops.length_penalty",
     "selective_log_softmax": "harmo_fast.ops.selective_log_softmax",
     "linear_log_probs": "harmo_fast.ops.linear_log_probs",
+    "linear_grpo_loss": "harmo_fast.ops.linear_grpo_loss",
     "available_backends": "harmo_fast._dispatch",
 }
 
@@ -27,6 +28,7 @@ __all__ = [
     "group_advantages",
     "grpo_loss",
     "length_penalty",
+    "linear_grpo_loss",
     "linear_log_probs",
     "selective_log_softmax",
     "token_kl",

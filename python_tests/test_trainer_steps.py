@@ -81,13 +81,15 @@ def test_vlm_steps_with_the_reward_pipeline_warmup_and_evals(tmp_path, data_dir)
 
 
 def test_nan_loss_skips_the_step_warns_and_counts(tmp_path, data_dir, monkeypatch):
-    real = harmo_fast.grpo_loss
+    def nan_loss(real):
+        def wrapped(*args, **kwargs):
+            loss, metrics = real(*args, **kwargs)
+            return loss * float("nan"), metrics
 
-    def nan_loss(*args, **kwargs):
-        loss, metrics = real(*args, **kwargs)
-        return loss * float("nan"), metrics
+        return wrapped
 
-    monkeypatch.setattr(harmo_fast, "grpo_loss", nan_loss)
+    for name in ("grpo_loss", "linear_grpo_loss"):  # the two-op and the fused loss paths
+        monkeypatch.setattr(harmo_fast, name, nan_loss(getattr(harmo_fast, name)))
     cfg = tiny_config(data_dir, "trainer.steps=2")
     with pytest.warns(RuntimeWarning, match="non-finite loss"):
         train(cfg, tmp_path, rewards=LetterRewards())
@@ -120,3 +122,32 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path, data_dir):
         runs[name] = _weights(tmp_path / name, 1)
     for k, v in runs["whole"].items():
         torch.testing.assert_close(runs["micro"][k], v, atol=2e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("model", ["tiny-lm", "tiny-vlm"])
+def test_fused_hidden_state_loss_matches_the_two_op_path(tmp_path, data_dir, monkeypatch, model):
+    # One policy update per generation batch takes harmo.linear_grpo_loss on the hidden states;
+    # forcing the two-op path (linear_log_probs, then grpo_loss) gives the same update.
+    from harmo_fast.trainer import step
+
+    fused_calls = []
+    original = step.micro_batch_loss_from_hidden
+    monkeypatch.setattr(
+        step, "micro_batch_loss_from_hidden", lambda *a, **k: fused_calls.append(1) or original(*a, **k)
+    )
+    runs = {}
+    for name in ("fused", "two_op"):
+        if name == "two_op":
+            monkeypatch.setattr(step, "uses_fused_loss", lambda st: False)
+        cfg = tiny_config(data_dir, "trainer.steps=1", "algorithm.beta=0.1", "trainer.micro_batch_size=3", model=model)
+        train(cfg, tmp_path / name, rewards=LetterRewards())
+        runs[name] = (_weights(tmp_path / name, 1), read_metrics(tmp_path / name / "metrics.jsonl")[0])
+        if name == "fused":
+            assert fused_calls, "the fused loss was not used"
+            fused_calls.clear()
+    assert not fused_calls
+    (w_fused, m_fused), (w_two, m_two) = runs["fused"], runs["two_op"]
+    for k, v in w_two.items():
+        torch.testing.assert_close(w_fused[k], v, atol=2e-6, rtol=1e-4)
+    for k in ("loss", "kl", "entropy", "ratio_mean", "grad_norm"):
+        assert m_fused[k] == pytest.approx(m_two[k], rel=1e-4, abs=1e-6), k

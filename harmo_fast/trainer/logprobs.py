@@ -34,6 +34,19 @@ def supports_linear_path(model: Any) -> bool:
     )
 
 
+def supports_fused_loss(model: Any) -> bool:
+    """The policy loss can run on the hidden states (harmo.linear_grpo_loss): a plain linear LM head
+    without a bias."""
+    return supports_linear_path(model) and model.get_output_embeddings().bias is None
+
+
+def completion_hidden(model: Any, inputs: dict[str, torch.Tensor], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(hidden (N, width, H) that predict the last `width` columns, the LM head's weight in their dtype)."""
+    hidden = model.base_model(**inputs, use_cache=False).last_hidden_state[:, -width - 1 : -1]
+    weight = model.get_output_embeddings().weight
+    return hidden, weight if weight.dtype == hidden.dtype else weight.to(hidden.dtype)
+
+
 def completion_logprobs(
     model: Any,
     inputs: dict[str, torch.Tensor],

@@ -26,8 +26,8 @@ from harmo_fast.rewards.types import RewardResult
 from harmo_fast.trainer.advantages import PendingAdvantages, trained_fraction
 from harmo_fast.trainer.config import Config
 from harmo_fast.trainer.distributed import Dist, full_value
-from harmo_fast.trainer.logprobs import completion_logprobs
-from harmo_fast.trainer.loss import micro_batch_loss
+from harmo_fast.trainer.logprobs import completion_hidden, completion_logprobs, supports_fused_loss
+from harmo_fast.trainer.loss import micro_batch_loss, micro_batch_loss_from_hidden
 from harmo_fast.trainer.policy import Policy, autocast
 from harmo_fast.trainer.rollout import RolloutBatch, RolloutEngine, reward_samples
 
@@ -130,24 +130,26 @@ def accumulate_gradients(
     tokens_mb, rows_mb = st.dist.sum([float(mask[mb].sum()), len(mb)])
     tokens_mb = max(tokens_mb, 1.0)
     total = 0.0
-    for rows, (logp, ent, width) in _micro_batch_forwards(st, batch, mb, pending):
+    fused = uses_fused_loss(st)
+    for rows, (x, y, width) in _micro_batch_forwards(st, batch, mb, pending, fused):
         if not rows:  # lockstep padding: the collectives of a forward and backward, no gradient
-            (logp.sum() * 0.0).backward()
+            (x.sum() * 0.0).backward()
             continue
         m_rows = mask[rows, :width]
         adv = pending.get()
+        old_rows = None if old is None else old[rows, :width]
+        ref_rows = None if ref is None else ref[rows, :width]
+        kw = dict(tokens_mb=tokens_mb, share=len(rows) / rows_mb, max_new_tokens=cfg.rollout.max_new_tokens)
         with st.timer("loss"):
-            loss, metrics = micro_batch_loss(
-                a,
-                logp,
-                None if old is None else old[rows, :width],
-                None if ref is None else ref[rows, :width],
-                adv[rows],
-                m_rows,
-                tokens_mb=tokens_mb,
-                share=len(rows) / rows_mb,
-                max_new_tokens=cfg.rollout.max_new_tokens,
-            )
+            if fused:  # x, y: the hidden states and the LM head's weight
+                ids = batch.completion_ids[rows, :width]
+                opts = dict(temperature=cfg.rollout.temperature, entropy=cfg.logging.entropy)
+                loss, metrics = micro_batch_loss_from_hidden(
+                    a, x, y, ids, old_rows, ref_rows, adv[rows], m_rows, **kw, **opts
+                )
+                y = None
+            else:  # x, y: the log-probs and their entropy
+                loss, metrics = micro_batch_loss(a, x, old_rows, ref_rows, adv[rows], m_rows, **kw)
         if not torch.isfinite(loss):
             total = math.nan
             if not st.dist.lockstep:
@@ -156,15 +158,23 @@ def accumulate_gradients(
             continue
         loss.backward()
         total += float(loss.detach())
-        stats.add_micro_batch(metrics, m_rows, ent)
+        stats.add_micro_batch(metrics, m_rows, y)
     (total,) = st.dist.sum([total])
     return total if math.isfinite(total) else None
 
 
+def uses_fused_loss(st: TrainState) -> bool:
+    """The policy loss straight from the hidden states (harmo.linear_grpo_loss, gradients of the LM
+    head computed in its forward): for one policy update per generation batch, on a model whose
+    head allows it, unless the logits path is asked for."""
+    return st.cfg.model.logprobs != "logits" and not needs_old_logprobs(st.cfg) and supports_fused_loss(st.policy.model)
+
+
 def _micro_batch_forwards(
-    st: TrainState, batch: RolloutBatch, mb: list[int], pending: PendingAdvantages
+    st: TrainState, batch: RolloutBatch, mb: list[int], pending: PendingAdvantages, fused: bool
 ) -> Iterator[tuple[list[int], tuple[torch.Tensor, torch.Tensor | None, int]]]:
-    """(rows, forward) of each micro-batch of `mb` that needs a backward.
+    """(rows, forward) of each micro-batch of `mb` that needs a backward: (hidden, LM head weight,
+    width) when `fused`, else (logp, entropy, width).
 
     While the rewards are pending, the first micro-batch (all its rows) is forwarded before the
     advantages are read, so the reward computation overlaps it; always, not only when the rewards
@@ -176,19 +186,23 @@ def _micro_batch_forwards(
     with empty `rows` whose forward is of one row, for the collectives only."""
     cfg = st.cfg
     size, entropy = cfg.trainer.micro_batch_size, cfg.logging.entropy
+
+    def forward(rows: list[int]) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+        return _forward_hidden(st, batch, rows) if fused else _forward(st, st.policy.model, batch, rows, entropy)
+
     rest, done = mb, 0
     if not pending.ready:
         head = _chunks(mb, size)[0]
         rest, done = mb[len(head) :], 1
-        yield head, _forward(st, st.policy.model, batch, head, entropy=entropy)
+        yield head, forward(head)
     nonzero = (pending.get() != 0).tolist()
     trained = [i for i in rest if cfg.algorithm.beta > 0 or nonzero[i]]
     chunks = _chunks(trained, size)
     padding = st.dist.max(done + len(chunks)) - done - len(chunks) if st.dist.lockstep else 0
     for rows in chunks:
-        yield rows, _forward(st, st.policy.model, batch, rows, entropy=entropy)
+        yield rows, forward(rows)
     for _ in range(padding):
-        yield [], _forward(st, st.policy.model, batch, mb[:1])
+        yield [], forward(mb[:1])
 
 
 def clip_gradients(params: list[torch.Tensor], max_norm: float) -> float | None:
@@ -218,6 +232,8 @@ class UpdateStats:
             self.sums[k] += float(metrics[k]) * tok
         if ent is not None:
             self.sums["entropy"] += float((ent * mask).sum())
+        elif "entropy_mean" in metrics:  # the fused loss's masked mean
+            self.sums["entropy"] += float(metrics["entropy_mean"]) * tok
 
     def add_step(self, loss: float, grad_norm: float) -> None:
         self.sums["loss"] += loss
@@ -273,6 +289,15 @@ def _forward(
             path=st.cfg.model.logprobs,
         )
     return logp, ent, width
+
+
+def _forward_hidden(st: TrainState, batch: RolloutBatch, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(hidden states, LM head weight, width) of `rows` for the fused loss, width as in _forward."""
+    width = int(batch.lengths[rows].max())
+    inputs = batch.model_inputs(rows, width)
+    with autocast(st.cfg.model, st.policy.device):
+        hidden, weight = completion_hidden(st.policy.model, inputs, width)
+    return hidden, weight, width
 
 
 def _chunks(rows: list[int], size: int | None) -> list[list[int]]:
