@@ -254,7 +254,11 @@ def _linear_grpo_loss_op(
             launcher.scale_(coef, row_scale, one)  # dLoss/dlogp with the aggregation weight
             sls.backward_rows(coef.reshape(-1), None, z, y, lse, None, temperature, backend, out=z)
             if need_hidden:
-                grad_hidden[c.r0 : c.r1, c.t0 : c.t1] = torch.mm(z, weight).view(rows, cols, size)
+                block = grad_hidden[c.r0 : c.r1, c.t0 : c.t1]
+                if block.is_contiguous():  # whole rows, or a span of one row: no temporary
+                    torch.mm(z, weight, out=block.view(-1, size))
+                else:
+                    block.copy_(torch.mm(z, weight).view(rows, cols, size))
             if need_weight:
                 # fp32: BLAS accumulates into the gradient; half: each product is accumulated in
                 # fp32 by BLAS, the running sum is rounded to the weight's dtype once per chunk.
