@@ -7,8 +7,9 @@ G completions of a prompt as one request with `n = G`; the batch it returns is t
 (left-padded prompt tensors, completions padded after EOS, texts decoded the same way), and the
 trainer recomputes the log-probs. Text-only policies; a sharded (fsdp) policy is not supported.
 
-Per-group seeds are not applied: vLLM's sampling differs from `GroupSampler`'s draws anyway, so a
-group's completions depend on the engine and batch, not only on (seed, step, group).
+Per-group seeds (`set_group_seeds`) become the seeds of the groups' requests, so a group's
+completions do not depend on the batch it is generated in; they are vLLM's draws, not those of
+the `hf` engine's `GroupSampler`, so the two engines sample different completions from one seed.
 
 vLLM starts its engine core in a `spawn`ed process: a script that trains with it needs the
 `if __name__ == "__main__":` guard (the `harmo` command has it)."""
@@ -116,6 +117,7 @@ class VLLMRolloutEngine(RolloutEngine):
         self.eos_ids = eos_token_ids(model, encoder.tokenizer)
         tok = encoder.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.eos_ids[0]
+        self.group_seeds: list[int] | None = None
         self.llm: Any = None
         self._folder: tempfile.TemporaryDirectory | None = None
         self.build_seconds = 0.0  # time the engine took to start (saving the policy included)
@@ -159,13 +161,29 @@ class VLLMRolloutEngine(RolloutEngine):
             llm.sleep(level=1)
         self.sync_seconds = time.perf_counter() - t0
 
-    def _sampling_params(self, n: int, greedy: bool, max_new_tokens: int) -> Any:
+    def set_group_seeds(self, seeds: list[int] | None) -> None:
+        self.group_seeds = seeds
+
+    def _sampling_params(self, num_prompts: int, n: int, greedy: bool, max_new_tokens: int) -> list[Any]:
+        """One SamplingParams per prompt (its group's seed, when set, for sampling)."""
         common = {"n": n, "max_tokens": max_new_tokens, "stop_token_ids": self.eos_ids, "detokenize": False}
         if greedy:
-            return self.vllm.SamplingParams(temperature=0.0, **common)
-        return self.vllm.SamplingParams(
-            temperature=self.temperature, top_p=self.top_p, top_k=self.top_k if self.top_k > 0 else -1, **common
-        )
+            return [self.vllm.SamplingParams(temperature=0.0, **common)] * num_prompts
+        seeds = self.group_seeds
+        self.group_seeds = None  # seeds are for one batch
+        if seeds is not None and len(seeds) != num_prompts:
+            raise ValueError(f"set_group_seeds: {len(seeds)} seeds for {num_prompts} prompts")
+        top_k = self.top_k if self.top_k > 0 else -1  # vLLM's "off"
+        return [
+            self.vllm.SamplingParams(
+                temperature=self.temperature,
+                top_p=self.top_p,
+                top_k=top_k,
+                seed=None if seeds is None else seed,
+                **common,
+            )
+            for seed in (seeds or [None] * num_prompts)
+        ]
 
     def generate(
         self, samples: list[Sample], num_generations: int, *, greedy: bool = False, max_new_tokens: int | None = None
@@ -179,7 +197,7 @@ class VLLMRolloutEngine(RolloutEngine):
         prompt = {k: v.to(self.device) for k, v in prompt.items()}
         self.encode_seconds = time.perf_counter() - t0
         llm = self._engine()
-        params = self._sampling_params(num_generations, greedy, max_new_tokens or self.max_new_tokens)
+        params = self._sampling_params(len(samples), num_generations, greedy, max_new_tokens or self.max_new_tokens)
         outputs = llm.generate([{"prompt_token_ids": p} for p in ids], params, use_tqdm=False)
         if self.sleep:
             llm.sleep(level=1)

@@ -88,8 +88,27 @@ def test_sampled_batch_has_the_hf_layout(engines):
     assert inputs["input_ids"].shape[0] == batch.size
 
 
-def test_max_new_tokens_override_and_text_only(engines):
+def test_max_new_tokens_override(engines):
     _, hf, engine = engines
     short = engine.generate(SAMPLES[:2], 1, greedy=True, max_new_tokens=3)
     assert short.completion_ids.shape[1] <= 3
     _assert_same(short, hf.generate(SAMPLES[:2], 1, greedy=True, max_new_tokens=3))
+
+
+def _rows(batch) -> list[list[int]]:
+    return [row[:n] for row, n in zip(batch.completion_ids.tolist(), batch.lengths.tolist())]
+
+
+def test_group_seeds_make_a_group_independent_of_its_batch(engines):
+    _, _, engine = engines
+    seeds = [11, 22, 33, 2**62 + 44]  # group seeds are 63-bit (group_sampling.group_seed)
+    engine.set_group_seeds(seeds)
+    batch = _rows(engine.generate(SAMPLES[:4], 3))
+    engine.set_group_seeds(seeds[2:3])
+    assert _rows(engine.generate(SAMPLES[2:3], 3)) == batch[6:9]
+    engine.set_group_seeds([12, *seeds[1:]])  # another seed for group 0 only
+    other = _rows(engine.generate(SAMPLES[:4], 3))
+    assert other[3:] == batch[3:] and other[:3] != batch[:3]
+    engine.set_group_seeds([1, 2])
+    with pytest.raises(ValueError, match="2 seeds for 4 prompts"):
+        engine.generate(SAMPLES[:4], 3)
