@@ -14,7 +14,8 @@ from conftest import MAX_MODEL_LEN, RAM_SHARE
 def test_harmo_train_with_vllm_rollouts(tmp_path: Path):
     out = tmp_path / "run"
     args = [
-        "model.name=tiny-lm", "data.synth_kind=text", "data.synth_train=16", "data.synth_test=4",
+        "model.name=tiny-lm", "model.freeze_vision=false",
+        "data.synth_kind=text", "data.synth_train=16", "data.synth_test=4",
         "rollout.engine=vllm", f"rollout.vllm_gpu_memory_utilization={RAM_SHARE}", "rollout.vllm_dtype=float32",
         "rollout.vllm_enforce_eager=true", f"rollout.vllm_max_model_len={MAX_MODEL_LEN}",
         "rollout.max_new_tokens=12", "algorithm.group_size=4", "algorithm.prompts_per_step=2",
