@@ -83,7 +83,7 @@ class VLLMRolloutEngine(RolloutEngine):
         top_p: float = 1.0,
         top_k: int = 0,
         device: torch.device | str = "cpu",
-        autocast: Callable[[], Any] | None = None,
+        autocast: Callable[[], Any] | None = None,  # the hf engine's; vLLM runs in `dtype`
         gpu_memory_utilization: float = 0.3,
         dtype: str = "auto",
         enforce_eager: bool = False,
@@ -179,7 +179,7 @@ class VLLMRolloutEngine(RolloutEngine):
                 temperature=self.temperature,
                 top_p=self.top_p,
                 top_k=top_k,
-                seed=None if seeds is None else seed,
+                seed=seed,
                 **common,
             )
             for seed in (seeds or [None] * num_prompts)
