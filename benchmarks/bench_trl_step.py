@@ -1,9 +1,10 @@
 """One GRPO training step of HarmoGRPOTrainer against TRL's stock GRPOTrainer, on the same tiny
 random Qwen2 (built in code): time and peak memory, printed as ratios.
 
-The step is what differs between the two trainers: `compute_loss` (the policy's log-probs and the
-GRPO loss) and its backward, on a fixed batch of B completions of T tokens after an 8-token prompt
-(generation and the optimizer are the same code in both and left out). Memory: peak extra resident
+The step is what differs between the trainers (stock; ours with linear_log_probs + grpo_loss; ours
+with linear_grpo_loss): `compute_loss` (the policy's log-probs and the GRPO loss) and its backward,
+on a fixed batch of B completions of T tokens after an 8-token prompt (generation and the optimizer
+are the same code in all and left out). Memory: peak extra resident
 memory of the step beyond the model, its gradients and the batch (see _memory.py), each trainer in
 a fresh process. Needs trl (a TRL venv, see .ci/trl.sh), so it is a script, not collected tests:
 
@@ -35,6 +36,11 @@ except ImportError:  # collected by pytest in a venv without trl: nothing here r
     GRPOTrainer = None
 
 PROMPT = 8
+KINDS = {
+    "stock": "trl.GRPOTrainer",
+    "harmo-two-op": "HarmoGRPOTrainer, linear_log_probs + grpo_loss",
+    "harmo": "HarmoGRPOTrainer, linear_grpo_loss",
+}
 MIB = 1 << 20
 
 
@@ -65,7 +71,7 @@ def _trainer(kind: str, hidden: int, vocab: int):
         bf16=False,
         loss_type="grpo",
     )
-    cls = {"stock": GRPOTrainer, "harmo": HarmoGRPOTrainer}[kind]
+    cls = GRPOTrainer if kind == "stock" else HarmoGRPOTrainer
     trainer = cls(
         model=Qwen2ForCausalLM(config),
         reward_funcs=lambda completions, **kw: [0.0] * len(completions),
@@ -74,6 +80,8 @@ def _trainer(kind: str, hidden: int, vocab: int):
         processing_class=tokenizer,
     )
     trainer.model.train()
+    if kind == "harmo-two-op":
+        trainer.harmo_fused_loss = False  # linear_log_probs, then grpo_loss
     trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train() otherwise
     return trainer
 
@@ -108,7 +116,7 @@ def main() -> None:
     a = parser.parse_args()
     shape = (a.batch, a.tokens, a.hidden, a.vocab)
     seconds, peaks = {}, {}
-    for kind in ("stock", "harmo"):
+    for kind in KINDS:
         run = step(kind, *shape)
         run()  # warm-up
         t0 = time.perf_counter()
@@ -117,12 +125,13 @@ def main() -> None:
         seconds[kind] = (time.perf_counter() - t0) / a.repeats
         peaks[kind] = peak_extra_bytes("bench_trl_step:step", kind, *shape) / MIB
     print(f"GRPO step (compute_loss + backward), B={a.batch} T={a.tokens} H={a.hidden} V={a.vocab}, fp32, CPU")
-    for kind, name in (("stock", "trl.GRPOTrainer"), ("harmo", "HarmoGRPOTrainer")):
-        print(f"  {name:18s} {seconds[kind]:8.2f} s  peak extra {peaks[kind]:8.0f} MiB")
-    print(
-        f"  ratio stock/harmo: time {seconds['stock'] / seconds['harmo']:.2f}x, "
-        f"peak memory {peaks['stock'] / max(peaks['harmo'], 1e-9):.1f}x"
-    )
+    for kind, name in KINDS.items():
+        print(f"  {name:44s} {seconds[kind]:8.2f} s  peak extra {peaks[kind]:8.0f} MiB")
+    for kind in ("harmo-two-op", "harmo"):
+        print(
+            f"  ratio stock/{kind}: time {seconds['stock'] / seconds[kind]:.2f}x, "
+            f"peak memory {peaks['stock'] / max(peaks[kind], 1e-9):.1f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -253,13 +253,32 @@ def test_opcheck_linear_grpo_loss_op(backend, need_grad):
     settings = gl.GrpoSettings(0.8, 1.28, 3.0, 0.1, 2, 20.0, 10.0, True, False, 3.0, True, False, True)
     w = torch.rand(3, device=hidden.device) + 0.5
     h = hidden.requires_grad_(need_grad)
-    args = (h, weight, ids, old, adv, mask, ref, w, settings.as_floats(), 0.9, True, 4, backend, need_grad, False)
+    args = (h, weight, ids, old, adv, mask, ref, w, settings.as_floats(), 0.9, True, 4, backend, need_grad, False, True)
     # As for grpo_loss: with a gradient the backward scales returned outputs in place, which the
     # AOT test would return from its graph; real use drops them (the compile test covers it).
     tests = ("test_schema", "test_autograd_registration", "test_faketensor")
     torch.library.opcheck(
         _linear_grpo_loss_op, args, test_utils=tests if need_grad else (*tests, "test_aot_dispatch_dynamic")
     )
+
+
+@pytest.mark.parametrize("backend", FUSED)
+def test_return_logp_gives_the_masked_log_probs(backend):
+    hidden, weight, ids, old, adv, mask, ref = _problem(device=_device(backend))
+    h = hidden.clone().requires_grad_()
+    loss, metrics, logp = linear_grpo_loss(
+        h, weight, ids, old, adv, mask, ref, chunk_size=4, return_logp=True, backend=backend
+    )
+    want_loss, want_metrics, want_logp = linear_grpo_loss_reference(
+        hidden.cpu(), weight.cpu(), ids.cpu(), old.cpu(), adv.cpu(), mask.cpu(), ref.cpu(), return_logp=True
+    )
+    assert logp.shape == ids.shape and logp.dtype == torch.float32 and not logp.requires_grad
+    on = mask.cpu()
+    _close(logp.cpu()[on], want_logp[on], 2e-5, "logp")
+    _close(loss.detach().cpu(), want_loss, 2e-5, "loss")
+    assert set(metrics) == set(want_metrics)
+    loss.backward()  # the extra output does not disturb the backward
+    assert h.grad is not None and torch.isfinite(h.grad).all()
 
 
 def test_opcheck_scale_op():

@@ -19,12 +19,11 @@ namespace {
 // instantiated per KL estimator and ratio level only) and vectorises; the chunk stays in L1.
 // Chunks whose mask is all zero (padding) are not computed: their coefficients are set to 0.
 constexpr int64_t kChunk = 128;
-// Below this many tokens the pass runs on the calling thread: a worker thread speeds up a short
-// pass only on an idle machine, and when another process keeps a core busy it waits a scheduler
-// tick before it joins, which costs far more than the whole short pass.
-constexpr int64_t kParallelMinTokens = int64_t(1) << 18;
-// The backward is one memory-bound multiply per token: threads only pay on much larger passes.
-constexpr int64_t kParallelMinScaleTokens = int64_t(1) << 20;
+// Below this many tokens the pass runs on the calling thread. The vectorised pass streams a
+// token in a few cycles, so a worker thread pays only on passes of millions of tokens: on a short
+// pass the wake-up (a scheduler tick when another process keeps a core busy) costs more than the
+// pass itself. The backward's per-token multiply is cheaper still and shares the threshold.
+constexpr int64_t kParallelMinTokens = int64_t(1) << 22;
 
 // fp32 view of n elements: the source itself when it is fp32, else a converted copy in dst
 // (mask_at reads every element type, the floating ones through load_at).
@@ -281,7 +280,7 @@ int grpo_loss_fwd(int64_t N, int64_t T, std::uintptr_t logp, std::uintptr_t old,
 
 template <class TL>
 void scale_rows(TL* coef, const float* row_scale, float g, int64_t N, int64_t T) {
-#pragma omp parallel for schedule(static) if (N * T > kParallelMinScaleTokens)
+#pragma omp parallel for schedule(static) if (N * T > kParallelMinTokens)
   for (int64_t b = 0; b < N; ++b) {
     const float s = g * row_scale[b];
     TL* row = coef + b * T;

@@ -62,7 +62,10 @@ HARMO_HD GrpoToken grpo_token_fixed(float r, float adv, float w, float d, const 
   const float r2 = r_lo > p.clip_hi ? p.clip_hi : r_lo;
   const float a = mul_or_zero(adv, r1);
   const float b = r2 * adv;
-  const float lo = a != a ? a : (a <= b ? a : b);  // min() that keeps NaN, like torch.min
+  // min() that keeps NaN, like torch.min. With finite advantages (the kernels reject others) a
+  // and b can only be NaN through r; testing r rather than a matters: a is a select on adv, and
+  // GCC turns `a != a` into a select of booleans of mixed widths that it cannot vectorise.
+  const float lo = r != r ? r : (a <= b ? a : b);
   // Whichever branch min() picks passes dr/dr of its own clamp. On a tie (r inside the clip
   // range) both branches have slope 1, so the token gets the full gradient, never half.
   // (Selects on floats, not bools: GCC vectorises those.)

@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "common/dtypes.h"
+#include "common/fast_math.h"
 #include "common/registry.h"
 #include "selective_log_softmax/selective_log_softmax_math.h"
 
@@ -20,11 +21,15 @@ namespace sls {
 namespace {
 
 constexpr int64_t kBlock = 1024;  // 4 KiB of fp32 per block: stays in L1 with its source
+// Below this many logits a call runs on the calling thread: waking a worker costs more than a
+// small tile (linear_log_probs calls these kernels once per tile). Above it, OpenMP's static
+// schedule gives each thread one contiguous run of rows.
+constexpr int64_t kParallelMinElements = int64_t(1) << 18;
 
 template <class T>
 void forward_rows(const T* logits, int64_t rows, int64_t vocab, RowLayout layout, const int64_t* index,
                   float inv_tau, float* logp, float* lse_out, float* entropy) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * vocab >= kParallelMinElements)
   for (int64_t r = 0; r < rows; ++r) {
     const T* row = logits + row_offset(r, layout);
     float buf[kBlock];
@@ -34,7 +39,7 @@ void forward_rows(const T* logits, int64_t rows, int64_t vocab, RowLayout layout
       float bmax = -INFINITY;
 #pragma omp simd reduction(max : bmax)
       for (int64_t j = 0; j < n; ++j) {
-        const float x = to_float(row[start + j]) * inv_tau;
+        const float x = load_at(row, start + j) * inv_tau;
         buf[j] = x;
         bmax = std::max(bmax, x);
       }
@@ -66,7 +71,7 @@ template <class T>
 void backward_rows(const T* logits, int64_t rows, int64_t vocab, RowLayout layout, const int64_t* index,
                    float inv_tau, const float* grad_logp, const float* grad_entropy, const float* lse,
                    const float* entropy, T* grad, RowLayout grad_layout) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * vocab >= kParallelMinElements)
   for (int64_t r = 0; r < rows; ++r) {
     const T* row = logits + row_offset(r, layout);
     T* out = grad + row_offset(r, grad_layout);
@@ -74,13 +79,14 @@ void backward_rows(const T* logits, int64_t rows, int64_t vocab, RowLayout layou
     const float l = lse[r];
     const GradCoef c = grad_coef(grad_logp ? grad_logp[r] : 0.0f, grad_entropy ? grad_entropy[r] : 0.0f, l,
                                  grad_entropy ? entropy[r] : 0.0f, inv_tau);
-    // The target term is folded into the loop (a select, not a second write), so an in-place
-    // backward never reads an element after overwriting it.
+    // The target logit is read before the loop and its term added after it (an int64 compare
+    // per logit would cost more than the rest of the loop), so an in-place backward still reads
+    // every element before overwriting it. A y outside the row (a vocabulary tile) adds nothing.
+    const bool has_target = y >= 0 && y < vocab;
+    const float x_y = has_target ? load_at(row, y) * inv_tau : 0.0f;
 #pragma omp simd
-    for (int64_t v = 0; v < vocab; ++v) {
-      const float x = to_float(row[v]) * inv_tau;
-      out[v] = from_float<T>(grad_logit(x, l, c) + (v == y ? c.target : 0.0f));
-    }
+    for (int64_t v = 0; v < vocab; ++v) store_at(out, v, grad_logit(load_at(row, v) * inv_tau, l, c));
+    if (has_target) store_at(out, y, grad_logit(x_y, l, c) + c.target);
   }
 }
 

@@ -4,4 +4,6 @@ import sys
 
 from harmo_fast.cli import main
 
-sys.exit(main())
+# guarded: engines that start worker processes with `spawn` (vLLM) re-import the main module
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,7 +12,11 @@
   would; TRL keeps them in fp32): with bf16 the two trainers then agree to ~1e-3, in fp32 to ~1e-7.
 - loss: `harmo_fast.grpo_loss`, with TRL's normalisation of each supported `loss_type`
   (`TRL_NORMALISATIONS`); TRL's entropy mask, off-policy mask and vLLM importance ratios weight the
-  policy term as in TRL, the k3 KL term (with `use_bias_correction_kl`) is added as in TRL.
+  policy term as in TRL, the k3 KL term (with `use_bias_correction_kl`) is added as in TRL. On TRL
+  1.16, when none of those weights applies and the model is a plain text model with our fused head
+  (no PEFT, no head bias, no MoE aux loss), the training forward goes straight from the hidden
+  states to the loss through `harmo_fast.linear_grpo_loss` (3 matmuls, no log-prob graph); the
+  `harmo_fused_loss` attribute of the trainer turns that off.
 - rewards: reward functions with a `bind_trainer` method (`harmo_fast.integrations.trl_rewards`)
   are bound to the trainer, so they know num_generations and the process placement.
 - metrics: TRL's names and meanings (`kl`, `entropy`, `clip_ratio/low_mean`, `low_min`,
@@ -47,6 +51,7 @@ from trl.trainer import utils as _trl_utils
 from trl.trainer.utils import nanmax, nanmin
 
 from harmo_fast.ops.grpo_loss import grpo_loss
+from harmo_fast.ops.linear_grpo_loss import linear_grpo_loss
 from harmo_fast.ops.linear_log_probs import linear_log_probs
 from harmo_fast.ops.selective_log_softmax import selective_log_softmax
 
@@ -179,25 +184,40 @@ def _backbone(model: transformers.PreTrainedModel) -> torch.nn.Module:
     return model.base_model
 
 
-def install_fused_head(model: transformers.PreTrainedModel, temperature: float, fp32: bool, entropy: bool) -> None:
+def install_fused_head(model: transformers.PreTrainedModel, temperature: float, fp32: bool, entropy: bool) -> bool:
     """Route `model(..., labels=..., fused_lm_head=True)` (the forward TRL 1.16 patched in) through
-    linear_log_probs; every other call goes to TRL's forward unchanged (generation included)."""
+    linear_log_probs; every other call goes to TRL's forward unchanged (generation included). With
+    `fused_lm_head=True, harmo_loss=f` the forward returns f(last hidden states, LM head) instead.
+    Returns False when the model keeps TRL's head."""
     reason = _trl_head_reason(model.config.get_text_config())
     if reason is not None:
         logger.warning("HarmoGRPOTrainer: keeping TRL's fused LM head for %s: %s", type(model).__name__, reason)
-        return
+        return False
     trl_forward = model.forward
     output_type = _trl_utils.FusedCausalLMOutput
 
     # The original signature is kept: generate() checks its keyword arguments against it.
     @functools.wraps(type(model).forward)
-    def forward(self, *args, fused_lm_head=False, labels=None, shift_labels=None, num_items_in_batch=None, **kwargs):
+    def forward(
+        self,
+        *args,
+        fused_lm_head=False,
+        labels=None,
+        shift_labels=None,
+        num_items_in_batch=None,
+        harmo_loss=None,
+        **kwargs,
+    ):
         if not fused_lm_head:
             return trl_forward(
                 *args, labels=labels, shift_labels=shift_labels, num_items_in_batch=num_items_in_batch, **kwargs
             )
         kwargs["use_cache"] = False
         states = _backbone(self)(*args, **kwargs).last_hidden_state
+        if harmo_loss is not None:
+            # inside the forward, so a wrapper (DDP) sees the whole computation
+            head = self.get_output_embeddings()
+            return harmo_loss(states.to(head.weight.device), head)
         if shift_labels is None:
             states, labels = states[:, :-1], labels[:, 1:]
         else:
@@ -218,13 +238,15 @@ def install_fused_head(model: transformers.PreTrainedModel, temperature: float, 
         return output_type(loss=-log_probs.sum() / count, log_probs=log_probs, entropy=entropies, label_mask=scored)
 
     model.forward = types.MethodType(forward, model)
+    return True
 
 
-def _install_fused_heads(trainer: GRPOTrainer) -> None:
+def _install_fused_heads(trainer: GRPOTrainer) -> bool:
     policy = trainer.model.get_base_model() if is_peft_model(trainer.model) else trainer.model
-    install_fused_head(policy, trainer.temperature, trainer.args.cast_lm_head_to_fp32, entropy=True)
+    installed = install_fused_head(policy, trainer.temperature, trainer.args.cast_lm_head_to_fp32, entropy=True)
     if trainer.ref_model is not None:
         install_fused_head(trainer.ref_model, trainer.temperature, trainer.args.cast_lm_head_to_fp32, entropy=False)
+    return installed
 
 
 # --- log-probs on TRL 1.13: its selective_log_softmax(logits, index) call
@@ -249,21 +271,36 @@ def _ours_as_trl_selective_log_softmax() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class LogProbRoute:
-    """How the log-probs reach our kernels on one TRL version: `install` runs after TRL's __init__,
-    `scoped` wraps each `_get_per_token_logps_and_entropies` call."""
+    """How the log-probs reach our kernels on one TRL version: `install` runs after TRL's __init__
+    (True: the policy's forward takes `harmo_loss`), `scoped` wraps each
+    `_get_per_token_logps_and_entropies` call."""
 
     kernel: str
-    install: Callable[[GRPOTrainer], None]
+    install: Callable[[GRPOTrainer], bool]
     scoped: Callable[[], contextlib.AbstractContextManager]
 
 
 LOGPROB_ROUTES: dict[str, LogProbRoute] = {
     "1.16": LogProbRoute("linear_log_probs", _install_fused_heads, contextlib.nullcontext),
-    "1.13": LogProbRoute("selective_log_softmax", lambda trainer: None, _ours_as_trl_selective_log_softmax),
+    "1.13": LogProbRoute("selective_log_softmax", lambda trainer: False, _ours_as_trl_selective_log_softmax),
 }
 
 
 # --- the trainer
+
+# The multimodal inputs TRL passes to the model's forward.
+_IMAGE_KEYS = (
+    "pixel_values",
+    "image_grid_thw",
+    "num_images",
+    "pixel_attention_mask",
+    "spatial_shapes",
+    "num_tiles",
+    "image_sizes",
+    "token_type_ids",
+    "mm_token_type_ids",
+    "image_position_ids",
+)
 
 
 def _check_settings(args: Any, minor: str) -> None:
@@ -287,7 +324,8 @@ class HarmoGRPOTrainer(GRPOTrainer):
         super().__init__(*args, **kwargs)
         _check_settings(self.args, minor)
         self._harmo_route = LOGPROB_ROUTES[minor]
-        self._harmo_route.install(self)
+        self._harmo_fused_head = self._harmo_route.install(self)
+        self.harmo_fused_loss = True
         # HARMO's reward functions (integrations.trl_rewards) read the group size and the process
         # placement from the trainer.
         for func in self.reward_funcs:
@@ -332,45 +370,65 @@ class HarmoGRPOTrainer(GRPOTrainer):
             weights = weights * f.float()
         return weights
 
+    def _fused_loss_applies(self, inputs: dict[str, Any]) -> bool:
+        """Whether this batch's loss can run as one linear_grpo_loss from the hidden states: our head
+        is on the policy and nothing needs the log-probs before the loss (no entropy / off-policy
+        mask, no vLLM importance ratios, no aux loss), a text model without PEFT or head bias."""
+        if not (self.harmo_fused_loss and self._harmo_fused_head) or is_peft_model(self.model):
+            return False
+        if self.aux_loss_enabled or any(inputs.get(k) is not None for k in _IMAGE_KEYS):
+            return False
+        if self.off_policy_mask_threshold is not None or self.top_entropy_quantile < 1.0:
+            return False
+        if self.use_vllm and self.vllm_importance_sampling_correction:
+            return False
+        return self.accelerator.unwrap_model(self.model).get_output_embeddings().bias is None
+
+    def _fused_loss(
+        self, model: torch.nn.Module, inputs: dict[str, Any], mask: torch.Tensor, options: dict[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """(loss, metrics with entropy_mean, detached log-probs) from one backbone forward and
+        linear_grpo_loss on the completion positions."""
+        completion_ids = inputs["completion_ids"]
+        k = completion_ids.size(1)
+        fp32 = self.args.cast_lm_head_to_fp32
+        ref = inputs.get("ref_per_token_logps") if self.beta != 0.0 else None
+
+        def loss_from_hidden(states: torch.Tensor, head: torch.nn.Module):
+            with contextlib.ExitStack() as stack:
+                if fp32:
+                    stack.enter_context(torch.autocast(states.device.type, enabled=False))
+                # the state at position j predicts token j + 1
+                h, w, _ = _head_operands(states[:, -k - 1 : -1], head.weight, None, fp32)
+                return linear_grpo_loss(
+                    h,
+                    w,
+                    completion_ids,
+                    inputs.get("old_per_token_logps"),
+                    inputs["advantages"],
+                    mask,
+                    ref,
+                    temperature=self.temperature,
+                    entropy_metric=True,
+                    return_logp=True,
+                    **options,
+                )
+
+        input_ids = torch.cat([inputs["prompt_ids"], completion_ids], dim=1)
+        attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+        with self.accelerator.autocast():
+            return model(
+                input_ids=input_ids, attention_mask=attention_mask, fused_lm_head=True, harmo_loss=loss_from_hidden
+            )
+
     def _compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
         completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
-        input_ids = torch.cat([inputs["prompt_ids"], completion_ids], dim=1)
-        attention_mask = torch.cat([inputs["prompt_mask"], completion_mask], dim=1)
         mask = completion_mask if "tool_mask" not in inputs else completion_mask * inputs["tool_mask"]
-        image_keys = (
-            "pixel_values",
-            "image_grid_thw",
-            "num_images",
-            "pixel_attention_mask",
-            "spatial_shapes",
-            "num_tiles",
-            "image_sizes",
-            "token_type_ids",
-            "mm_token_type_ids",
-            "image_position_ids",
-        )
-        logp, entropies, aux_loss = self._get_per_token_logps_and_entropies(
-            model,
-            input_ids,
-            attention_mask,
-            completion_ids.size(1),
-            compute_entropy=True,
-            compute_aux_loss=self.aux_loss_enabled,
-            **{k: inputs.get(k) for k in image_keys},
-        )
         mode = "train" if self.model.training else "eval"
         advantages = inputs["advantages"]
         old = inputs.get("old_per_token_logps")
-        old_or_current = logp.detach() if old is None else old
-        ref = inputs.get("ref_per_token_logps") if self.beta != 0.0 else None
         norm = resolve_normalisation(self.loss_type)
-        loss, stats = grpo_loss(
-            logp,
-            old,
-            advantages,
-            mask,
-            ref,
-            self._policy_weights(inputs, logp, old_or_current, advantages, mask, entropies),
+        options = dict(
             eps_low=self.epsilon_low,
             eps_high=self.epsilon_high,
             delta=self.args.delta,
@@ -381,13 +439,33 @@ class HarmoGRPOTrainer(GRPOTrainer):
             loss_agg=norm.loss_agg,
             normalizer=norm.normalizer(self, inputs, mask, mode),
         )
+        aux_loss = None
+        if self._fused_loss_applies(inputs):
+            loss, stats, logp = self._fused_loss(model, inputs, mask, options)
+            entropy_sum = stats["entropy_mean"] * mask.sum()
+            old_or_current = logp if old is None else old
+        else:
+            logp, entropies, aux_loss = self._get_per_token_logps_and_entropies(
+                model,
+                torch.cat([inputs["prompt_ids"], completion_ids], dim=1),
+                torch.cat([inputs["prompt_mask"], completion_mask], dim=1),
+                completion_ids.size(1),
+                compute_entropy=True,
+                compute_aux_loss=self.aux_loss_enabled,
+                **{k: inputs.get(k) for k in _IMAGE_KEYS},
+            )
+            old_or_current = logp.detach() if old is None else old
+            ref = inputs.get("ref_per_token_logps") if self.beta != 0.0 else None
+            weights = self._policy_weights(inputs, logp, old_or_current, advantages, mask, entropies)
+            loss, stats = grpo_loss(logp, old, advantages, mask, ref, weights, **options)
+            entropy_sum = (entropies * mask).sum()
         accumulation = self.current_gradient_accumulation_steps if mode == "train" else 1
         if norm.accumulation_scaled:
             loss = loss / accumulation
         if self.aux_loss_enabled:
             loss = loss + self.router_aux_loss_coef * aux_loss / accumulation
             self._metrics[mode]["aux_loss"].append(self.accelerator.gather_for_metrics(aux_loss).mean().item())
-        self._log_loss_metrics(mode, logp.detach(), old_or_current, advantages, mask, entropies, stats)
+        self._log_loss_metrics(mode, logp.detach(), old_or_current, advantages, mask, entropy_sum, stats)
         return loss
 
     def _global_mean(self, local_sum: torch.Tensor, local_count: torch.Tensor) -> float:
@@ -402,7 +480,7 @@ class HarmoGRPOTrainer(GRPOTrainer):
         old: torch.Tensor,
         advantages: torch.Tensor,
         mask: torch.Tensor,
-        entropies: torch.Tensor,
+        entropy_sum: torch.Tensor,
         stats: dict[str, torch.Tensor],
     ) -> None:
         """TRL's loss metrics with TRL's meanings: token means over all processes' tokens, except at
@@ -413,7 +491,7 @@ class HarmoGRPOTrainer(GRPOTrainer):
         metrics = self._metrics[mode]
         if self.beta != 0.0:
             metrics["kl"].append(self._global_mean(stats["kl_mean"] * tokens, tokens))
-        metrics["entropy"].append(self._global_mean((entropies * m).sum(), tokens))
+        metrics["entropy"].append(self._global_mean(entropy_sum, tokens))
         log_ratio = logp - old
         if self.importance_sampling_level == "sequence":
             log_ratio = ((log_ratio * m).sum(-1) / m.sum(-1).clamp(min=1.0)).unsqueeze(-1)

@@ -36,6 +36,7 @@ from typing import NamedTuple
 import torch
 
 from harmo_fast import _checks, _dispatch, _native
+from harmo_fast.ops._eager_route import direct_route
 from harmo_fast.ops._grpo_layout import METRIC_SLOTS, ROW_SLOTS, BadInput, RowSlot
 from harmo_fast.ops._loss_agg import AggPlan, resolve_loss_agg
 from harmo_fast.ops.token_kl import clamp_bound, kl_estimate, resolve_kl_estimator
@@ -361,7 +362,8 @@ _LAUNCHERS = {
 }
 
 
-# --- the custom op: one path, eager and under torch.compile. The forward writes the per-token
+# --- the custom op (torch.compile, export, functorch, dispatch modes; plain eager calls take
+# _GrpoLossFunction below, see ops/_eager_route.py). The forward writes the per-token
 # gradient coefficient (when logp needs a gradient; otherwise no buffer, an empty tensor in its
 # place); the backward op scales that buffer in place and hands it to autograd as logp's gradient.
 
@@ -427,6 +429,34 @@ def _op_backward(ctx, grad_loss, grad_stats, grad_coef, grad_row_scale):
 
 
 _grpo_loss_op.register_autograd(_op_backward, setup_context=_op_setup)
+
+
+class _GrpoLossFunction(torch.autograd.Function):
+    """The eager route (ops/_eager_route.py): the same launchers as the custom op, without its
+    dispatch. forward returns (loss, stats); the backward scales the saved coefficients in place
+    and hands them on as logp's gradient, as _op_backward does."""
+
+    @staticmethod
+    def forward(ctx, logp, old_logp, advantages, mask, ref_logp, is_weights, settings: GrpoSettings, backend: str):
+        loss, stats, coef, row_scale = _LAUNCHERS[backend].forward(
+            logp, old_logp, advantages, mask, ref_logp, is_weights, settings, True
+        )
+        ctx.backend = backend
+        ctx.mark_non_differentiable(stats)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(coef, row_scale)
+        return loss, stats
+
+    @staticmethod
+    def backward(ctx, grad_loss, grad_stats):
+        coef, row_scale = ctx.saved_tensors
+        if grad_loss is None:
+            return (None,) * 8
+        _LAUNCHERS[ctx.backend].scale_(coef, row_scale, grad_loss)
+        # The kernel wrote through a raw pointer: bump the version so that a second backward
+        # through this graph raises, as it does on the custom-op route.
+        torch.autograd.graph.increment_version(coef)
+        return (coef, *(None,) * 7)
 
 
 def _kernel_inputs(logp, old_logp, advantages, mask, ref_logp, is_weights):
@@ -530,6 +560,11 @@ def grpo_loss(
     )
     lp, old, adv, m, ref, w = _kernel_inputs(logp, old_logp, advantages, mask, ref_logp, is_weights)
     need_grad = logp.requires_grad and torch.is_grad_enabled()
-    loss, stats, _, _ = _grpo_loss_op(lp, old, adv, m, ref, w, settings.as_floats(), backend, need_grad)
+    if not direct_route():
+        loss, stats, _, _ = _grpo_loss_op(lp, old, adv, m, ref, w, settings.as_floats(), backend, need_grad)
+    elif need_grad:
+        loss, stats = _GrpoLossFunction.apply(lp, old, adv, m, ref, w, settings, backend)
+    else:
+        loss, stats, _, _ = _LAUNCHERS[backend].forward(lp, old, adv, m, ref, w, settings, False)
     kl, clip_low, clip_high, ratio = stats.unbind(0)
     return loss, {"kl_mean": kl, "clip_low_frac": clip_low, "clip_high_frac": clip_high, "ratio_mean": ratio}

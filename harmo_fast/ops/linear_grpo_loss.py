@@ -54,10 +54,12 @@ def linear_grpo_loss_reference(
     *,
     temperature: float = 1.0,
     entropy_metric: bool = False,
+    return_logp: bool = False,
     **grpo_options: object,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]] | tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
     """The definition of correct: the full (N, T, V) logits in the parameters' dtype, the reference
-    log-probs and entropy, then grpo_loss_reference(**grpo_options), all by plain autograd."""
+    log-probs and entropy, then grpo_loss_reference(**grpo_options), all by plain autograd;
+    return_logp appends the log-probs (fp32, detached, every position computed)."""
     logp, entropy = linear_log_probs_reference(hidden, weight, ids, temperature=temperature, return_entropy=True)
     loss, metrics = gl.grpo_loss_reference(logp, old_logp, advantages, mask, ref_logp, is_weights, **grpo_options)
     if entropy_metric:
@@ -65,7 +67,7 @@ def linear_grpo_loss_reference(
             m = mask.to(entropy.dtype)
             on = m != 0
             metrics["entropy_mean"] = torch.where(on, m * entropy, 0.0).sum() / m.sum().clamp(min=1.0)
-    return loss, metrics
+    return (loss, metrics, logp.detach().float()) if return_logp else (loss, metrics)
 
 
 # --- validation
@@ -191,8 +193,10 @@ def _linear_grpo_loss_op(
     backend: str,
     need_hidden: bool,
     need_weight: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss, metric means (len(METRICS),), d loss/d hidden or empty, d loss/d weight or empty).
+    want_logp: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, metric means (len(METRICS),), d loss/d hidden or empty, d loss/d weight or empty,
+    the per-token log-probs (N, T) fp32 or empty: 0 after a row's last masked-in token).
 
     Token tensors arrive contiguous: old/ref fp32 (N, T), advantages and is_weights fp32 (N,) or
     (N, T), ids int64."""
@@ -207,6 +211,7 @@ def _linear_grpo_loss_op(
     grad_weight = torch.empty_like(weight) if need_weight else hidden.new_empty(0)
     loss = torch.zeros((), dtype=f64, device=dev)
     sums = torch.zeros(len(METRICS), dtype=f64, device=dev)
+    logp_out = torch.zeros(ids.shape, dtype=torch.float32, device=dev) if want_logp else hidden.new_empty(0)
     lengths = _row_lengths(mask)
     chunks = plan_chunks(lengths, chunk_tokens, s.sequence)
     if not chunks and need_weight:
@@ -225,6 +230,8 @@ def _linear_grpo_loss_op(
             z = torch.mm(h, weight.t(), out=buf[: rows * cols])
             logp, lse, entropy = sls.forward_rows(z, y, temperature, entropy_metric, backend)
             logp = logp.view(rows, cols)
+            if want_logp:
+                logp_out[c.r0 : c.r1, c.t0 : c.t1] = logp
             m = _block(mask, c)
             partial_row = row_counts[c.r0] if row_counts is not None and rows == 1 else None
             loss_c, stats, coef, row_scale = launcher.forward(
@@ -247,7 +254,11 @@ def _linear_grpo_loss_op(
             launcher.scale_(coef, row_scale, one)  # dLoss/dlogp with the aggregation weight
             sls.backward_rows(coef.reshape(-1), None, z, y, lse, None, temperature, backend, out=z)
             if need_hidden:
-                grad_hidden[c.r0 : c.r1, c.t0 : c.t1] = torch.mm(z, weight).view(rows, cols, size)
+                block = grad_hidden[c.r0 : c.r1, c.t0 : c.t1]
+                if block.is_contiguous():  # whole rows, or a span of one row: no temporary
+                    torch.mm(z, weight, out=block.view(-1, size))
+                else:
+                    block.copy_(torch.mm(z, weight).view(rows, cols, size))
             if need_weight:
                 # fp32: BLAS accumulates into the gradient; half: each product is accumulated in
                 # fp32 by BLAS, the running sum is rounded to the weight's dtype once per chunk.
@@ -257,7 +268,7 @@ def _linear_grpo_loss_op(
                 else:
                     grad_weight.addmm_(z.t(), h)
     total = mask.sum(dtype=f64).clamp(min=1.0)
-    return loss.float(), (sums / total).float(), grad_hidden, grad_weight
+    return loss.float(), (sums / total).float(), grad_hidden, grad_weight, logp_out
 
 
 @_linear_grpo_loss_op.register_fake
@@ -277,6 +288,7 @@ def _linear_grpo_loss_fake(
     backend,
     need_hidden,
     need_weight,
+    want_logp,
 ):
     f32 = torch.float32
     return (
@@ -284,6 +296,7 @@ def _linear_grpo_loss_fake(
         hidden.new_empty(len(METRICS), dtype=f32),
         torch.empty_like(hidden) if need_hidden else hidden.new_empty(0),
         torch.empty_like(weight) if need_weight else hidden.new_empty(0),
+        ids.new_empty(ids.shape, dtype=f32) if want_logp else hidden.new_empty(0),
     )
 
 
@@ -306,13 +319,13 @@ _NO_GRADIENTS = (None,) * len(torch.ops.harmo_fast.linear_grpo_loss.default._sch
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    _, stats, grad_hidden, grad_weight = output
-    ctx.mark_non_differentiable(stats, grad_hidden, grad_weight)
+    _, stats, grad_hidden, grad_weight, logp = output
+    ctx.mark_non_differentiable(stats, grad_hidden, grad_weight, logp)
     ctx.set_materialize_grads(False)
     ctx.save_for_backward(grad_hidden, grad_weight)
 
 
-def _backward(ctx, grad_loss, grad_stats, grad_h, grad_w):
+def _backward(ctx, grad_loss, grad_stats, grad_h, grad_w, grad_logp):
     # A second backward through the same graph finds the gradients already scaled: autograd's
     # version check of the saved tensors raises then.
     grad_hidden, grad_weight = ctx.saved_tensors
@@ -351,8 +364,9 @@ def linear_grpo_loss(
     normalizer: float | None = None,
     entropy_metric: bool = False,
     chunk_size: int | None = None,
+    return_logp: bool = False,
     backend: str = "auto",
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]] | tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
     """grpo_loss(logp, ...) with logp = log_softmax((hidden @ weight.T) / temperature)[ids], without
     the (N, T, V) logits and with 3 matmuls in all (the module docstring has the chunking).
 
@@ -363,7 +377,9 @@ def linear_grpo_loss(
     metrics. chunk_size: tokens per chunk of logits (None: as many as fit 32 MiB). Returns (loss:
     0-dim fp32, differentiable w.r.t. hidden and weight; metrics, 0-dim fp32, detached). The
     gradients are computed in the forward (when hidden or weight requires grad), so a forward under
-    torch.no_grad() costs one matmul per chunk and a backward only scales them.
+    torch.no_grad() costs one matmul per chunk and a backward only scales them. return_logp appends
+    the per-token log-probs (N, T) fp32, detached (for metrics; 0 after a row's last masked-in
+    token, which no chunk computes).
     """
     grpo_args = (old_logp, advantages, mask, ref_logp, is_weights, eps_low, eps_high, delta, beta, normalizer)
     device = _validate(hidden, weight, ids, temperature, chunk_size, (*grpo_args, ratio_level))
@@ -398,6 +414,7 @@ def linear_grpo_loss(
             is_weights,
             temperature=temperature,
             entropy_metric=entropy_metric,
+            return_logp=return_logp,
             **options,
         )
     n, t = ids.shape
@@ -425,7 +442,7 @@ def linear_grpo_loss(
             w = w.reshape(n)
     f32 = lambda x: None if x is None else x.float().contiguous()  # noqa: E731
     grad_on = torch.is_grad_enabled()
-    loss, stats, _, _ = _linear_grpo_loss_op(
+    loss, stats, _, _, logp = _linear_grpo_loss_op(
         hidden.contiguous(),
         weight.contiguous(),
         ids.to(torch.int64).contiguous(),
@@ -441,6 +458,8 @@ def linear_grpo_loss(
         resolved,
         grad_on and hidden.requires_grad,
         grad_on and weight.requires_grad,
+        bool(return_logp),
     )
     names = METRICS if entropy_metric else gl.METRICS
-    return loss, dict(zip(names, stats.unbind(0)))
+    metrics = dict(zip(names, stats.unbind(0)))
+    return (loss, metrics, logp) if return_logp else (loss, metrics)

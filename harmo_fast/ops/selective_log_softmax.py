@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from harmo_fast import _checks, _dispatch, _native
+from harmo_fast.ops._eager_route import direct_route
 from harmo_fast.ops._logprob_tiles import gradient_like, kernel_input, row_layout
 
 OP = "selective_log_softmax"
@@ -232,7 +233,8 @@ def backward_rows(
 
 
 # --------------------------------------------------------------------------------------------
-# Custom ops (torch.compile-traceable) and autograd
+# Custom ops (torch.compile, export, functorch, dispatch modes) and their autograd; plain eager
+# calls take _SelectiveLogSoftmaxFunction below instead (ops/_eager_route.py)
 # --------------------------------------------------------------------------------------------
 @torch.library.custom_op("harmo_fast::selective_log_softmax", mutates_args=())
 def _forward_op(
@@ -288,6 +290,11 @@ def _backward_inplace_op(
     backend: str,
 ) -> None:
     """d loss / d logits written over the logits themselves."""
+    _backward_over_logits(grad_logp, grad_entropy, logits, index, lse, entropy, temperature, backend)
+
+
+def _backward_over_logits(grad_logp, grad_entropy, logits, index, lse, entropy, temperature, backend) -> None:
+    """The in-place backward of both routes."""
     if row_layout(logits) is None:
         # A layout the kernels cannot address directly: compute out of place, then copy back.
         logits.copy_(backward_rows(grad_logp, grad_entropy, logits, index, lse, entropy, temperature, backend, None))
@@ -333,6 +340,36 @@ def _backward(ctx, grad_logp, grad_entropy, grad_lse):
 _forward_op.register_autograd(_backward, setup_context=_setup_context)
 
 
+class _SelectiveLogSoftmaxFunction(torch.autograd.Function):
+    """The eager route (ops/_eager_route.py): the same kernels as the custom ops, without their
+    dispatch. Returns logp, or (logp, entropy) with return_entropy."""
+
+    @staticmethod
+    def forward(ctx, logits, index, temperature: float, return_entropy: bool, inplace_backward: bool, backend: str):
+        _checks.check_index_range(OP, "index", index, logits.shape[-1])
+        logp, lse, entropy = forward_rows(logits, index, temperature, return_entropy, backend)
+        ctx.save_for_backward(logits, index, lse, entropy)
+        ctx.temperature, ctx.inplace, ctx.backend = temperature, inplace_backward, backend
+        ctx.set_materialize_grads(False)
+        return (logp, entropy) if return_entropy else logp
+
+    @staticmethod
+    def backward(ctx, grad_logp, grad_entropy=None):
+        logits, index, lse, entropy = ctx.saved_tensors
+        if grad_logp is None and grad_entropy is None:
+            return (None,) * 6
+        args = (grad_logp, grad_entropy, logits, index, lse, entropy, ctx.temperature, ctx.backend)
+        if ctx.inplace:
+            _backward_over_logits(*args)
+            # The kernel wrote through a raw pointer: bump the version so that autograd refuses
+            # any other use of the overwritten logits, as the custom op's declared mutation does.
+            torch.autograd.graph.increment_version(logits)
+            grad = logits
+        else:
+            grad = backward_rows(*args, None)
+        return grad, None, None, None, None, None
+
+
 # --------------------------------------------------------------------------------------------
 # Public function
 # --------------------------------------------------------------------------------------------
@@ -368,7 +405,15 @@ def selective_log_softmax(
             f"{OP}: inplace_backward=True would overwrite logits, a leaf tensor that requires grad "
             "(its .grad would alias its data); pass a non-leaf logits or inplace_backward=False"
         )
-    logp, entropy, _ = torch.ops.harmo_fast.selective_log_softmax(
-        logits, index, float(temperature), bool(return_entropy), bool(inplace_backward), resolved
-    )
+    if not direct_route():
+        logp, entropy, _ = torch.ops.harmo_fast.selective_log_softmax(
+            logits, index, float(temperature), bool(return_entropy), bool(inplace_backward), resolved
+        )
+        return (logp, entropy) if return_entropy else logp
+    if logits.requires_grad and torch.is_grad_enabled():
+        return _SelectiveLogSoftmaxFunction.apply(
+            logits, index, float(temperature), bool(return_entropy), bool(inplace_backward), resolved
+        )
+    _checks.check_index_range(OP, "index", index, logits.shape[-1])
+    logp, _, entropy = forward_rows(logits, index, float(temperature), bool(return_entropy), resolved)
     return (logp, entropy) if return_entropy else logp

@@ -109,11 +109,37 @@ class DataConfig:
 class RolloutConfig:
     """Sampling of the G completions per prompt."""
 
-    engine: str = field(default="hf", metadata={"help": "rollout engine (registry rollout.ENGINES): hf = generate()"})
+    engine: str = field(
+        default="hf",
+        metadata={
+            "help": "rollout engine (registry engines.ENGINES): hf = transformers generate(); vllm = a colocated "
+            "vLLM engine (text-only models; pip install 'harmo_fast[vllm]')"
+        },
+    )
     max_new_tokens: int = field(default=64, metadata={"help": "most tokens per completion"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature (also applied to the log-probs)"})
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass; 1.0 = off"})
     top_k: int = field(default=0, metadata={"help": "sample among the k likeliest tokens; 0 = off"})
+    vllm_gpu_memory_utilization: float = field(
+        default=0.3,
+        metadata={
+            "help": "vllm: share of the GPU's memory vLLM may take (weights + KV cache), the rest left to training; "
+            "on a CPU build of vLLM, the share of RAM"
+        },
+    )
+    vllm_dtype: str = field(
+        default="auto", metadata={"help": "vllm: the engine's weight dtype (auto = the policy's; or float32, bfloat16)"}
+    )
+    vllm_enforce_eager: bool = field(
+        default=False, metadata={"help": "vllm: no CUDA graphs / compilation (faster engine start, slower decoding)"}
+    )
+    vllm_sleep: bool = field(
+        default=False,
+        metadata={"help": "vllm: free the engine's GPU memory (sleep) between rollouts, so training can use it"},
+    )
+    vllm_max_model_len: int | None = field(
+        default=None, metadata={"help": "vllm: most prompt + completion tokens per sequence; None = the model's"}
+    )
 
 
 @dataclass

@@ -12,9 +12,10 @@ from typing import Any
 from harmo_fast.data.jsonl import Sample
 from harmo_fast.rewards.pipeline import RewardPipeline
 from harmo_fast.trainer.config import Config
+from harmo_fast.trainer.engines import build_engine
 from harmo_fast.trainer.policy import load_policy, resolve_device
 from harmo_fast.trainer.prompts import PromptEncoder
-from harmo_fast.trainer.rollout import RolloutEngine, build_engine, reward_samples
+from harmo_fast.trainer.rollout import RolloutEngine, reward_samples
 
 
 def evaluate(
@@ -64,7 +65,7 @@ def evaluate_model(
     policy = load_policy(cfg.model, device, cfg.trainer.seed)
     encoder = PromptEncoder(policy.processor, policy.is_vlm, cfg.data.prompt_template, cfg.data.system_prompt)
     engine = build_engine(
-        cfg.rollout.engine,
+        cfg,
         model=policy.model,
         encoder=encoder,
         max_new_tokens=max_new_tokens or cfg.rollout.max_new_tokens,
@@ -75,6 +76,7 @@ def evaluate_model(
         return evaluate(engine, rewards, samples, batch_size=batch_size, format_enabled=cfg.rewards.format.enabled)
     finally:
         rewards.close()
+        engine.close()
 
 
 def merge_reports(reports: list[dict[str, Any]], order: list[str]) -> dict[str, Any]:

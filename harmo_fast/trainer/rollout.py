@@ -1,6 +1,6 @@
-"""Rollout: G sampled completions per prompt. `RolloutEngine` is the interface (a vLLM engine can
-implement it later); `HFRolloutEngine` runs Hugging Face `generate`, sampling each prompt group
-from its own seeded generator (trainer/group_sampling.py)."""
+"""Rollout: G sampled completions per prompt. `RolloutEngine` is the interface (the engines by
+name: trainer/engines.py); `HFRolloutEngine` runs Hugging Face `generate`, sampling each prompt
+group from its own seeded generator (trainer/group_sampling.py)."""
 
 from __future__ import annotations
 
@@ -117,6 +117,9 @@ class RolloutEngine(abc.ABC):
     def sync_weights(self) -> None:  # noqa: B027 (a no-op default: engines sharing the policy need nothing)
         """Called after each optimizer step; engines holding their own weight copy reload them."""
 
+    def close(self) -> None:  # noqa: B027 (a no-op default: engines without processes or files of their own)
+        """Release what the engine started (worker processes, temporary files)."""
+
     def set_group_seeds(self, seeds: list[int] | None) -> None:  # noqa: B027 (a no-op default, like sync_weights)
         """Seeds of the next sampling generate()'s prompt groups, one per sample, so that a group's
         completions do not depend on the batch or rank that generates it; engines that cannot
@@ -150,13 +153,7 @@ class HFRolloutEngine(RolloutEngine):
         self.top_k = top_k
         self.device = torch.device(device)
         tok = encoder.tokenizer
-        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        if tok.eos_token_id is not None:
-            eos_ids.add(tok.eos_token_id)
-        if not eos_ids:
-            raise ValueError("the tokenizer and the model's generation_config define no EOS token")
-        self.eos_ids = sorted(eos_ids)
+        self.eos_ids = eos_token_ids(model, tok)
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.eos_ids[0]
         config = getattr(model, "config", None)
         # A sampled image placeholder would make the next forward pass expect image features.
@@ -231,6 +228,17 @@ class HFRolloutEngine(RolloutEngine):
         return RolloutBatch(rows, group_ids, prompt, completion, mask, lengths, truncated, texts, image_counts)
 
 
+def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The tokens that end a completion: the model's generation_config EOS ids and the tokenizer's."""
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    if tokenizer.eos_token_id is not None:
+        eos_ids.add(tokenizer.eos_token_id)
+    if not eos_ids:
+        raise ValueError("the tokenizer and the model's generation_config define no EOS token")
+    return sorted(eos_ids)
+
+
 def completion_mask(ids: torch.Tensor, eos_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(mask up to and including the first EOS, lengths, truncated = no EOS within the budget)."""
     is_eos = torch.isin(ids, torch.tensor(eos_ids, device=ids.device))
@@ -240,15 +248,6 @@ def completion_mask(ids: torch.Tensor, eos_ids: list[int]) -> tuple[torch.Tensor
     )
     mask = torch.arange(ids.shape[1], device=ids.device)[None, :] <= first[:, None]
     return mask, mask.sum(dim=1), ~has_eos
-
-
-ENGINES: dict[str, type[RolloutEngine]] = {"hf": HFRolloutEngine}
-
-
-def build_engine(name: str, **kwargs: Any) -> RolloutEngine:
-    if name not in ENGINES:
-        raise ValueError(f"rollout.engine: unknown engine {name!r}; available: {', '.join(ENGINES)}")
-    return ENGINES[name](**kwargs)
 
 
 def reward_samples(batch: RolloutBatch) -> list[RewardSample]:

@@ -41,6 +41,7 @@ from harmo_fast.trainer.dist_checkpoint import (
     save_dist_checkpoint,
 )
 from harmo_fast.trainer.distributed import Dist, init_distributed, teardown, wrap_model
+from harmo_fast.trainer.engines import build_engine
 from harmo_fast.trainer.evaluate import evaluate, format_table, merge_reports, paired_gain, write_report
 from harmo_fast.trainer.group_sampling import group_seeds
 from harmo_fast.trainer.interrupt import GracefulInterrupt
@@ -48,7 +49,6 @@ from harmo_fast.trainer.metrics import MetricsLogger, reward_metrics
 from harmo_fast.trainer.plots import write_plots
 from harmo_fast.trainer.policy import Policy, autocast, load_policy, reference_model, resolve_device
 from harmo_fast.trainer.prompts import PromptEncoder
-from harmo_fast.trainer.rollout import build_engine
 from harmo_fast.trainer.sampler import PromptSampler
 from harmo_fast.trainer.schedule import build_scheduler
 from harmo_fast.trainer.step import StepOutput, TrainState, grpo_step
@@ -250,17 +250,8 @@ def build_state(cfg: Config, rewards: Any | None = None, dist: Dist | None = Non
     device = resolve_device(cfg.trainer.device)
     policy = load_policy(cfg.model, device, cfg.trainer.seed)
     encoder = prompt_encoder(cfg, policy)
-    r = cfg.rollout
     engine = build_engine(
-        r.engine,
-        model=policy.model,
-        encoder=encoder,
-        max_new_tokens=r.max_new_tokens,
-        temperature=r.temperature,
-        top_p=r.top_p,
-        top_k=r.top_k,
-        device=device,
-        autocast=lambda: autocast(cfg.model, device),
+        cfg, model=policy.model, encoder=encoder, device=device, autocast=lambda: autocast(cfg.model, device)
     )
     optimizer, scheduler = build_optimizer(cfg, policy.model)
     return TrainState(
@@ -290,6 +281,7 @@ class Run:
     def close(self) -> None:
         self.logger.close()
         self.st.rewards.close()
+        self.st.engine.close()
 
 
 def train(

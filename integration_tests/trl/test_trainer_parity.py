@@ -111,6 +111,28 @@ def test_logprobs_go_through_our_kernels(tiny_model_dir, tmp_path, monkeypatch):
     assert calls
 
 
+@pytest.mark.skipif(harmo_trl.trl_minor_version() != "1.16", reason="the fused LM head exists from trl 1.15 on")
+@pytest.mark.parametrize(
+    ("settings", "fused"),
+    [
+        (dict(loss_type="bnpo"), True),
+        (dict(loss_type="dapo", top_entropy_quantile=0.5), False),
+        (dict(loss_type="grpo", off_policy_mask_threshold=0.01), False),
+    ],
+    ids=["plain", "entropy-mask", "off-policy-mask"],
+)
+def test_loss_from_hidden_states_when_nothing_needs_the_logprobs(
+    tiny_model_dir, tmp_path, monkeypatch, settings, fused
+):
+    """The plain case trains through linear_grpo_loss (the parity tests above then check its numbers);
+    a mask that needs the log-probs before the loss keeps the two-op route."""
+    calls = []
+    original = harmo_trl.linear_grpo_loss
+    monkeypatch.setattr(harmo_trl, "linear_grpo_loss", lambda *a, **k: calls.append(1) or original(*a, **k))
+    _run(HarmoGRPOTrainer, tiny_model_dir, str(tmp_path / "ours"), max_steps=1, **settings)
+    assert bool(calls) == fused
+
+
 @pytest.mark.parametrize(
     ("settings", "match"),
     [
