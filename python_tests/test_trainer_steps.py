@@ -151,3 +151,30 @@ def test_fused_hidden_state_loss_matches_the_two_op_path(tmp_path, data_dir, mon
         torch.testing.assert_close(w_fused[k], v, atol=2e-6, rtol=1e-4)
     for k in ("loss", "kl", "entropy", "ratio_mean", "grad_norm"):
         assert m_fused[k] == pytest.approx(m_two[k], rel=1e-4, abs=1e-6), k
+
+
+def test_trained_micro_batches_take_rows_in_order_of_length(tmp_path, data_dir):
+    """After the first micro-batch (forwarded before the rewards arrive), the trained rows go into
+    micro-batches in order of completion length, so each forward is padded to similar lengths."""
+    from harmo_fast.trainer.advantages import PendingAdvantages
+    from harmo_fast.trainer.rollout import reward_samples
+    from harmo_fast.trainer.run import open_run
+    from harmo_fast.trainer.step import _micro_batch_forwards
+
+    cfg = tiny_config(
+        data_dir, "algorithm.prompts_per_step=4", "trainer.micro_batch_size=2", "rollout.max_new_tokens=12"
+    )
+    run = open_run(cfg, tmp_path, LetterRewards())
+    try:
+        st = run.st
+        batch = st.engine.generate(run.train_set.samples[:4], cfg.algorithm.group_size)
+        assert len(set(batch.lengths.tolist())) > 1, "every completion has the same length: nothing to order"
+        future = st.rewards.submit(reward_samples(batch))
+        pending = PendingAdvantages(future, cfg.algorithm, st.policy.device, st.timer)
+        rows = [r for r, _ in _micro_batch_forwards(st, batch, list(range(batch.size)), pending, fused=False)]
+    finally:
+        run.close()
+    lengths = batch.lengths.tolist()
+    assert rows[0] == [0, 1]  # the first micro-batch, before the advantages are known
+    trained = [lengths[i] for r in rows[1:] for i in r]
+    assert trained == sorted(trained) and trained

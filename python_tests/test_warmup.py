@@ -100,3 +100,22 @@ def test_same_seed_same_result_and_bad_arguments():
     before = [p.detach().clone() for p in model.parameters()]
     assert supervised_warmup(model, tok, samples, steps=0, lr=1e-3, batch_size=1)["steps"] == 0
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_warmup_prompts_are_the_rollout_prompts():
+    """The warm-up teaches the completion after the prompt GRPO and evaluation see: the run's
+    template and system prompt inside the chat template, not the bare prompt."""
+    from harmo_fast.data.jsonl import Sample
+    from harmo_fast.trainer.prompts import PromptEncoder
+
+    _, tok = build_tiny_lm(seed=0, **SMALL)
+    encoder = PromptEncoder(tok, False, "{prompt}\nAnswer inside <answer> tags.", "You are terse.")
+    samples = [Sample("a", "What is 3 + 4?", "7", "math"), Sample("b", "What is 12 - 5?", "7", "math")]
+    batch = _Batcher(tok, None, encoder)(samples)
+    expected = encoder.encode(samples)
+    width = expected["input_ids"].shape[1]
+    assert torch.equal(batch["input_ids"][:, :width], expected["input_ids"])
+    assert torch.equal(batch["attention_mask"][:, :width], expected["attention_mask"])
+    assert bool((batch["labels"][:, :width] == IGNORE).all())
+    text = tok.decode(expected["input_ids"][0])
+    assert "Answer inside <answer> tags." in text and "You are terse." in text

@@ -237,13 +237,19 @@ def build_optimizer(cfg: Config, model: Any) -> tuple[torch.optim.Optimizer, Any
     return optimizer, scheduler
 
 
+def prompt_encoder(cfg: Config, policy: Policy) -> PromptEncoder:
+    """The run's prompts (template, system prompt, chat template): rollouts, evaluations and the
+    warm-up all use it."""
+    return PromptEncoder(policy.processor, policy.is_vlm, cfg.data.prompt_template, cfg.data.system_prompt)
+
+
 def build_state(cfg: Config, rewards: Any | None = None, dist: Dist | None = None) -> TrainState:
     """Policy, rollout engine, optimizer, lr schedule and reward pipeline of a run (no reference
     model yet: it is the policy as GRPO starts, after any warm-up; the model not yet wrapped for
     `dist`, see `distribute`)."""
     device = resolve_device(cfg.trainer.device)
     policy = load_policy(cfg.model, device, cfg.trainer.seed)
-    encoder = PromptEncoder(policy.processor, policy.is_vlm, cfg.data.prompt_template, cfg.data.system_prompt)
+    encoder = prompt_encoder(cfg, policy)
     engine = build_engine(
         cfg, model=policy.model, encoder=encoder, device=device, autocast=lambda: autocast(cfg.model, device)
     )
@@ -389,6 +395,7 @@ def evaluate_and_warm_up(run: Run) -> None:
         lr=w.lr,
         batch_size=w.batch_size,
         seed=cfg.trainer.seed,
+        encoder=prompt_encoder(cfg, st.policy),
     )
     if st.dist.is_main:
         print(

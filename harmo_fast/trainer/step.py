@@ -181,7 +181,8 @@ def _micro_batch_forwards(
     happen to be late, so that the computation does not depend on timing (reproducible runs).
     With beta = 0 a response whose advantage is exactly 0 (every response of a zero-spread group)
     contributes exactly zero gradient, so the other micro-batches leave it out; loss-side metrics
-    (ratio, clip fractions, entropy) are then over the trained responses' tokens.
+    (ratio, clip fractions, entropy) are then over the trained responses' tokens. Those
+    micro-batches take the rows in order of completion length (less padding).
     Ranks in lockstep (FSDP) agree on the number of micro-batches first; a rank with fewer pads
     with empty `rows` whose forward is of one row, for the collectives only."""
     cfg = st.cfg
@@ -197,6 +198,9 @@ def _micro_batch_forwards(
         yield head, forward(head)
     nonzero = (pending.get() != 0).tolist()
     trained = [i for i in rest if cfg.algorithm.beta > 0 or nonzero[i]]
+    # Rows of similar length share a micro-batch: each forward is as wide as its longest completion.
+    lengths = batch.lengths.tolist()
+    trained.sort(key=lambda i: lengths[i])
     chunks = _chunks(trained, size)
     padding = st.dist.max(done + len(chunks)) - done - len(chunks) if st.dist.lockstep else 0
     for rows in chunks:

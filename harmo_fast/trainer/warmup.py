@@ -14,7 +14,9 @@ from typing import Any
 import torch
 from PIL import Image
 
+from harmo_fast.data.jsonl import Sample
 from harmo_fast.data.synth import rationale_for
+from harmo_fast.trainer.prompts import PromptEncoder
 
 IGNORE = -100
 
@@ -54,32 +56,36 @@ def _images(sample: Any, image_root: str | Path | None) -> list[Any]:
     return out
 
 
+def _as_sample(sample: Any, images: list[Any]) -> Sample:
+    """A `Sample` view of a dict or `Sample` (with its loaded images), for the prompt encoder."""
+    if isinstance(sample, Sample):
+        return Sample(sample.id, sample.prompt, sample.answer, sample.task_type, tuple(images), choices=sample.choices)
+    return Sample(
+        str(_field(sample, "id", "")),
+        str(_field(sample, "prompt")),
+        _field(sample, "answer"),
+        str(_field(sample, "task_type", "")),
+        tuple(images),
+        choices=_field(sample, "choices"),
+    )
+
+
 class _Batcher:
-    """Prompt + target tensors: prompts left-padded by the processor (which also expands image
+    """Prompt + target tensors: prompts built by `encoder` as rollouts build them (prompt template,
+    system prompt, chat template) and left-padded by the processor (which also expands image
     slots), targets appended and right-padded, labels set on the target tokens only."""
 
-    def __init__(self, processor: Any, image_root: str | Path | None):
+    def __init__(self, processor: Any, image_root: str | Path | None, encoder: PromptEncoder | None = None):
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.is_vlm = hasattr(processor, "image_processor")
+        self.encoder = encoder or PromptEncoder(processor, self.is_vlm)
         self.image_root = image_root
         self.eos = self.tokenizer.eos_token or ""
 
-    def _chat(self, sample: Any, n_images: int) -> str:
-        prompt = str(_field(sample, "prompt"))
-        if self.is_vlm:
-            content = [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": prompt}]
-            return self.processor.apply_chat_template(
-                [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
-            )
-        if getattr(self.tokenizer, "chat_template", None):
-            msgs = [{"role": "user", "content": prompt}]
-            return self.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-        return prompt + "\n"
-
     def __call__(self, samples: list[Any]) -> dict[str, torch.Tensor]:
         images = [_images(s, self.image_root) if self.is_vlm else [] for s in samples]
-        texts = [self._chat(s, len(imgs)) for s, imgs in zip(samples, images)]
+        texts = [self.encoder.chat_text(_as_sample(s, imgs)) for s, imgs in zip(samples, images)]
         flat = [img for imgs in images for img in imgs]
         if self.is_vlm:
             enc = dict(self.processor(text=texts, images=flat or None, return_tensors="pt", padding=True))
@@ -131,10 +137,13 @@ def supervised_warmup(
     seed: int = 0,
     image_root: str | Path | None = None,
     weight_decay: float = 0.0,
+    encoder: PromptEncoder | None = None,
 ) -> dict[str, float]:
     """Fine-tune `model` in place for `steps` AdamW steps (linear warm-up over the first 10%, then
     cosine decay) on target completions of `samples` (dicts or `Sample`s; relative image paths
-    resolve against `image_root`). Returns {"steps", "loss_first", "loss_final", "seconds"}, where
+    resolve against `image_root`). `encoder` builds the prompts; pass the rollout engine's so the
+    warm-up teaches the prompts GRPO and evaluation use (None: the bare prompt in the chat
+    template). Returns {"steps", "loss_first", "loss_final", "seconds"}, where
     loss_final is the mean of the last (up to) 10 steps."""
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
@@ -145,7 +154,7 @@ def supervised_warmup(
     if steps and not samples:
         raise ValueError("samples is empty: the warm-up needs at least one sample")
     start = time.perf_counter()
-    batcher = _Batcher(processor, image_root)
+    batcher = _Batcher(processor, image_root, encoder)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     ramp = max(1, steps // 10)
