@@ -49,8 +49,9 @@ def import_vllm() -> Any:
 
 def save_for_vllm(model: Any, tokenizer: Any, folder: str | Path) -> None:
     """`model` and `tokenizer` as a Hugging Face folder vLLM loads. A tied output layer is saved
-    untied, as its own `lm_head.weight`: vLLM's CPU build does not carry a reload of the tied
-    embedding over to the output layer, and sync_weights pushes both."""
+    untied, as its own `lm_head.weight`, so that every weight push writes the output layer by its
+    own name whatever vLLM does with tied layers (an earlier attempt saw a push of the tied
+    embedding miss the output layer on vLLM's CPU build)."""
     folder = Path(folder)
     config = copy.deepcopy(model.config)
     config.tie_word_embeddings = False
@@ -107,7 +108,8 @@ class VLLMRolloutEngine(RolloutEngine):
         self.temperature, self.top_p, self.top_k = temperature, top_p, top_k
         self.llm_args = {
             "gpu_memory_utilization": gpu_memory_utilization,
-            "dtype": dtype,
+            # "auto" is the policy's dtype, not the one its config records (a GGUF model's says bfloat16)
+            "dtype": str(next(model.parameters()).dtype).removeprefix("torch.") if dtype == "auto" else dtype,
             "enforce_eager": enforce_eager,
             "enable_sleep_mode": sleep,
             "max_model_len": max_model_len,
