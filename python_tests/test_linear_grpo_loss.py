@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from alloc_probe import LargestAllocation
 
 import harmo_fast as harmo
 from harmo_fast._dispatch import available_backends
@@ -220,27 +220,12 @@ def test_plan_chunks_covers_each_rows_masked_prefix_once():
     assert plan_chunks([0, 0], 8, False) == []
 
 
-class _LargestAllocation(TorchDispatchMode):
-    """Records the largest number of elements of any tensor an aten op returns."""
-
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor) and not t._is_view():
-                self.largest = max(self.largest, t.numel())
-        return out
-
-
 @pytest.mark.parametrize("backend", FUSED[:1])  # the chunking is backend-independent Python
 def test_never_allocates_the_full_logits(backend):
     n, t, size, vocab = 6, 16, 8, 50
     hidden, weight, ids, old, adv, mask, ref = _problem(n, t, size, vocab)
     h, w = hidden.requires_grad_(), weight.requires_grad_()
-    with _LargestAllocation() as seen:
+    with LargestAllocation() as seen:
         loss, _ = linear_grpo_loss(h, w, ids, old, adv, mask, ref, beta=0.1, chunk_size=8, backend=backend)
         loss.backward()
     assert seen.largest <= max(8 * vocab, vocab * size, n * t * size)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from alloc_probe import LargestAllocation
 
 import harmo_fast as harmo
 from harmo_fast import _dispatch
@@ -98,34 +98,19 @@ def test_no_bias_and_partial_gradients(backend):
     _close(w.grad, w_r.grad, 2e-5, "grad weight")
 
 
-class _LargestAllocation(TorchDispatchMode):
-    """Records the largest number of elements of any tensor an aten op returns."""
-
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor) and not t._is_view():
-                self.largest = max(self.largest, t.numel())
-        return out
-
-
 @pytest.mark.parametrize("backend", FUSED[:1])  # the chunking is backend-independent Python
 def test_never_allocates_the_full_logits(backend):
     n, size, vocab, chunk = 96, 8, 40, 10
     hidden, weight, bias, index = _problem((n,), size, vocab, torch.float32)
     leaves = [t.requires_grad_() for t in (hidden, weight, bias)]
-    with _LargestAllocation() as mode:
+    with LargestAllocation() as mode:
         logp, ent = harmo.linear_log_probs(
             *leaves[:2], index, leaves[2], return_entropy=True, chunk_size=chunk, backend=backend
         )
         (logp.sum() + ent.sum()).backward()
     # The biggest things allocated: one chunk of logits, the weight gradient, hidden's gradient.
     assert mode.largest == max(chunk * vocab, vocab * size, n * size) < n * vocab
-    with _LargestAllocation() as mode:
+    with LargestAllocation() as mode:
         reference(*leaves[:2], index, leaves[2]).sum().backward()
     assert mode.largest >= n * vocab  # the check above can fail: the reference does hold (N, V)
 
