@@ -232,6 +232,55 @@ class GrpoSettings(NamedTuple):
 _SETTING_TYPES = tuple(typing.get_type_hints(GrpoSettings).values())
 
 
+def grpo_settings(
+    op: str,
+    n: int,
+    t: int,
+    *,
+    eps_low: float,
+    eps_high: float | None,
+    delta: float | None,
+    beta: float,
+    kl_estimator: str,
+    kl_clamp_log_ratio: float | None,
+    kl_clamp_value: float | None,
+    kl_bias_corrected: bool,
+    ratio_level: str,
+    loss_agg: str,
+    normalizer: float | None,
+) -> GrpoSettings:
+    """The fused kernels' settings from grpo_loss's keyword options for an (n, t) token grid; an
+    unknown aggregation or KL estimator, or a bad clamp, raises naming `op`."""
+    agg = resolve_loss_agg(op, loss_agg, normalizer)
+    est = resolve_kl_estimator(op, kl_estimator, "kl_estimator")
+    clamp_d = clamp_bound(op, "kl_clamp_log_ratio", kl_clamp_log_ratio)
+    clamp_v = clamp_bound(op, "kl_clamp_value", kl_clamp_value)
+    plan = agg.plan(n, t, normalizer)
+    return GrpoSettings(
+        clip_lo=1.0 - eps_low,
+        clip_hi=1.0 + (eps_low if eps_high is None else eps_high),
+        delta=math.inf if delta is None else float(delta),
+        beta=float(beta),
+        kl_estimator=est.code,
+        kl_clamp_d=clamp_d,
+        kl_clamp_v=clamp_v,
+        bias_corrected=bool(kl_bias_corrected),
+        sequence=ratio_level == "sequence",
+        agg_base=plan.base,
+        agg_per_row_count=plan.per_row_count,
+        agg_total_count=plan.total_count,
+        agg_nonempty_rows=plan.nonempty_rows,
+    )
+
+
+def weights_input(is_weights: torch.Tensor | None, n: int, t: int) -> torch.Tensor | None:
+    """is_weights as the kernels take them: fp32, contiguous, (N,) or (N, T); (N, 1) becomes (N,)."""
+    if is_weights is None:
+        return None
+    w = is_weights.float().contiguous()
+    return w.reshape(n) if w.dim() == 2 and w.shape[1] == 1 and t != 1 else w
+
+
 # --- per-backend launchers
 # forward(logp, old, adv, mask, ref, w, settings, need_grad) -> (loss, stats (4,), coef or None, row_scale (N,))
 # scale_(coef, row_scale, grad_loss): coef *= grad_loss * row_scale[:, None], in place.
@@ -469,12 +518,7 @@ def _kernel_inputs(logp, old_logp, advantages, mask, ref_logp, is_weights):
     lp = logp if logp.dtype == dtype else logp.to(dtype)
     old = lp.detach() if old_logp is None else old_logp.to(dtype)
     ref = None if ref_logp is None else ref_logp.to(dtype).contiguous()
-    n = logp.shape[0]
-    w = None
-    if is_weights is not None:
-        w = is_weights.float().contiguous()
-        if w.dim() == 2 and w.shape[1] == 1 and logp.shape[1] != 1:
-            w = w.reshape(n)
+    w = weights_input(is_weights, *logp.shape)
     return lp.contiguous(), old.contiguous(), advantages.float().contiguous(), mask.contiguous(), ref, w
 
 
@@ -516,48 +560,24 @@ def grpo_loss(
     device = _validate(
         logp, old_logp, advantages, mask, ref_logp, is_weights, eps_low, eps_high, delta, beta, normalizer, ratio_level
     )
-    agg = resolve_loss_agg(OP, loss_agg, normalizer)
-    est = resolve_kl_estimator(OP, kl_estimator, "kl_estimator")
-    clamp_d = clamp_bound(OP, "kl_clamp_log_ratio", kl_clamp_log_ratio)
-    clamp_v = clamp_bound(OP, "kl_clamp_value", kl_clamp_value)
+    options = dict(
+        eps_low=eps_low,
+        eps_high=eps_high,
+        delta=delta,
+        beta=beta,
+        kl_estimator=kl_estimator,
+        kl_clamp_log_ratio=kl_clamp_log_ratio,
+        kl_clamp_value=kl_clamp_value,
+        kl_bias_corrected=kl_bias_corrected,
+        ratio_level=ratio_level,
+        loss_agg=loss_agg,
+        normalizer=normalizer,
+    )
+    settings = grpo_settings(OP, *logp.shape, **options)
     backend = _dispatch.resolve_backend(backend, device, OP)
     if backend == "torch":
         _check_finite_inputs(advantages, is_weights)
-        return grpo_loss_reference(
-            logp,
-            old_logp,
-            advantages,
-            mask,
-            ref_logp,
-            is_weights,
-            eps_low=eps_low,
-            eps_high=eps_high,
-            delta=delta,
-            beta=beta,
-            kl_estimator=kl_estimator,
-            kl_clamp_log_ratio=kl_clamp_log_ratio,
-            kl_clamp_value=kl_clamp_value,
-            kl_bias_corrected=kl_bias_corrected,
-            ratio_level=ratio_level,
-            loss_agg=loss_agg,
-            normalizer=normalizer,
-        )
-    plan = agg.plan(logp.shape[0], logp.shape[1], normalizer)
-    settings = GrpoSettings(
-        clip_lo=1.0 - eps_low,
-        clip_hi=1.0 + (eps_low if eps_high is None else eps_high),
-        delta=math.inf if delta is None else float(delta),
-        beta=float(beta),
-        kl_estimator=est.code,
-        kl_clamp_d=clamp_d,
-        kl_clamp_v=clamp_v,
-        bias_corrected=bool(kl_bias_corrected),
-        sequence=ratio_level == "sequence",
-        agg_base=plan.base,
-        agg_per_row_count=plan.per_row_count,
-        agg_total_count=plan.total_count,
-        agg_nonempty_rows=plan.nonempty_rows,
-    )
+        return grpo_loss_reference(logp, old_logp, advantages, mask, ref_logp, is_weights, **options)
     lp, old, adv, m, ref, w = _kernel_inputs(logp, old_logp, advantages, mask, ref_logp, is_weights)
     need_grad = logp.requires_grad and torch.is_grad_enabled()
     if not direct_route():

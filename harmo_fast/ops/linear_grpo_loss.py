@@ -24,7 +24,6 @@ so chunks stop there and padding costs no matmul.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
@@ -32,9 +31,8 @@ import torch
 from harmo_fast import _checks, _dispatch
 from harmo_fast.ops import grpo_loss as gl
 from harmo_fast.ops import selective_log_softmax as sls
-from harmo_fast.ops._loss_agg import AggPlan, resolve_loss_agg
+from harmo_fast.ops._loss_agg import AggPlan
 from harmo_fast.ops.linear_log_probs import linear_log_probs_reference
-from harmo_fast.ops.token_kl import clamp_bound, resolve_kl_estimator
 
 OP = "linear_grpo_loss"
 METRICS = (*gl.METRICS, "entropy_mean")
@@ -396,10 +394,8 @@ def linear_grpo_loss(
         loss_agg=loss_agg,
         normalizer=normalizer,
     )
-    agg = resolve_loss_agg(OP, loss_agg, normalizer)
-    est = resolve_kl_estimator(OP, kl_estimator, "kl_estimator")
-    clamp_d = clamp_bound(OP, "kl_clamp_log_ratio", kl_clamp_log_ratio)
-    clamp_v = clamp_bound(OP, "kl_clamp_value", kl_clamp_value)
+    n, t = ids.shape
+    settings = gl.grpo_settings(OP, n, t, **options)
     resolved = _dispatch.resolve_backend(backend, device, OP)
     gl._check_finite_inputs(advantages, is_weights)
     if resolved == "torch":
@@ -417,29 +413,8 @@ def linear_grpo_loss(
             return_logp=return_logp,
             **options,
         )
-    n, t = ids.shape
-    plan = agg.plan(n, t, normalizer)
-    settings = gl.GrpoSettings(
-        clip_lo=1.0 - eps_low,
-        clip_hi=1.0 + (eps_low if eps_high is None else eps_high),
-        delta=math.inf if delta is None else float(delta),
-        beta=float(beta),
-        kl_estimator=est.code,
-        kl_clamp_d=clamp_d,
-        kl_clamp_v=clamp_v,
-        bias_corrected=bool(kl_bias_corrected),
-        sequence=ratio_level == "sequence",
-        agg_base=plan.base,
-        agg_per_row_count=plan.per_row_count,
-        agg_total_count=plan.total_count,
-        agg_nonempty_rows=plan.nonempty_rows,
-    )
     tokens = chunk_size if chunk_size is not None else max(1, CHUNK_BYTES // (weight.shape[0] * weight.element_size()))
-    w = None
-    if is_weights is not None:
-        w = is_weights.float().contiguous()
-        if w.dim() == 2 and w.shape[1] == 1 and t != 1:
-            w = w.reshape(n)
+    w = gl.weights_input(is_weights, n, t)
     f32 = lambda x: None if x is None else x.float().contiguous()  # noqa: E731
     grad_on = torch.is_grad_enabled()
     loss, stats, _, _, logp = _linear_grpo_loss_op(
