@@ -385,14 +385,20 @@ class HarmoGRPOTrainer(GRPOTrainer):
         return self.accelerator.unwrap_model(self.model).get_output_embeddings().bias is None
 
     def _fused_loss(
-        self, model: torch.nn.Module, inputs: dict[str, Any], mask: torch.Tensor, options: dict[str, Any]
+        self,
+        model: torch.nn.Module,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        inputs: dict[str, Any],
+        mask: torch.Tensor,
+        ref: torch.Tensor | None,
+        options: dict[str, Any],
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         """(loss, metrics with entropy_mean, detached log-probs) from one backbone forward and
         linear_grpo_loss on the completion positions."""
         completion_ids = inputs["completion_ids"]
         k = completion_ids.size(1)
         fp32 = self.args.cast_lm_head_to_fp32
-        ref = inputs.get("ref_per_token_logps") if self.beta != 0.0 else None
 
         def loss_from_hidden(states: torch.Tensor, head: torch.nn.Module):
             with contextlib.ExitStack() as stack:
@@ -414,8 +420,6 @@ class HarmoGRPOTrainer(GRPOTrainer):
                     **options,
                 )
 
-        input_ids = torch.cat([inputs["prompt_ids"], completion_ids], dim=1)
-        attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
         with self.accelerator.autocast():
             return model(
                 input_ids=input_ids, attention_mask=attention_mask, fused_lm_head=True, harmo_loss=loss_from_hidden
@@ -423,10 +427,13 @@ class HarmoGRPOTrainer(GRPOTrainer):
 
     def _compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
         completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
+        input_ids = torch.cat([inputs["prompt_ids"], completion_ids], dim=1)
+        attention_mask = torch.cat([inputs["prompt_mask"], completion_mask], dim=1)
         mask = completion_mask if "tool_mask" not in inputs else completion_mask * inputs["tool_mask"]
         mode = "train" if self.model.training else "eval"
         advantages = inputs["advantages"]
         old = inputs.get("old_per_token_logps")
+        ref = inputs.get("ref_per_token_logps") if self.beta != 0.0 else None
         norm = resolve_normalisation(self.loss_type)
         options = dict(
             eps_low=self.epsilon_low,
@@ -441,21 +448,20 @@ class HarmoGRPOTrainer(GRPOTrainer):
         )
         aux_loss = None
         if self._fused_loss_applies(inputs):
-            loss, stats, logp = self._fused_loss(model, inputs, mask, options)
+            loss, stats, logp = self._fused_loss(model, input_ids, attention_mask, inputs, mask, ref, options)
             entropy_sum = stats["entropy_mean"] * mask.sum()
             old_or_current = logp if old is None else old
         else:
             logp, entropies, aux_loss = self._get_per_token_logps_and_entropies(
                 model,
-                torch.cat([inputs["prompt_ids"], completion_ids], dim=1),
-                torch.cat([inputs["prompt_mask"], completion_mask], dim=1),
+                input_ids,
+                attention_mask,
                 completion_ids.size(1),
                 compute_entropy=True,
                 compute_aux_loss=self.aux_loss_enabled,
                 **{k: inputs.get(k) for k in _IMAGE_KEYS},
             )
             old_or_current = logp.detach() if old is None else old
-            ref = inputs.get("ref_per_token_logps") if self.beta != 0.0 else None
             weights = self._policy_weights(inputs, logp, old_or_current, advantages, mask, entropies)
             loss, stats = grpo_loss(logp, old, advantages, mask, ref, weights, **options)
             entropy_sum = (entropies * mask).sum()
