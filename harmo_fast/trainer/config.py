@@ -38,8 +38,12 @@ class ModelConfig:
     dtype: Literal["float32", "bfloat16", "float16"] = field(
         default="float32", metadata={"help": "dtype of the parameters (the optimizer's master weights)"}
     )
-    bf16_autocast: bool = field(
-        default=True, metadata={"help": "bf16 autocast of float32 weights in forward passes; applied on CUDA only"}
+    bf16_autocast: Literal["cuda", "always", "off"] = field(
+        default="cuda",
+        metadata={
+            "help": "bf16 autocast of float32 weights in forward passes: cuda = on CUDA only; always = on the CPU too "
+            "(pays on CPUs with AVX512-BF16 or AMX); off"
+        },
     )
     gradient_checkpointing: bool = field(
         default=True, metadata={"help": "recompute activations in the backward pass to save memory; CUDA only"}

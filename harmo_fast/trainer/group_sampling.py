@@ -61,13 +61,11 @@ class GroupSampler:
             raise ValueError(f"{rows} rows do not split into {groups} groups of equal size")
         if self.generators is None:
             self.generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
-        probs = warp(scores, self.temperature, self.top_k, self.top_p).softmax(dim=-1)
+        # Inverse-CDF sampling, one uniform per row: exact, and far cheaper than multinomial's one
+        # exponential draw per vocabulary entry. `right=True` never lands on a zero-probability token.
+        cdf = warp(scores, self.temperature, self.top_k, self.top_p).softmax(dim=-1).double().cumsum(dim=-1)
         size = rows // groups
-        tokens = torch.cat(
-            [
-                torch.multinomial(probs[g * size : (g + 1) * size], 1, generator=gen)
-                for g, gen in enumerate(self.generators)
-            ]
-        )
+        u = torch.cat([torch.rand(size, 1, generator=gen, device=scores.device) for gen in self.generators])
+        tokens = torch.searchsorted(cdf, u.double() * cdf[:, -1:], right=True).clamp_max_(scores.shape[-1] - 1)
         out = torch.full_like(scores, float("-inf"))
         return out.scatter_(1, tokens, 0.0)

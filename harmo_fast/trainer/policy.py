@@ -155,7 +155,9 @@ def reference_model(policy: Policy) -> Any:
 
 
 def autocast(model_cfg: ModelConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA for fp32 weights when `model.bf16_autocast`; nothing otherwise."""
-    if model_cfg.bf16_autocast and device.type == "cuda" and model_cfg.dtype == "float32":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast for fp32 weights: on CUDA when `model.bf16_autocast` is "cuda", on any device when it
+    is "always"; nothing otherwise."""
+    wanted = model_cfg.bf16_autocast == "always" or (model_cfg.bf16_autocast == "cuda" and device.type == "cuda")
+    if wanted and model_cfg.dtype == "float32":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

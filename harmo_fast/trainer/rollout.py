@@ -127,7 +127,7 @@ class RolloutEngine(abc.ABC):
 
 
 class HFRolloutEngine(RolloutEngine):
-    """Sampling with `model.generate` under `torch.inference_mode`, in eval mode. Each prompt group
+    """Sampling with `model.generate` under `torch.no_grad`, in eval mode. Each prompt group
     samples from its own generator (`set_group_seeds`; without seeds, drawn from torch's global
     generator). With sharded (FSDP) weights it runs under `no_grad`, and every rank keeps running
     forward passes until all ranks are done, as the gathers inside them are collective."""
@@ -186,6 +186,27 @@ class HFRolloutEngine(RolloutEngine):
             raise ValueError(f"set_group_seeds: {len(seeds)} seeds for {num_prompts} prompts")
         return GroupSampler(seeds, self.temperature, self.top_k, self.top_p)
 
+    def _prefill(self, prompt: dict[str, torch.Tensor], num_generations: int) -> Any:
+        """The KV cache of each text prompt but its last token, computed once and repeated for its
+        G rows: `generate` then runs only the last prompt token and the new ones (the G rows of a
+        group would otherwise each encode the same prompt). Positions count the prompt's own
+        tokens, as `generate` counts them for left-padded rows."""
+        ids, mask = prompt["input_ids"][:, :-1], prompt["attention_mask"][:, :-1]
+        if ids.shape[1] == 0:
+            return None
+        positions = (mask.long().cumsum(-1) - 1).clamp_min(0)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad(), self.autocast():
+                cache = self.model(
+                    input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
+                ).cache
+        finally:
+            self.model.train(was_training)
+        cache.batch_repeat_interleave(num_generations)
+        return cache
+
     def generate(
         self, samples: list[Sample], num_generations: int, *, greedy: bool = False, max_new_tokens: int | None = None
     ) -> RolloutBatch:
@@ -194,6 +215,10 @@ class HFRolloutEngine(RolloutEngine):
         # Encode each prompt (and its images) once, then repeat the tensors for its G rows.
         prompt = self.encoder.encode(samples)
         image_counts = torch.tensor([len(s.images) for s in samples]) if "image_grid_thw" in prompt else None
+        sharded = is_sharded(self.model)
+        cache = None
+        if num_generations > 1 and not sharded and set(prompt) == {"input_ids", "attention_mask"}:
+            cache = self._prefill({k: v.to(self.device) for k, v in prompt.items()}, num_generations)
         if num_generations > 1:
             repeat = [i for i in range(len(samples)) for _ in range(num_generations)]
             prompt = select_rows(prompt, repeat, len(samples), image_counts)
@@ -202,9 +227,9 @@ class HFRolloutEngine(RolloutEngine):
         self.encode_seconds = time.perf_counter() - t0
         width = prompt["input_ids"].shape[1]
         processors = [] if greedy else [self._sampler(len(samples))]
-        sharded = is_sharded(self.model)
-        # FSDP reuses its gather buffers in training: they must not become inference tensors.
-        no_grad = torch.no_grad() if sharded else torch.inference_mode()
+        # no_grad, not inference_mode: FSDP reuses its gather buffers in training (they must not become
+        # inference tensors), and autocast caches its weight casts for a whole generate only outside it.
+        no_grad = torch.no_grad()
         was_training = self.model.training
         self.model.eval()
         try:
@@ -214,6 +239,7 @@ class HFRolloutEngine(RolloutEngine):
                     generation_config=self._generation_config(max_new_tokens or self.max_new_tokens),
                     logits_processor=processors,
                     synced_gpus=sharded,
+                    **({} if cache is None else {"cache": cache}),
                 )
         finally:
             self.model.train(was_training)

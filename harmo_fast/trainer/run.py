@@ -396,6 +396,7 @@ def evaluate_and_warm_up(run: Run) -> None:
         batch_size=w.batch_size,
         seed=cfg.trainer.seed,
         encoder=prompt_encoder(cfg, st.policy),
+        autocast=lambda: autocast(cfg.model, st.policy.device),
     )
     if st.dist.is_main:
         print(

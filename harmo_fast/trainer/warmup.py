@@ -4,10 +4,11 @@ first GRPO groups already contain rewarded responses. The loss covers the comple
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -138,12 +139,13 @@ def supervised_warmup(
     image_root: str | Path | None = None,
     weight_decay: float = 0.0,
     encoder: PromptEncoder | None = None,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
 ) -> dict[str, float]:
     """Fine-tune `model` in place for `steps` AdamW steps (linear warm-up over the first 10%, then
     cosine decay) on target completions of `samples` (dicts or `Sample`s; relative image paths
     resolve against `image_root`). `encoder` builds the prompts; pass the rollout engine's so the
     warm-up teaches the prompts GRPO and evaluation use (None: the bare prompt in the chat
-    template). Returns {"steps", "loss_first", "loss_final", "seconds"}, where
+    template). `autocast` wraps each forward (the policy's mixed precision). Returns {"steps", "loss_first", "loss_final", "seconds"}, where
     loss_final is the mean of the last (up to) 10 steps."""
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
@@ -174,7 +176,8 @@ def supervised_warmup(
             order += fresh
         picked, order = order[:batch_size], order[batch_size:]
         batch = {k: v.to(device) for k, v in batcher([samples[i] for i in picked]).items()}
-        loss = completion_loss(model, batch)
+        with autocast():
+            loss = completion_loss(model, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
