@@ -145,8 +145,8 @@ def supervised_warmup(
     cosine decay) on target completions of `samples` (dicts or `Sample`s; relative image paths
     resolve against `image_root`). `encoder` builds the prompts; pass the rollout engine's so the
     warm-up teaches the prompts GRPO and evaluation use (None: the bare prompt in the chat
-    template). `autocast` wraps each forward (the policy's mixed precision). Returns {"steps", "loss_first", "loss_final", "seconds"}, where
-    loss_final is the mean of the last (up to) 10 steps."""
+    template). `autocast` wraps each forward (the policy's mixed precision). Returns {"steps",
+    "loss_first", "loss_final", "seconds"}, where loss_final is the mean of the last (up to) 10 steps."""
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     if batch_size < 1:
