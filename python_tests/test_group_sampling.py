@@ -66,3 +66,15 @@ def test_a_group_samples_the_same_completions_in_any_batch(tmp_path):
     engine.set_group_seeds(seeds[:1])  # seeds are checked against the prompts
     with pytest.raises(ValueError, match="1 seeds for 2 prompts"):
         engine.generate(samples[:2], 3)
+
+
+def test_sampler_draws_follow_the_warped_distribution():
+    # One group of many rows with the same scores: token frequencies match softmax(scores / T) after
+    # top-k, and a token top-k removed is never drawn.
+    logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, -3.0])
+    rows = 20000
+    out = GroupSampler([7], 0.8, 4, 1.0)(None, logits.expand(rows, -1).clone())
+    freq = (out == 0).double().mean(dim=0)
+    expected = warp(logits[None], 0.8, 4, 1.0).softmax(dim=-1)[0].double()
+    assert freq[4:].sum() == 0
+    assert torch.allclose(freq, expected, atol=4 * (expected * (1 - expected) / rows).sqrt().max())

@@ -38,6 +38,31 @@ def test_build_engine_passes_the_rollout_settings():
     assert short.max_new_tokens == 3
 
 
+@pytest.mark.parametrize("greedy", [True, False])
+def test_prompts_prefilled_once_generate_what_full_prompts_generate(greedy):
+    import torch
+
+    from harmo_fast.data.jsonl import Sample
+
+    model, tok = build_tiny_lm(seed=0)
+    engine = HFRolloutEngine(model, PromptEncoder(tok, False), max_new_tokens=6, temperature=0.9)
+    prompts = ["What is 2 + 3?", "Ana has 5 apples and buys 7 more. How many apples now?", "What is 13 * 4?"]
+    samples = [Sample(f"s{i}", p, "1", "math", ()) for i, p in enumerate(prompts)]
+    batch_sizes = []
+    hook = model.register_forward_pre_hook(
+        lambda m, a, k: batch_sizes.append(k["input_ids"].shape[0]), with_kwargs=True
+    )
+    engine.set_group_seeds([1, 2, 3])
+    shared = engine.generate(samples, 4, greedy=greedy)
+    hook.remove()
+    assert batch_sizes[0] == 3 and set(batch_sizes[1:]) == {12}  # the prompts once, then every row
+    engine._prefill = lambda prompt, g: None  # the plain path: each row encodes its prompt
+    engine.set_group_seeds([1, 2, 3])
+    full = engine.generate(samples, 4, greedy=greedy)
+    assert shared.texts == full.texts
+    assert torch.equal(shared.completion_ids, full.completion_ids)
+
+
 def test_unknown_engine_names_the_available_ones():
     cfg = load_config(None, ["rollout.engine=sglang"])
     with pytest.raises(ValueError, match=r"rollout.engine: unknown engine 'sglang'; available: hf, vllm"):
