@@ -50,8 +50,9 @@ def _shared_forward(
     last token for token 0, completion token t - 1 for token t > 0.
 
     run(**model kwargs) -> (outputs, cache). Positions count real tokens (left padding takes none),
-    as generate counts them; with rotary embeddings only relative positions matter, so this equals
-    the full forward. The completion's last column predicts nothing and is not forwarded."""
+    as generate counts them; the full forward counts the padding too, which with rotary embeddings
+    changes nothing (only relative positions matter). The completion's last column predicts nothing
+    and is not forwarded."""
     mask = inputs.prompt_mask
     positions = (mask.long().cumsum(-1) - 1).clamp_min(0)
     out, cache = run(input_ids=inputs.prompt_ids, attention_mask=mask, position_ids=positions, use_cache=True)
