@@ -155,11 +155,12 @@ def test_fused_hidden_state_loss_matches_the_two_op_path(tmp_path, data_dir, mon
 
 def test_trained_micro_batches_take_rows_in_order_of_length(tmp_path, data_dir):
     """After the first micro-batch (forwarded before the rewards arrive), the trained rows go into
-    micro-batches in order of completion length, so each forward is padded to similar lengths."""
+    micro-batches in order of completion length, so each forward is padded to similar lengths; group
+    by group where each distinct prompt is forwarded once per micro-batch (a text model)."""
     from harmo_fast.trainer.advantages import PendingAdvantages
     from harmo_fast.trainer.rollout import reward_samples
     from harmo_fast.trainer.run import open_run
-    from harmo_fast.trainer.step import _micro_batch_forwards
+    from harmo_fast.trainer.step import _micro_batch_forwards, _trained_order, shares_prompts
 
     cfg = tiny_config(
         data_dir, "algorithm.prompts_per_step=4", "trainer.micro_batch_size=2", "rollout.max_new_tokens=12"
@@ -172,9 +173,12 @@ def test_trained_micro_batches_take_rows_in_order_of_length(tmp_path, data_dir):
         future = st.rewards.submit(reward_samples(batch))
         pending = PendingAdvantages(future, cfg.algorithm, st.policy.device, st.timer)
         rows = [r for r, _ in _micro_batch_forwards(st, batch, list(range(batch.size)), pending, fused=False)]
+        assert shares_prompts(st.policy.model, batch)
     finally:
         run.close()
-    lengths = batch.lengths.tolist()
+    lengths, groups = batch.lengths.tolist(), batch.group_ids.tolist()
     assert rows[0] == [0, 1]  # the first micro-batch, before the advantages are known
-    trained = [lengths[i] for r in rows[1:] for i in r]
-    assert trained == sorted(trained) and trained
+    trained = [(groups[i], lengths[i]) for r in rows[1:] for i in r]
+    assert trained == sorted(trained) and len(trained) > 2
+    by_length = [lengths[i] for i in _trained_order(batch, list(range(batch.size)), by_group=False)]
+    assert by_length == sorted(lengths)

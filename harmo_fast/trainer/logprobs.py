@@ -3,10 +3,17 @@
 The fused path runs the model's base (no LM head), keeps the hidden states of the completion
 tokens only, and calls `harmo.linear_log_probs` so the (tokens, vocab) logits never exist. Models
 whose head is not a plain linear layer (logit soft-capping, logit scaling) take the logits path:
-the full forward, then `harmo.selective_log_softmax`."""
+the full forward, then `harmo.selective_log_softmax`.
+
+Both paths take either the inputs of one forward over prompt + completion per row, or
+`SharedPromptInputs`: each distinct prompt is forwarded once, its KV cache is indexed out to its
+rows, and the completion columns are forwarded on that cache (the gradient flows through the
+cache into the prompt forward)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,6 +23,69 @@ import harmo_fast as harmo
 
 # Config attributes that mean "the logits are not just hidden @ W.T + b".
 _NONLINEAR_HEAD_ATTRS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
+
+
+@dataclass
+class SharedPromptInputs:
+    """A micro-batch's forward inputs with each distinct prompt once.
+
+    prompt_ids / prompt_mask: (P, Lp) left-padded distinct prompts; index: (N,) the prompt of each row;
+    completion_ids / completion_mask: (N, T) the rows' completion columns.
+    """
+
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    index: torch.Tensor
+    completion_ids: torch.Tensor
+    completion_mask: torch.Tensor
+
+
+Inputs = dict[str, torch.Tensor] | SharedPromptInputs
+
+
+def _shared_forward(
+    run: Callable[..., tuple[torch.Tensor, Any]], inputs: SharedPromptInputs, **completion_kw: Any
+) -> torch.Tensor:
+    """(N, T, D) outputs of `run` at the positions that predict the T completion tokens: the prompt's
+    last token for token 0, completion token t - 1 for token t > 0.
+
+    run(**model kwargs) -> (outputs, cache). Positions count real tokens (left padding takes none),
+    as generate counts them; the full forward counts the padding too, which with rotary embeddings
+    changes nothing (only relative positions matter). The completion's last column predicts nothing
+    and is not forwarded."""
+    mask = inputs.prompt_mask
+    positions = (mask.long().cumsum(-1) - 1).clamp_min(0)
+    out, cache = run(input_ids=inputs.prompt_ids, attention_mask=mask, position_ids=positions, use_cache=True)
+    first = out[:, -1:][inputs.index]
+    width = inputs.completion_ids.shape[1]
+    if width == 1:
+        return first
+    cache.batch_select_indices(inputs.index)
+    ids = inputs.completion_ids[:, :-1]
+    rest_mask = torch.cat([mask[inputs.index], inputs.completion_mask[:, :-1].to(mask.dtype)], dim=1)
+    rest_positions = positions[inputs.index, -1:] + 1 + torch.arange(width - 1, device=ids.device)
+    rest, _ = run(
+        input_ids=ids,
+        attention_mask=rest_mask,
+        position_ids=rest_positions,
+        cache=cache,
+        use_cache=True,
+        **completion_kw,
+    )
+    return torch.cat([first, rest], dim=1)
+
+
+def _hidden(model: Any, inputs: Inputs, width: int) -> torch.Tensor:
+    """(N, width, H) final hidden states that predict the `width` completion columns."""
+    if isinstance(inputs, SharedPromptInputs):
+
+        def run(**kw: Any) -> tuple[torch.Tensor, Any]:
+            out = model.base_model(**kw)
+            return out.last_hidden_state, out.cache
+
+        return _shared_forward(run, inputs)
+    # The token at column t is predicted by the hidden state one column earlier.
+    return model.base_model(**inputs, use_cache=False).last_hidden_state[:, -width - 1 : -1]
 
 
 def _sharded_head(head: Any) -> bool:
@@ -40,16 +110,16 @@ def supports_fused_loss(model: Any) -> bool:
     return supports_linear_path(model) and model.get_output_embeddings().bias is None
 
 
-def completion_hidden(model: Any, inputs: dict[str, torch.Tensor], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+def completion_hidden(model: Any, inputs: Inputs, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(hidden (N, width, H) that predict the last `width` columns, the LM head's weight in their dtype)."""
-    hidden = model.base_model(**inputs, use_cache=False).last_hidden_state[:, -width - 1 : -1]
+    hidden = _hidden(model, inputs, width)
     weight = model.get_output_embeddings().weight
     return hidden, weight if weight.dtype == hidden.dtype else weight.to(hidden.dtype)
 
 
 def completion_logprobs(
     model: Any,
-    inputs: dict[str, torch.Tensor],
+    inputs: Inputs,
     completion_ids: torch.Tensor,
     completion_mask: torch.Tensor,
     *,
@@ -59,7 +129,8 @@ def completion_logprobs(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(logp (N, T) fp32, entropy (N, T) fp32 or None), zero where `completion_mask` is False.
 
-    inputs: the forward-pass inputs over prompt + completion (the completion is the last T columns).
+    inputs: the forward-pass inputs over prompt + completion (the completion is the last T columns),
+    or the shared-prompt inputs of the same rows.
     """
     if path == "linear" and hasattr(model, "get_output_embeddings") and _sharded_head(model.get_output_embeddings()):
         raise ValueError("model.logprobs=linear needs unsharded weights; use auto or logits with trainer.parallel=fsdp")
@@ -75,16 +146,13 @@ def _scatter(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def _linear_path(
     model: Any,
-    inputs: dict[str, torch.Tensor],
+    inputs: Inputs,
     ids: torch.Tensor,
     mask: torch.Tensor,
     temperature: float,
     entropy: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    T = ids.shape[1]
-    hidden = model.base_model(**inputs, use_cache=False).last_hidden_state
-    # The token at column t is predicted by the hidden state one column earlier.
-    hidden = hidden[:, -T - 1 : -1]
+    hidden = _hidden(model, inputs, ids.shape[1])
     mask = mask.bool()
     h = hidden[mask]
     head = model.get_output_embeddings()
@@ -99,14 +167,21 @@ def _linear_path(
 
 def _logits_path(
     model: Any,
-    inputs: dict[str, torch.Tensor],
+    inputs: Inputs,
     ids: torch.Tensor,
     mask: torch.Tensor,
     temperature: float,
     entropy: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    T = ids.shape[1]
-    logits = model(**inputs, use_cache=False, logits_to_keep=T + 1).logits[:, :-1]
+    if isinstance(inputs, SharedPromptInputs):
+
+        def run(logits_to_keep: int = 1, **kw: Any) -> tuple[torch.Tensor, Any]:
+            out = model(**kw, logits_to_keep=logits_to_keep)
+            return out.logits, out.cache
+
+        logits = _shared_forward(run, inputs, logits_to_keep=0)
+    else:
+        logits = model(**inputs, use_cache=False, logits_to_keep=ids.shape[1] + 1).logits[:, :-1]
     out = harmo.selective_log_softmax(logits, ids, temperature=temperature, return_entropy=entropy)
     m = mask.to(torch.float32)
     if entropy:

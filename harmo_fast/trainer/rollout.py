@@ -17,6 +17,7 @@ from harmo_fast.data.jsonl import Sample
 from harmo_fast.rewards.types import RewardSample
 from harmo_fast.trainer.distributed import is_sharded
 from harmo_fast.trainer.group_sampling import GroupSampler
+from harmo_fast.trainer.logprobs import SharedPromptInputs
 from harmo_fast.trainer.prompts import PromptEncoder
 
 TEXT_TYPE_IDS = ("mm_token_type_ids", "token_type_ids")
@@ -67,6 +68,27 @@ class RolloutBatch:
             if key in prompt:
                 inputs[key] = torch.cat([prompt[key][:, first:], torch.zeros_like(ids)], dim=1)
         return inputs
+
+    def shared_inputs(self, rows: list[int], width: int) -> SharedPromptInputs:
+        """The inputs of `rows` (text-only prompts) with each distinct prompt once, over the first
+        `width` completion columns; prompt columns that are padding in every distinct prompt are dropped."""
+        slot: dict[int, int] = {}
+        firsts, index = [], []
+        for row, group in zip(rows, self.group_ids[rows].tolist()):
+            if group not in slot:
+                slot[group] = len(firsts)
+                firsts.append(row)
+            index.append(slot[group])
+        ids, mask = self.prompt["input_ids"][firsts], self.prompt["attention_mask"][firsts]
+        keep = mask.any(dim=0).nonzero()
+        first = int(keep[0]) if len(keep) else 0
+        return SharedPromptInputs(
+            prompt_ids=ids[:, first:],
+            prompt_mask=mask[:, first:],
+            index=torch.tensor(index, device=ids.device),
+            completion_ids=self.completion_ids[rows, :width],
+            completion_mask=self.completion_mask[rows, :width],
+        )
 
 
 def _ranges(offsets: torch.Tensor, counts: torch.Tensor, which: list[int]) -> torch.Tensor:

@@ -25,8 +25,8 @@ from harmo_fast.data.jsonl import Sample
 from harmo_fast.rewards.types import RewardResult
 from harmo_fast.trainer.advantages import PendingAdvantages, trained_fraction
 from harmo_fast.trainer.config import Config
-from harmo_fast.trainer.distributed import Dist, full_value
-from harmo_fast.trainer.logprobs import completion_hidden, completion_logprobs, supports_fused_loss
+from harmo_fast.trainer.distributed import Dist, full_value, is_sharded
+from harmo_fast.trainer.logprobs import Inputs, completion_hidden, completion_logprobs, supports_fused_loss
 from harmo_fast.trainer.loss import micro_batch_loss, micro_batch_loss_from_hidden
 from harmo_fast.trainer.policy import Policy, autocast
 from harmo_fast.trainer.rollout import RolloutBatch, RolloutEngine, reward_samples
@@ -182,7 +182,8 @@ def _micro_batch_forwards(
     With beta = 0 a response whose advantage is exactly 0 (every response of a zero-spread group)
     contributes exactly zero gradient, so the other micro-batches leave it out; loss-side metrics
     (ratio, clip fractions, entropy) are then over the trained responses' tokens. Those
-    micro-batches take the rows in order of completion length (less padding).
+    micro-batches take the rows in order of completion length (less padding), group by group where
+    each distinct prompt is forwarded once per micro-batch (see `_trained_order`).
     Ranks in lockstep (FSDP) agree on the number of micro-batches first; a rank with fewer pads
     with empty `rows` whose forward is of one row, for the collectives only."""
     cfg = st.cfg
@@ -198,9 +199,7 @@ def _micro_batch_forwards(
         yield head, forward(head)
     nonzero = (pending.get() != 0).tolist()
     trained = [i for i in rest if cfg.algorithm.beta > 0 or nonzero[i]]
-    # Rows of similar length share a micro-batch: each forward is as wide as its longest completion.
-    lengths = batch.lengths.tolist()
-    trained.sort(key=lambda i: lengths[i])
+    trained = _trained_order(batch, trained, by_group=shares_prompts(st.policy.model, batch))
     chunks = _chunks(trained, size)
     padding = st.dist.max(done + len(chunks)) - done - len(chunks) if st.dist.lockstep else 0
     for rows in chunks:
@@ -281,7 +280,7 @@ def _forward(
 ) -> tuple[torch.Tensor, torch.Tensor | None, int]:
     """(logp, entropy, width) of `rows`, over their first `width` = longest completion columns."""
     width = int(batch.lengths[rows].max())
-    inputs = batch.model_inputs(rows, width)
+    inputs = _inputs(model, batch, rows, width)
     with autocast(st.cfg.model, st.policy.device):
         logp, ent = completion_logprobs(
             model,
@@ -298,10 +297,36 @@ def _forward(
 def _forward_hidden(st: TrainState, batch: RolloutBatch, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(hidden states, LM head weight, width) of `rows` for the fused loss, width as in _forward."""
     width = int(batch.lengths[rows].max())
-    inputs = batch.model_inputs(rows, width)
+    inputs = _inputs(st.policy.model, batch, rows, width)
     with autocast(st.cfg.model, st.policy.device):
         hidden, weight = completion_hidden(st.policy.model, inputs, width)
     return hidden, weight, width
+
+
+def shares_prompts(model: Any, batch: RolloutBatch) -> bool:
+    """Whether `model`'s forwards of `batch` can take each distinct prompt once (trainer/logprobs.py):
+    text-only prompts (vision inputs do not split into a cache), whole weights (a sharded model
+    gathers them per forward) and no gradient checkpointing under autograd (it drops the cache)."""
+    return (
+        set(batch.prompt) == {"input_ids", "attention_mask"}
+        and not (torch.is_grad_enabled() and getattr(model, "is_activation_checkpointing", False))
+        and not is_sharded(model)
+    )
+
+
+def _inputs(model: Any, batch: RolloutBatch, rows: list[int], width: int) -> Inputs:
+    """The forward inputs of `rows`: each distinct prompt once where rows share one and
+    `shares_prompts` allows it, else one prompt + completion sequence per row."""
+    shared = len(set(batch.group_ids[rows].tolist())) < len(rows) and shares_prompts(model, batch)
+    return batch.shared_inputs(rows, width) if shared else batch.model_inputs(rows, width)
+
+
+def _trained_order(batch: RolloutBatch, rows: list[int], by_group: bool) -> list[int]:
+    """`rows` in order of completion length, so that rows of similar length share a micro-batch (each
+    forward is as wide as its longest completion); `by_group`: group by group first, so that a
+    micro-batch holds few distinct prompts to forward."""
+    lengths, groups = batch.lengths.tolist(), batch.group_ids.tolist()
+    return sorted(rows, key=(lambda i: (groups[i], lengths[i])) if by_group else (lambda i: lengths[i]))
 
 
 def _chunks(rows: list[int], size: int | None) -> list[list[int]]:
