@@ -158,9 +158,10 @@ def test_trained_micro_batches_take_rows_in_order_of_length(tmp_path, data_dir):
     micro-batches in order of completion length, so each forward is padded to similar lengths; group
     by group where each distinct prompt is forwarded once per micro-batch (a text model)."""
     from harmo_fast.trainer.advantages import PendingAdvantages
+    from harmo_fast.trainer.logprobs import shares_prompts
     from harmo_fast.trainer.rollout import reward_samples
     from harmo_fast.trainer.run import open_run
-    from harmo_fast.trainer.step import _micro_batch_forwards, _trained_order, shares_prompts
+    from harmo_fast.trainer.step import _micro_batch_forwards, _trained_order
 
     cfg = tiny_config(
         data_dir, "algorithm.prompts_per_step=4", "trainer.micro_batch_size=2", "rollout.max_new_tokens=12"
@@ -173,7 +174,7 @@ def test_trained_micro_batches_take_rows_in_order_of_length(tmp_path, data_dir):
         future = st.rewards.submit(reward_samples(batch))
         pending = PendingAdvantages(future, cfg.algorithm, st.policy.device, st.timer)
         rows = [r for r, _ in _micro_batch_forwards(st, batch, list(range(batch.size)), pending, fused=False)]
-        assert shares_prompts(st.policy.model, batch)
+        assert shares_prompts(st.policy.model, batch.prompt)
     finally:
         run.close()
     lengths, groups = batch.lengths.tolist(), batch.group_ids.tolist()

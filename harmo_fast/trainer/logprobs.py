@@ -20,6 +20,7 @@ import torch
 from torch.distributed.tensor import DTensor
 
 import harmo_fast as harmo
+from harmo_fast.trainer.distributed import is_sharded
 
 # Config attributes that mean "the logits are not just hidden @ W.T + b".
 _NONLINEAR_HEAD_ATTRS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
@@ -43,6 +44,24 @@ class SharedPromptInputs:
 Inputs = dict[str, torch.Tensor] | SharedPromptInputs
 
 
+def shares_prompts(model: Any, prompt: dict[str, torch.Tensor]) -> bool:
+    """Whether `model`'s forwards of these prompt tensors can take each distinct prompt once, its KV
+    cache reused by the rows that share it: text-only prompts (vision inputs do not split into a
+    cache), whole weights (a sharded model gathers them per forward) and no gradient checkpointing
+    under autograd (it drops the cache)."""
+    return (
+        set(prompt) == {"input_ids", "attention_mask"}
+        and not (torch.is_grad_enabled() and getattr(model, "is_activation_checkpointing", False))
+        and not is_sharded(model)
+    )
+
+
+def prompt_positions(mask: torch.Tensor) -> torch.Tensor:
+    """Positions of left-padded prompt tokens counting the real tokens only (padding takes none), as
+    `generate` counts them."""
+    return (mask.long().cumsum(-1) - 1).clamp_min(0)
+
+
 def _shared_forward(
     run: Callable[..., tuple[torch.Tensor, Any]], inputs: SharedPromptInputs, **completion_kw: Any
 ) -> torch.Tensor:
@@ -54,7 +73,7 @@ def _shared_forward(
     changes nothing (only relative positions matter). The completion's last column predicts nothing
     and is not forwarded."""
     mask = inputs.prompt_mask
-    positions = (mask.long().cumsum(-1) - 1).clamp_min(0)
+    positions = prompt_positions(mask)
     out, cache = run(input_ids=inputs.prompt_ids, attention_mask=mask, position_ids=positions, use_cache=True)
     first = out[:, -1:][inputs.index]
     width = inputs.completion_ids.shape[1]

@@ -17,7 +17,7 @@ from harmo_fast.data.jsonl import Sample
 from harmo_fast.rewards.types import RewardSample
 from harmo_fast.trainer.distributed import is_sharded
 from harmo_fast.trainer.group_sampling import GroupSampler
-from harmo_fast.trainer.logprobs import SharedPromptInputs
+from harmo_fast.trainer.logprobs import SharedPromptInputs, prompt_positions, shares_prompts
 from harmo_fast.trainer.prompts import PromptEncoder
 
 TEXT_TYPE_IDS = ("mm_token_type_ids", "token_type_ids")
@@ -151,8 +151,8 @@ class RolloutEngine(abc.ABC):
 class HFRolloutEngine(RolloutEngine):
     """Sampling with `model.generate` under `torch.no_grad`, in eval mode. Each prompt group
     samples from its own generator (`set_group_seeds`; without seeds, drawn from torch's global
-    generator). With sharded (FSDP) weights it runs under `no_grad`, and every rank keeps running
-    forward passes until all ranks are done, as the gathers inside them are collective."""
+    generator). With sharded (FSDP) weights every rank keeps running forward passes until all ranks
+    are done, as the gathers inside them are collective."""
 
     def __init__(
         self,
@@ -211,21 +211,14 @@ class HFRolloutEngine(RolloutEngine):
     def _prefill(self, prompt: dict[str, torch.Tensor], num_generations: int) -> Any:
         """The KV cache of each text prompt but its last token, computed once and repeated for its
         G rows: `generate` then runs only the last prompt token and the new ones (the G rows of a
-        group would otherwise each encode the same prompt). Positions count the prompt's own
-        tokens, as `generate` counts them for left-padded rows."""
-        ids, mask = prompt["input_ids"][:, :-1], prompt["attention_mask"][:, :-1]
+        group would otherwise each encode the same prompt). Run in generate's eval mode, no_grad
+        and autocast."""
+        ids, mask = prompt["input_ids"][:, :-1].to(self.device), prompt["attention_mask"][:, :-1].to(self.device)
         if ids.shape[1] == 0:
             return None
-        positions = (mask.long().cumsum(-1) - 1).clamp_min(0)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad(), self.autocast():
-                cache = self.model(
-                    input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
-                ).cache
-        finally:
-            self.model.train(was_training)
+        cache = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=prompt_positions(mask), use_cache=True, logits_to_keep=1
+        ).cache
         cache.batch_repeat_interleave(num_generations)
         return cache
 
@@ -238,9 +231,7 @@ class HFRolloutEngine(RolloutEngine):
         prompt = self.encoder.encode(samples)
         image_counts = torch.tensor([len(s.images) for s in samples]) if "image_grid_thw" in prompt else None
         sharded = is_sharded(self.model)
-        cache = None
-        if num_generations > 1 and not sharded and set(prompt) == {"input_ids", "attention_mask"}:
-            cache = self._prefill({k: v.to(self.device) for k, v in prompt.items()}, num_generations)
+        distinct = prompt if num_generations > 1 else None  # prefilled once, not per row, where shares_prompts allows
         if num_generations > 1:
             repeat = [i for i in range(len(samples)) for _ in range(num_generations)]
             prompt = select_rows(prompt, repeat, len(samples), image_counts)
@@ -256,6 +247,8 @@ class HFRolloutEngine(RolloutEngine):
         self.model.eval()
         try:
             with no_grad, self.autocast():
+                shared = distinct is not None and shares_prompts(self.model, distinct)
+                cache = self._prefill(distinct, num_generations) if shared else None
                 out = self.model.generate(
                     **prompt,
                     generation_config=self._generation_config(max_new_tokens or self.max_new_tokens),

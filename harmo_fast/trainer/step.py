@@ -25,8 +25,14 @@ from harmo_fast.data.jsonl import Sample
 from harmo_fast.rewards.types import RewardResult
 from harmo_fast.trainer.advantages import PendingAdvantages, trained_fraction
 from harmo_fast.trainer.config import Config
-from harmo_fast.trainer.distributed import Dist, full_value, is_sharded
-from harmo_fast.trainer.logprobs import Inputs, completion_hidden, completion_logprobs, supports_fused_loss
+from harmo_fast.trainer.distributed import Dist, full_value
+from harmo_fast.trainer.logprobs import (
+    Inputs,
+    completion_hidden,
+    completion_logprobs,
+    shares_prompts,
+    supports_fused_loss,
+)
 from harmo_fast.trainer.loss import micro_batch_loss, micro_batch_loss_from_hidden
 from harmo_fast.trainer.policy import Policy, autocast
 from harmo_fast.trainer.rollout import RolloutBatch, RolloutEngine, reward_samples
@@ -199,7 +205,7 @@ def _micro_batch_forwards(
         yield head, forward(head)
     nonzero = (pending.get() != 0).tolist()
     trained = [i for i in rest if cfg.algorithm.beta > 0 or nonzero[i]]
-    trained = _trained_order(batch, trained, by_group=shares_prompts(st.policy.model, batch))
+    trained = _trained_order(batch, trained, by_group=shares_prompts(st.policy.model, batch.prompt))
     chunks = _chunks(trained, size)
     padding = st.dist.max(done + len(chunks)) - done - len(chunks) if st.dist.lockstep else 0
     for rows in chunks:
@@ -303,21 +309,10 @@ def _forward_hidden(st: TrainState, batch: RolloutBatch, rows: list[int]) -> tup
     return hidden, weight, width
 
 
-def shares_prompts(model: Any, batch: RolloutBatch) -> bool:
-    """Whether `model`'s forwards of `batch` can take each distinct prompt once (trainer/logprobs.py):
-    text-only prompts (vision inputs do not split into a cache), whole weights (a sharded model
-    gathers them per forward) and no gradient checkpointing under autograd (it drops the cache)."""
-    return (
-        set(batch.prompt) == {"input_ids", "attention_mask"}
-        and not (torch.is_grad_enabled() and getattr(model, "is_activation_checkpointing", False))
-        and not is_sharded(model)
-    )
-
-
 def _inputs(model: Any, batch: RolloutBatch, rows: list[int], width: int) -> Inputs:
     """The forward inputs of `rows`: each distinct prompt once where rows share one and
     `shares_prompts` allows it, else one prompt + completion sequence per row."""
-    shared = len(set(batch.group_ids[rows].tolist())) < len(rows) and shares_prompts(model, batch)
+    shared = len(set(batch.group_ids[rows].tolist())) < len(rows) and shares_prompts(model, batch.prompt)
     return batch.shared_inputs(rows, width) if shared else batch.model_inputs(rows, width)
 
 
