@@ -30,8 +30,8 @@ from __future__ import annotations
 import inspect
 import math
 import typing
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import torch
 
@@ -230,6 +230,27 @@ class GrpoSettings(NamedTuple):
 
 
 _SETTING_TYPES = tuple(typing.get_type_hints(GrpoSettings).values())
+
+OPTION_NAMES = (
+    "eps_low",
+    "eps_high",
+    "delta",
+    "beta",
+    "kl_estimator",
+    "kl_clamp_log_ratio",
+    "kl_clamp_value",
+    "kl_bias_corrected",
+    "ratio_level",
+    "loss_agg",
+    "normalizer",
+)
+"""grpo_loss's keyword options, which every op built on it takes: what grpo_settings and
+grpo_loss_reference read."""
+
+
+def grpo_options(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The GRPO options among an op's arguments (its `locals()` on entry), by name."""
+    return {name: arguments[name] for name in OPTION_NAMES}
 
 
 def grpo_settings(
@@ -560,19 +581,7 @@ def grpo_loss(
     device = _validate(
         logp, old_logp, advantages, mask, ref_logp, is_weights, eps_low, eps_high, delta, beta, normalizer, ratio_level
     )
-    options = dict(
-        eps_low=eps_low,
-        eps_high=eps_high,
-        delta=delta,
-        beta=beta,
-        kl_estimator=kl_estimator,
-        kl_clamp_log_ratio=kl_clamp_log_ratio,
-        kl_clamp_value=kl_clamp_value,
-        kl_bias_corrected=kl_bias_corrected,
-        ratio_level=ratio_level,
-        loss_agg=loss_agg,
-        normalizer=normalizer,
-    )
+    options = grpo_options(locals())
     settings = grpo_settings(OP, *logp.shape, **options)
     backend = _dispatch.resolve_backend(backend, device, OP)
     if backend == "torch":

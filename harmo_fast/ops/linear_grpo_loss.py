@@ -381,19 +381,7 @@ def linear_grpo_loss(
     """
     grpo_args = (old_logp, advantages, mask, ref_logp, is_weights, eps_low, eps_high, delta, beta, normalizer)
     device = _validate(hidden, weight, ids, temperature, chunk_size, (*grpo_args, ratio_level))
-    options = dict(
-        eps_low=eps_low,
-        eps_high=eps_high,
-        delta=delta,
-        beta=beta,
-        kl_estimator=kl_estimator,
-        kl_clamp_log_ratio=kl_clamp_log_ratio,
-        kl_clamp_value=kl_clamp_value,
-        kl_bias_corrected=kl_bias_corrected,
-        ratio_level=ratio_level,
-        loss_agg=loss_agg,
-        normalizer=normalizer,
-    )
+    options = gl.grpo_options(locals())
     n, t = ids.shape
     settings = gl.grpo_settings(OP, n, t, **options)
     resolved = _dispatch.resolve_backend(backend, device, OP)
