@@ -12,6 +12,7 @@ cache into the prompt forward)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,15 @@ def shares_prompts(model: Any, prompt: dict[str, torch.Tensor]) -> bool:
     )
 
 
+@functools.cache
+def cache_key() -> str:
+    """transformers' name for the KV cache, as a model kwarg and an output field: `cache` since 5.24,
+    `past_key_values` before (the verl and vLLM integrations pin older releases)."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    return "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+
 def prompt_positions(mask: torch.Tensor) -> torch.Tensor:
     """Positions of left-padded prompt tokens counting the real tokens only (padding takes none), as
     `generate` counts them."""
@@ -87,8 +97,8 @@ def _shared_forward(
         input_ids=ids,
         attention_mask=rest_mask,
         position_ids=rest_positions,
-        cache=cache,
         use_cache=True,
+        **{cache_key(): cache},
         **completion_kw,
     )
     return torch.cat([first, rest], dim=1)
@@ -100,7 +110,7 @@ def _hidden(model: Any, inputs: Inputs, width: int) -> torch.Tensor:
 
         def run(**kw: Any) -> tuple[torch.Tensor, Any]:
             out = model.base_model(**kw)
-            return out.last_hidden_state, out.cache
+            return out.last_hidden_state, getattr(out, cache_key())
 
         return _shared_forward(run, inputs)
     # The token at column t is predicted by the hidden state one column earlier.
@@ -196,7 +206,7 @@ def _logits_path(
 
         def run(logits_to_keep: int = 1, **kw: Any) -> tuple[torch.Tensor, Any]:
             out = model(**kw, logits_to_keep=logits_to_keep)
-            return out.logits, out.cache
+            return out.logits, getattr(out, cache_key())
 
         logits = _shared_forward(run, inputs, logits_to_keep=0)
     else:

@@ -17,7 +17,7 @@ from harmo_fast.data.jsonl import Sample
 from harmo_fast.rewards.types import RewardSample
 from harmo_fast.trainer.distributed import is_sharded
 from harmo_fast.trainer.group_sampling import GroupSampler
-from harmo_fast.trainer.logprobs import SharedPromptInputs, prompt_positions, shares_prompts
+from harmo_fast.trainer.logprobs import SharedPromptInputs, cache_key, prompt_positions, shares_prompts
 from harmo_fast.trainer.prompts import PromptEncoder
 
 TEXT_TYPE_IDS = ("mm_token_type_ids", "token_type_ids")
@@ -216,9 +216,10 @@ class HFRolloutEngine(RolloutEngine):
         ids, mask = prompt["input_ids"][:, :-1].to(self.device), prompt["attention_mask"][:, :-1].to(self.device)
         if ids.shape[1] == 0:
             return None
-        cache = self.model(
+        out = self.model(
             input_ids=ids, attention_mask=mask, position_ids=prompt_positions(mask), use_cache=True, logits_to_keep=1
-        ).cache
+        )
+        cache = getattr(out, cache_key())
         cache.batch_repeat_interleave(num_generations)
         return cache
 
@@ -254,7 +255,7 @@ class HFRolloutEngine(RolloutEngine):
                     generation_config=self._generation_config(max_new_tokens or self.max_new_tokens),
                     logits_processor=processors,
                     synced_gpus=sharded,
-                    **({} if cache is None else {"cache": cache}),
+                    **({} if cache is None else {cache_key(): cache}),
                 )
         finally:
             self.model.train(was_training)
