@@ -366,6 +366,41 @@ def test_mask_dtypes(backend: str, mask_dtype: torch.dtype) -> None:
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize("delta", [None, 1.1, 1.2, 3.0])
+@pytest.mark.parametrize("eps_high", [None, 0.5])
+@pytest.mark.parametrize("weights", [False, True])
+def test_row_advantages_equal_the_same_per_token(backend: str, delta, eps_high, weights: bool) -> None:
+    # A row's advantage (and weight) given once takes the kernels' row-constant policy term (one
+    # clamp of r per sign of A); given per token, the general min of the two branches. Log-ratios
+    # sweep every region (below 1 - eps_low, inside, above 1 + eps_high, above delta, delta below
+    # or equal to 1 + eps_high) for A > 0, A < 0 and A = 0: loss, metrics and gradient agree.
+    dev = _device(backend)
+    t = 64
+    old = torch.zeros(3, t, device=dev)
+    logp = torch.linspace(-1.0, 1.0, t, device=dev).expand(3, t).clone().requires_grad_()
+    adv = torch.tensor([1.3, -0.7, 0.0], device=dev)
+    w = torch.tensor([0.5, 2.0, 1.5], device=dev) if weights else None
+    mask = torch.ones(3, t, dtype=torch.bool, device=dev)
+    kw = dict(delta=delta, eps_high=eps_high, beta=0.04, ref_logp=torch.full((3, t), -0.1, device=dev))
+    loss, metrics = harmo.grpo_loss(logp, old, adv, mask, is_weights=w, backend=backend, **kw)
+    w_tok = None if w is None else w[:, None].expand(3, t).contiguous()
+    loss_tok, metrics_tok = harmo.grpo_loss(
+        logp, old, adv[:, None].expand(3, t).contiguous(), mask, is_weights=w_tok, backend=backend, **kw
+    )
+    want, want_metrics = grpo_loss_reference(logp, old, adv, mask, is_weights=w, **kw)
+    (g,) = torch.autograd.grad(loss, logp)
+    (g_tok,) = torch.autograd.grad(loss_tok, logp)
+    (g_want,) = torch.autograd.grad(want, logp)
+    torch.testing.assert_close(loss, loss_tok, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(loss, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g, g_tok, rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(g, g_want, rtol=1e-5, atol=1e-7)
+    for k in METRICS:
+        assert metrics[k].item() == metrics_tok[k].item(), k
+        torch.testing.assert_close(metrics[k], want_metrics[k].float(), msg=k)
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 @pytest.mark.parametrize("level", ["token", "sequence"])
 def test_on_policy_ties_get_full_gradient(backend: str, level: str) -> None:
     # old_logp=None: r = 1 exactly, r*A == clamp(r)*A for every token (min() ties), full gradient -A/n.

@@ -19,11 +19,9 @@ namespace {
 // instantiated per KL estimator and ratio level only) and vectorises; the chunk stays in L1.
 // Chunks whose mask is all zero (padding) are not computed: their coefficients are set to 0.
 constexpr int64_t kChunk = 128;
-// Below this many tokens the pass runs on the calling thread. The vectorised pass streams a
-// token in a few cycles, so a worker thread pays only on passes of millions of tokens: on a short
-// pass the wake-up (a scheduler tick when another process keeps a core busy) costs more than the
-// pass itself. The backward's per-token multiply is cheaper still and shares the threshold.
-constexpr int64_t kParallelMinTokens = int64_t(1) << 22;
+// Below this many tokens the pass runs on the calling thread, where waking a second thread would
+// cost about what it saves. The backward's per-token multiply shares the threshold.
+constexpr int64_t kParallelMinTokens = int64_t(1) << 15;
 
 // fp32 view of n elements: the source itself when it is fp32, else a converted copy in dst
 // (mask_at reads every element type, the floating ones through load_at).
@@ -99,9 +97,12 @@ float count_nonfinite(const float* x, int64_t n) {
 // The per-token math of one chunk, with the row sums reduced in registers. Masked tokens see a
 // zero log-ratio and KL argument, so every per-token value there is finite and m * value is
 // exactly 0. Adds to the row sums, leaves m * dL/dlogp (token level) or m * dL/dlogp|r (sequence
-// level) in g, returns sum m * dL/dr.
-template <int KL, bool BIAS, bool BETA, bool SEQ>
-float chunk_math(const ChunkIn& in, float* __restrict g, int64_t n, float seq_r, const GrpoParams p, Sums& s) {
+// level) in g, returns sum m * dL/dr (sequence level; 0 at the token level, which needs no sum).
+// ROW: the row's advantage and weight hold for every token (token level only), and `row` has its
+// policy term's constants.
+template <int KL, bool BIAS, bool BETA, bool SEQ, bool ROW>
+float chunk_math(const ChunkIn& in, float* __restrict g, int64_t n, float seq_r, const GrpoParams p,
+                 const GrpoRowPolicy row, Sums& s) {
   const float* __restrict lp = in.lp;
   const float* __restrict old = in.old;
   const float* __restrict ref = in.ref;
@@ -118,14 +119,19 @@ float chunk_math(const ChunkIn& in, float* __restrict g, int64_t n, float seq_r,
     const float x_ref = KL >= 0 ? ref[i] - x : 0.0f;
     const float r = SEQ ? seq_r : exp_f32(on ? x_old : 0.0f);
     const float d = (KL >= 0 && on) ? x_ref : 0.0f;
-    const GrpoToken t = grpo_token_fixed<KL, BIAS, BETA>(r, adv[i], w[i], d, p);
+    GrpoToken t;
+    if constexpr (ROW) {
+      t = grpo_token_row<KL, BIAS, BETA>(r, d, row, p);
+    } else {
+      t = grpo_token_fixed<KL, BIAS, BETA>(r, adv[i], w[i], d, p);
+    }
     s_loss += m * t.loss;
     s_cnt += m;
     if (KL >= 0) s_kl += m * t.kl;
     s_lo += m * t.clip_low;
     s_hi += m * t.clip_high;
     s_r += m * r;
-    s_dr += m * t.dl_dr;
+    if (SEQ) s_dr += m * t.dl_dr;
     g[i] = m * (SEQ ? t.dl_dlogp : mul_or_zero(t.dl_dr, r) + t.dl_dlogp);
   }
   s.v[kRowLoss] += s_loss;
@@ -137,31 +143,39 @@ float chunk_math(const ChunkIn& in, float* __restrict g, int64_t n, float seq_r,
   return s_dr;
 }
 
-using ChunkMath = float (*)(const ChunkIn&, float*, int64_t, float, const GrpoParams, Sums&);
+using ChunkMath = float (*)(const ChunkIn&, float*, int64_t, float, const GrpoParams, const GrpoRowPolicy, Sums&);
+
+// How the tokens of a row are computed: the GSPO sequence-level ratio, the token level with the
+// row's advantage and weight constant (ROW), or the token level with per-token ones.
+enum class RowKind { sequence, constant, per_token };
 
 template <int KL, bool BIAS, bool BETA>
-ChunkMath pick_level(bool sequence) {
-  return sequence ? &chunk_math<KL, BIAS, BETA, true> : &chunk_math<KL, BIAS, BETA, false>;
+ChunkMath pick_level(RowKind kind) {
+  switch (kind) {
+    case RowKind::sequence: return &chunk_math<KL, BIAS, BETA, true, false>;
+    case RowKind::constant: return &chunk_math<KL, BIAS, BETA, false, true>;
+    default: return &chunk_math<KL, BIAS, BETA, false, false>;
+  }
 }
 
 template <int KL>
-ChunkMath pick_flags(bool bias, bool beta, bool sequence) {
-  if (bias) return beta ? pick_level<KL, true, true>(sequence) : pick_level<KL, true, false>(sequence);
-  return beta ? pick_level<KL, false, true>(sequence) : pick_level<KL, false, false>(sequence);
+ChunkMath pick_flags(bool bias, bool beta, RowKind kind) {
+  if (bias) return beta ? pick_level<KL, true, true>(kind) : pick_level<KL, true, false>(kind);
+  return beta ? pick_level<KL, false, true>(kind) : pick_level<KL, false, false>(kind);
 }
 
-ChunkMath pick_chunk_math(const GrpoParams& p, bool sequence) {
-  if (!p.has_ref) return pick_level<-1, false, false>(sequence);
+ChunkMath pick_chunk_math(const GrpoParams& p, RowKind kind) {
+  if (!p.has_ref) return pick_level<-1, false, false>(kind);
   const bool beta = p.beta > 0.0f;
   switch (p.kl_estimator) {
-    case 0: return pick_flags<0>(p.bias_corrected, beta, sequence);
-    case 1: return pick_flags<1>(p.bias_corrected, beta, sequence);
-    case 2: return pick_flags<2>(p.bias_corrected, beta, sequence);
-    case 3: return pick_flags<3>(p.bias_corrected, beta, sequence);
-    case 4: return pick_flags<4>(p.bias_corrected, beta, sequence);
-    case 5: return pick_flags<5>(p.bias_corrected, beta, sequence);
-    case 6: return pick_flags<6>(p.bias_corrected, beta, sequence);
-    default: return pick_flags<7>(p.bias_corrected, beta, sequence);
+    case 0: return pick_flags<0>(p.bias_corrected, beta, kind);
+    case 1: return pick_flags<1>(p.bias_corrected, beta, kind);
+    case 2: return pick_flags<2>(p.bias_corrected, beta, kind);
+    case 3: return pick_flags<3>(p.bias_corrected, beta, kind);
+    case 4: return pick_flags<4>(p.bias_corrected, beta, kind);
+    case 5: return pick_flags<5>(p.bias_corrected, beta, kind);
+    case 6: return pick_flags<6>(p.bias_corrected, beta, kind);
+    default: return pick_flags<7>(p.bias_corrected, beta, kind);
   }
 }
 
@@ -191,6 +205,7 @@ void grpo_row_sums(const RowArgs& a, int64_t b, float* slots) {
   Sums s;
   s.v[kRowBadAdv] = a.adv_per_token || finite(adv[0]) ? 0.0f : 1.0f;
   s.v[kRowBadWeight] = !w || a.w_per_token || finite(w[0]) ? 0.0f : 1.0f;
+  const GrpoRowPolicy row = grpo_row_policy(adv[0], w ? w[0] : 1.0f, a.params);  // read by RowKind::constant only
   if (!a.adv_per_token) fill_chunk(adv[0], c.adv, kChunk);
   if (!w || !a.w_per_token) fill_chunk(w ? w[0] : 1.0f, c.w, kChunk);
   float g_r = 0.0f;
@@ -208,7 +223,7 @@ void grpo_row_sums(const RowArgs& a, int64_t b, float* slots) {
     ChunkIn in{as_f32(lp + t0, c.lp, n), a.sequence ? nullptr : as_f32(od + t0, c.old, n),
                rf ? as_f32(rf + t0, c.ref, n) : nullptr, m, adv_t, w_t};
     float* g = coef ? coef_target(coef + t0, c.g) : c.g;
-    g_r += a.math(in, g, n, seq_r, a.params, s);
+    g_r += a.math(in, g, n, seq_r, a.params, row, s);
     if (coef) store_chunk(g, coef + t0, n);
   }
   if (a.sequence && coef) {  // every masked token moves the shared ratio
@@ -253,7 +268,10 @@ int grpo_loss_fwd(int64_t N, int64_t T, std::uintptr_t logp, std::uintptr_t old,
   RowArgs a{grpo_args(N, T, logp, old, ref, mask, adv, adv_per_token, w, w_per_token, coef, sequence,
                       GrpoParams{clip_lo, clip_hi, delta, beta, ref != 0, bias_corrected, kl_estimator, kl_clamp_d, kl_clamp_v}),
             nullptr};
-  a.math = pick_chunk_math(a.params, sequence);
+  const RowKind kind = sequence                                ? RowKind::sequence
+                       : adv_per_token || (w != 0 && w_per_token) ? RowKind::per_token
+                                                                  : RowKind::constant;
+  a.math = pick_chunk_math(a.params, kind);
   std::vector<float> slots(static_cast<size_t>(N) * kRowSlots);
   if (N > 0 && T > 0) {
     HARMO_DISPATCH_FLOATING(dtype, scalar_t, [&] { grpo_rows_mask<scalar_t>(mask_code, a, slots.data()); });

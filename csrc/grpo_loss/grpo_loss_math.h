@@ -50,6 +50,21 @@ HARMO_HD float mask_at(const M* p, int64_t i) { return load_at(p, i); }
 // has a zero gradient, and a zero advantage a zero loss, not 0 * inf = NaN.
 HARMO_HD float mul_or_zero(float a, float b) { return a == 0.0f ? 0.0f : a * b; }
 
+// The KL term of one token added to t (KL < 0: none). beta == 0 with a reference makes it a metric
+// only; bias-corrected, it is multiplied by r: (kl r)' = kl' r + kl r', the value part riding on
+// dL/dr, the rest direct.
+template <int KL, bool BIAS, bool BETA>
+HARMO_HD void add_kl_term(GrpoToken& t, float r, float d, const GrpoParams& p) {
+  if (KL < 0) return;
+  const KlTerm k = kl_term_fixed<(KL >= 0 ? KL : 0)>(d, p.kl_clamp_d, p.kl_clamp_v);
+  t.kl = BIAS ? k.value * r : k.value;
+  if (BETA) {
+    t.loss += p.beta * t.kl;
+    if (BIAS) t.dl_dr += p.beta * k.value;
+    t.dl_dlogp = p.beta * (BIAS ? mul_or_zero(k.dlogp, r) : k.dlogp);
+  }
+}
+
 // d = ref_logp - logp. KL is the estimator code fixed at compile time, or -1 for "no reference";
 // BIAS = p.bias_corrected and BETA = (p.beta > 0) are fixed too (the CPU loops instantiate each
 // combination: a select on a loop-invariant bool keeps GCC from vectorising). grpo_token() below
@@ -80,16 +95,46 @@ HARMO_HD GrpoToken grpo_token_fixed(float r, float adv, float w, float d, const 
   t.kl = 0.0f;
   t.clip_low = (r < p.clip_lo ? 1.0f : 0.0f) * (adv < 0.0f ? 1.0f : 0.0f);
   t.clip_high = (r > p.clip_hi ? 1.0f : 0.0f) * (adv > 0.0f ? 1.0f : 0.0f);
-  if (KL >= 0) {
-    const KlTerm k = kl_term_fixed<(KL >= 0 ? KL : 0)>(d, p.kl_clamp_d, p.kl_clamp_v);
-    t.kl = BIAS ? k.value * r : k.value;
-    if (BETA) {  // beta == 0 with a reference: the KL is only a metric
-      t.loss += p.beta * t.kl;
-      // (kl * r)' = kl' r + kl r': the value part rides on dL/dr, the rest is direct.
-      if (BIAS) t.dl_dr += p.beta * k.value;
-      t.dl_dlogp = p.beta * (BIAS ? mul_or_zero(k.dlogp, r) : k.dlogp);
-    }
-  }
+  add_kl_term<KL, BIAS, BETA>(t, r, d, p);
+  return t;
+}
+
+// The policy term of a row whose advantage A and importance weight w hold for all its tokens (the
+// usual case), for the token level. With the sign of A fixed, -min(min(r, delta) A, clamp(r) A) w
+// is -A w times one clamp of r, and its slope one interval test:
+//   A >= 0:  max(lo, min(r, hi)) with lo = -inf, hi = min(delta, 1 + eps_high)
+//   A < 0:   the same with lo = 1 - eps_low,  hi = max(delta, 1 + eps_high)
+// and dL/dr = -A w where lo <= r <= hi, else 0. This is grpo_token_fixed's min of the two branch
+// values (ties included) up to the rounding of the products; a NaN r keeps a NaN loss and a zero
+// slope, an overflowed r = inf an infinite loss only where A < 0 and delta is off.
+struct GrpoRowPolicy {
+  float neg_aw;     // -A w
+  float lo, hi;     // the clamp of r and the interval where the slope is 1
+  float low_on;     // 1 when A < 0: the token may count in clip_low_frac
+  float high_on;    // 1 when A > 0: the token may count in clip_high_frac
+};
+
+HARMO_HD GrpoRowPolicy grpo_row_policy(float adv, float w, const GrpoParams& p) {
+  const bool neg = adv < 0.0f;
+  const float delta_hi_min = p.delta < p.clip_hi ? p.delta : p.clip_hi;
+  const float delta_hi_max = p.delta > p.clip_hi ? p.delta : p.clip_hi;
+  return GrpoRowPolicy{-adv * w, neg ? p.clip_lo : -INFINITY, neg ? delta_hi_max : delta_hi_min, neg ? 1.0f : 0.0f,
+                       adv > 0.0f ? 1.0f : 0.0f};
+}
+
+template <int KL, bool BIAS, bool BETA>
+HARMO_HD GrpoToken grpo_token_row(float r, float d, const GrpoRowPolicy& row, const GrpoParams& p) {
+  const float v_hi = row.hi < r ? row.hi : r;  // NaN r stays NaN through both selects
+  const float v = v_hi < row.lo ? row.lo : v_hi;
+  const float slope = (r >= row.lo ? 1.0f : 0.0f) * (r <= row.hi ? 1.0f : 0.0f);
+  GrpoToken t;
+  t.loss = row.neg_aw * v;
+  t.dl_dr = slope != 0.0f ? row.neg_aw : 0.0f;
+  t.dl_dlogp = 0.0f;
+  t.kl = 0.0f;
+  t.clip_low = r < p.clip_lo ? row.low_on : 0.0f;
+  t.clip_high = r > p.clip_hi ? row.high_on : 0.0f;
+  add_kl_term<KL, BIAS, BETA>(t, r, d, p);
   return t;
 }
 
