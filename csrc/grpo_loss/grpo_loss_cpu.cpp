@@ -99,8 +99,8 @@ float count_nonfinite(const float* x, int64_t n) {
 // exactly 0. Adds to the row sums, leaves m * dL/dlogp (token level) or m * dL/dlogp|r (sequence
 // level) in g, returns sum m * dL/dr (sequence level; 0 at the token level, which needs no sum).
 // ROW: the row's advantage and weight hold for every token (token level only), and `row` has its
-// policy term's constants.
-template <int KL, bool BIAS, bool BETA, bool SEQ, bool ROW>
+// policy term's constants. CLAMPED = false: the KL term has no clamps (both bounds +inf).
+template <int KL, bool CLAMPED, bool BIAS, bool BETA, bool SEQ, bool ROW>
 float chunk_math(const ChunkIn& in, float* __restrict g, int64_t n, float seq_r, const GrpoParams p,
                  const GrpoRowPolicy row, Sums& s) {
   const float* __restrict lp = in.lp;
@@ -121,9 +121,9 @@ float chunk_math(const ChunkIn& in, float* __restrict g, int64_t n, float seq_r,
     const float d = (KL >= 0 && on) ? x_ref : 0.0f;
     GrpoToken t;
     if constexpr (ROW) {
-      t = grpo_token_row<KL, BIAS, BETA>(r, d, row, p);
+      t = grpo_token_row<KL, BIAS, BETA, CLAMPED>(r, d, row, p);
     } else {
-      t = grpo_token_fixed<KL, BIAS, BETA>(r, adv[i], w[i], d, p);
+      t = grpo_token_fixed<KL, BIAS, BETA, CLAMPED>(r, adv[i], w[i], d, p);
     }
     s_loss += m * t.loss;
     s_cnt += m;
@@ -149,33 +149,40 @@ using ChunkMath = float (*)(const ChunkIn&, float*, int64_t, float, const GrpoPa
 // row's advantage and weight constant (ROW), or the token level with per-token ones.
 enum class RowKind { sequence, constant, per_token };
 
-template <int KL, bool BIAS, bool BETA>
+template <int KL, bool CLAMPED, bool BIAS, bool BETA>
 ChunkMath pick_level(RowKind kind) {
   switch (kind) {
-    case RowKind::sequence: return &chunk_math<KL, BIAS, BETA, true, false>;
-    case RowKind::constant: return &chunk_math<KL, BIAS, BETA, false, true>;
-    default: return &chunk_math<KL, BIAS, BETA, false, false>;
+    case RowKind::sequence: return &chunk_math<KL, CLAMPED, BIAS, BETA, true, false>;
+    case RowKind::constant: return &chunk_math<KL, CLAMPED, BIAS, BETA, false, true>;
+    default: return &chunk_math<KL, CLAMPED, BIAS, BETA, false, false>;
   }
 }
 
-template <int KL>
+template <int KL, bool CLAMPED>
 ChunkMath pick_flags(bool bias, bool beta, RowKind kind) {
-  if (bias) return beta ? pick_level<KL, true, true>(kind) : pick_level<KL, true, false>(kind);
-  return beta ? pick_level<KL, false, true>(kind) : pick_level<KL, false, false>(kind);
+  if (bias) return beta ? pick_level<KL, CLAMPED, true, true>(kind) : pick_level<KL, CLAMPED, true, false>(kind);
+  return beta ? pick_level<KL, CLAMPED, false, true>(kind) : pick_level<KL, CLAMPED, false, false>(kind);
+}
+
+template <int KL>
+ChunkMath pick_clamped(const GrpoParams& p, RowKind kind) {
+  const bool beta = p.beta > 0.0f;
+  const bool clamped = p.kl_clamp_d != INFINITY || p.kl_clamp_v != INFINITY;
+  return clamped ? pick_flags<KL, true>(p.bias_corrected, beta, kind)
+                 : pick_flags<KL, false>(p.bias_corrected, beta, kind);
 }
 
 ChunkMath pick_chunk_math(const GrpoParams& p, RowKind kind) {
-  if (!p.has_ref) return pick_level<-1, false, false>(kind);
-  const bool beta = p.beta > 0.0f;
+  if (!p.has_ref) return pick_level<-1, false, false, false>(kind);
   switch (p.kl_estimator) {
-    case 0: return pick_flags<0>(p.bias_corrected, beta, kind);
-    case 1: return pick_flags<1>(p.bias_corrected, beta, kind);
-    case 2: return pick_flags<2>(p.bias_corrected, beta, kind);
-    case 3: return pick_flags<3>(p.bias_corrected, beta, kind);
-    case 4: return pick_flags<4>(p.bias_corrected, beta, kind);
-    case 5: return pick_flags<5>(p.bias_corrected, beta, kind);
-    case 6: return pick_flags<6>(p.bias_corrected, beta, kind);
-    default: return pick_flags<7>(p.bias_corrected, beta, kind);
+    case 0: return pick_clamped<0>(p, kind);
+    case 1: return pick_clamped<1>(p, kind);
+    case 2: return pick_clamped<2>(p, kind);
+    case 3: return pick_clamped<3>(p, kind);
+    case 4: return pick_clamped<4>(p, kind);
+    case 5: return pick_clamped<5>(p, kind);
+    case 6: return pick_clamped<6>(p, kind);
+    default: return pick_clamped<7>(p, kind);
   }
 }
 

@@ -53,10 +53,10 @@ HARMO_HD float mul_or_zero(float a, float b) { return a == 0.0f ? 0.0f : a * b; 
 // The KL term of one token added to t (KL < 0: none). beta == 0 with a reference makes it a metric
 // only; bias-corrected, it is multiplied by r: (kl r)' = kl' r + kl r', the value part riding on
 // dL/dr, the rest direct.
-template <int KL, bool BIAS, bool BETA>
+template <int KL, bool BIAS, bool BETA, bool CLAMPED = true>
 HARMO_HD void add_kl_term(GrpoToken& t, float r, float d, const GrpoParams& p) {
   if (KL < 0) return;
-  const KlTerm k = kl_term_fixed<(KL >= 0 ? KL : 0)>(d, p.kl_clamp_d, p.kl_clamp_v);
+  const KlTerm k = kl_term_fixed<(KL >= 0 ? KL : 0), CLAMPED>(d, p.kl_clamp_d, p.kl_clamp_v);
   t.kl = BIAS ? k.value * r : k.value;
   if (BETA) {
     t.loss += p.beta * t.kl;
@@ -69,7 +69,7 @@ HARMO_HD void add_kl_term(GrpoToken& t, float r, float d, const GrpoParams& p) {
 // BIAS = p.bias_corrected and BETA = (p.beta > 0) are fixed too (the CPU loops instantiate each
 // combination: a select on a loop-invariant bool keeps GCC from vectorising). grpo_token() below
 // picks the instantiation at run time.
-template <int KL, bool BIAS, bool BETA>
+template <int KL, bool BIAS, bool BETA, bool CLAMPED = true>
 HARMO_HD GrpoToken grpo_token_fixed(float r, float adv, float w, float d, const GrpoParams& p) {
   const float r1 = r > p.delta ? p.delta : r;
   // Two single selects (clamp_nan's nested one does not vectorise here); NaN stays NaN.
@@ -95,7 +95,7 @@ HARMO_HD GrpoToken grpo_token_fixed(float r, float adv, float w, float d, const 
   t.kl = 0.0f;
   t.clip_low = (r < p.clip_lo ? 1.0f : 0.0f) * (adv < 0.0f ? 1.0f : 0.0f);
   t.clip_high = (r > p.clip_hi ? 1.0f : 0.0f) * (adv > 0.0f ? 1.0f : 0.0f);
-  add_kl_term<KL, BIAS, BETA>(t, r, d, p);
+  add_kl_term<KL, BIAS, BETA, CLAMPED>(t, r, d, p);
   return t;
 }
 
@@ -122,7 +122,7 @@ HARMO_HD GrpoRowPolicy grpo_row_policy(float adv, float w, const GrpoParams& p) 
                        adv > 0.0f ? 1.0f : 0.0f};
 }
 
-template <int KL, bool BIAS, bool BETA>
+template <int KL, bool BIAS, bool BETA, bool CLAMPED = true>
 HARMO_HD GrpoToken grpo_token_row(float r, float d, const GrpoRowPolicy& row, const GrpoParams& p) {
   const float v_hi = row.hi < r ? row.hi : r;  // NaN r stays NaN through both selects
   const float v = v_hi < row.lo ? row.lo : v_hi;
@@ -134,7 +134,7 @@ HARMO_HD GrpoToken grpo_token_row(float r, float d, const GrpoRowPolicy& row, co
   t.kl = 0.0f;
   t.clip_low = r < p.clip_lo ? row.low_on : 0.0f;
   t.clip_high = r > p.clip_hi ? row.high_on : 0.0f;
-  add_kl_term<KL, BIAS, BETA>(t, r, d, p);
+  add_kl_term<KL, BIAS, BETA, CLAMPED>(t, r, d, p);
   return t;
 }
 

@@ -37,12 +37,13 @@ struct KlTerm {
 };
 
 // The estimator fixed at compile time (the CPU loops instantiate one per estimator so they stay
-// free of per-token selects); kl_term() below picks it at run time. +inf bounds clamp nothing.
-template <int EST>
+// free of per-token selects); kl_term() below picks it at run time. +inf bounds clamp nothing;
+// CLAMPED = false skips the clamps, which is the same as both bounds +inf.
+template <int EST, bool CLAMPED = true>
 HARMO_HD KlTerm kl_term_fixed(float d, float clamp_d, float clamp_v) {
   constexpr int base = EST % kKlStraightThrough;
   constexpr bool straight_through = EST >= kKlStraightThrough;
-  const float dc = clamp_nan(d, -clamp_d, clamp_d);
+  const float dc = CLAMPED ? clamp_nan(d, -clamp_d, clamp_d) : d;
   float v, g;  // g = d(value)/d(logp) = -d(value)/d(d): k1 -> 1, k2 -> -d, k3 -> 1 - exp(d), abs -> -sign(d)
   if (base == static_cast<int>(KlEstimator::k1)) {
     v = -dc;
@@ -58,9 +59,12 @@ HARMO_HD KlTerm kl_term_fixed(float d, float clamp_d, float clamp_v) {
     v = dc < 0.0f ? -dc : dc;
     g = dc > 0.0f ? -1.0f : (dc < 0.0f ? 1.0f : 0.0f);  // torch's abs: 0 at 0 (and at NaN)
   }
-  g = (d < -clamp_d || d > clamp_d) ? 0.0f : g;  // written so that a NaN d keeps a NaN g
-  g = (v < -clamp_v || v > clamp_v) ? 0.0f : g;
-  return KlTerm{clamp_nan(v, -clamp_v, clamp_v), straight_through ? -d : g};
+  if (CLAMPED) {
+    g = (d < -clamp_d || d > clamp_d) ? 0.0f : g;  // written so that a NaN d keeps a NaN g
+    g = (v < -clamp_v || v > clamp_v) ? 0.0f : g;
+    v = clamp_nan(v, -clamp_v, clamp_v);
+  }
+  return KlTerm{v, straight_through ? -d : g};
 }
 
 HARMO_HD KlTerm kl_term(float d, const KlParams& p) {
