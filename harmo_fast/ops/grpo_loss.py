@@ -27,6 +27,7 @@ aggregation weight, in place. Extra memory: the gradient tensor itself plus O(N)
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import typing
@@ -253,6 +254,7 @@ def grpo_options(arguments: Mapping[str, Any]) -> dict[str, Any]:
     return {name: arguments[name] for name in OPTION_NAMES}
 
 
+@functools.lru_cache(maxsize=64)  # a training run calls with a few shapes and one set of options
 def grpo_settings(
     op: str,
     n: int,
@@ -316,11 +318,13 @@ class _Launcher(NamedTuple):
 def _native_outputs(logp: torch.Tensor, need_grad: bool) -> dict[str, torch.Tensor | None]:
     n, t = logp.shape
     dev = logp.device
+    # The loss, the metrics and the row weights share one allocation (a small call's overhead).
+    small = torch.empty(1 + len(METRICS) + n, dtype=torch.float32, device=dev)
     return dict(
         coef=torch.empty((n, t), dtype=logp.dtype, device=dev) if need_grad else None,
-        out_loss=torch.empty((), dtype=torch.float32, device=dev),
-        out_stats=torch.empty(len(METRICS), dtype=torch.float32, device=dev),
-        row_scale=torch.empty(n, dtype=torch.float32, device=dev),
+        out_loss=small[0],
+        out_stats=small[1 : 1 + len(METRICS)],
+        row_scale=small[1 + len(METRICS) :],
     )
 
 
@@ -540,7 +544,8 @@ def _kernel_inputs(logp, old_logp, advantages, mask, ref_logp, is_weights):
     old = lp.detach() if old_logp is None else old_logp.to(dtype)
     ref = None if ref_logp is None else ref_logp.to(dtype).contiguous()
     w = weights_input(is_weights, *logp.shape)
-    return lp.contiguous(), old.contiguous(), advantages.float().contiguous(), mask.contiguous(), ref, w
+    adv = advantages if advantages.dtype == torch.float32 else advantages.float()
+    return lp.contiguous(), old.contiguous(), adv.contiguous(), mask.contiguous(), ref, w
 
 
 def grpo_loss(
