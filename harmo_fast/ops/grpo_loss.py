@@ -318,13 +318,11 @@ class _Launcher(NamedTuple):
 def _native_outputs(logp: torch.Tensor, need_grad: bool) -> dict[str, torch.Tensor | None]:
     n, t = logp.shape
     dev = logp.device
-    # The loss, the metrics and the row weights share one allocation (a small call's overhead).
-    small = torch.empty(1 + len(METRICS) + n, dtype=torch.float32, device=dev)
     return dict(
         coef=torch.empty((n, t), dtype=logp.dtype, device=dev) if need_grad else None,
-        out_loss=small[0],
-        out_stats=small[1 : 1 + len(METRICS)],
-        row_scale=small[1 + len(METRICS) :],
+        out_loss=torch.empty((), dtype=torch.float32, device=dev),
+        out_stats=torch.empty(len(METRICS), dtype=torch.float32, device=dev),
+        row_scale=torch.empty(n, dtype=torch.float32, device=dev),
     )
 
 
