@@ -121,13 +121,6 @@ class RolloutConfig:
         },
     )
     max_new_tokens: int = field(default=64, metadata={"help": "most tokens per completion"})
-    num_threads: int | None = field(
-        default=None,
-        metadata={
-            "help": "torch CPU threads while generating rollouts and evaluations (no reward scoring runs then); "
-            "None = trainer.num_threads"
-        },
-    )
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature (also applied to the log-probs)"})
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass; 1.0 = off"})
     top_k: int = field(default=0, metadata={"help": "sample among the k likeliest tokens; 0 = off"})

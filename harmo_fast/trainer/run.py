@@ -52,7 +52,6 @@ from harmo_fast.trainer.prompts import PromptEncoder
 from harmo_fast.trainer.sampler import PromptSampler
 from harmo_fast.trainer.schedule import build_scheduler
 from harmo_fast.trainer.step import StepOutput, TrainState, grpo_step
-from harmo_fast.trainer.threads import torch_threads
 from harmo_fast.trainer.warmup import supervised_warmup
 
 # Parts of a step that are not model compute (the <= 10% budget): data, waiting for rewards, loss math.
@@ -177,17 +176,16 @@ def _evaluate(name: str, st: TrainState, test: Dataset | None, out_dir: Path) ->
     calls = -(-len(shard) // e.batch_size)
     padding = d.max(calls) - calls if d.lockstep else 0
     t0 = time.perf_counter()
-    with torch_threads(st.cfg.rollout.num_threads):
-        report = evaluate(
-            st.engine,
-            st.rewards,
-            shard,
-            batch_size=e.batch_size,
-            max_new_tokens=e.max_new_tokens,
-            format_enabled=st.cfg.rewards.format.enabled,
-        )
-        for _ in range(padding):
-            st.engine.generate(samples[:1], 1, greedy=True, max_new_tokens=e.max_new_tokens)
+    report = evaluate(
+        st.engine,
+        st.rewards,
+        shard,
+        batch_size=e.batch_size,
+        max_new_tokens=e.max_new_tokens,
+        format_enabled=st.cfg.rewards.format.enabled,
+    )
+    for _ in range(padding):
+        st.engine.generate(samples[:1], 1, greedy=True, max_new_tokens=e.max_new_tokens)
     if d.active:
         report = merge_reports(d.gather(report), [s.id for s in samples])
     report["seconds"] = time.perf_counter() - t0
@@ -346,9 +344,6 @@ def open_run(cfg: Config, out_dir: Path, rewards: Any | None, dist: Dist | None 
     d.barrier()
     if not d.is_main:
         train_set, test_set = load_data(cfg, out_dir)
-    for key, n in (("trainer.num_threads", cfg.trainer.num_threads), ("rollout.num_threads", cfg.rollout.num_threads)):
-        if n is not None and n < 1:
-            raise ValueError(f"{key} must be >= 1 or null, got {n}")
     torch.set_num_threads(cfg.trainer.num_threads or max(1, (os.cpu_count() or 1) // d.local_world))
     seed_everything(cfg.trainer.seed)
     st = build_state(cfg, rewards, d)

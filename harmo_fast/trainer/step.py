@@ -36,7 +36,6 @@ from harmo_fast.trainer.logprobs import (
 from harmo_fast.trainer.loss import micro_batch_loss, micro_batch_loss_from_hidden
 from harmo_fast.trainer.policy import Policy, autocast
 from harmo_fast.trainer.rollout import RolloutBatch, RolloutEngine, reward_samples
-from harmo_fast.trainer.threads import torch_threads
 
 # Loss-side metrics averaged over the trained tokens (grpo_loss's names; kl_mean is logged as kl).
 TOKEN_STATS = ("kl_mean", "clip_low_frac", "clip_high_frac", "ratio_mean")
@@ -73,7 +72,7 @@ class StepOutput:
 def grpo_step(st: TrainState, samples: list[Sample]) -> StepOutput:
     """One generation batch (len(samples) prompts x G responses) and its policy updates."""
     a = st.cfg.algorithm
-    with st.timer("generation"), torch_threads(st.cfg.rollout.num_threads):
+    with st.timer("generation"):
         batch = st.engine.generate(samples, a.group_size)
     future = st.rewards.submit(reward_samples(batch))  # scored in the background ...
     pending = PendingAdvantages(future, a, st.policy.device, st.timer)
