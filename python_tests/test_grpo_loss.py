@@ -346,9 +346,9 @@ def test_empty_rows_count_as_the_mode_says(backend: str, agg: str) -> None:
 @pytest.mark.parametrize("level", ["token", "sequence"])
 @pytest.mark.parametrize("grad_output", [1.0, 0.37, -2.0, 0.0])
 def test_upstream_gradient_scales_the_stored_gradient(backend: str, agg: str, level: str, grad_output: float) -> None:
-    # The CPU forward stores dLoss/dlogp with each row's aggregation weight and skips the backward
-    # for a grad_output of 1; any other grad_output must still reach every token, and float masks
-    # (token weights) must give the same row weights as the reference.
+    # The backward scales the coefficients the forward stored by grad_output and each row's
+    # aggregation weight: every grad_output (0 and negative ones too) must reach every token, and
+    # float masks (token weights) must give the reference's row weights.
     args = list(_inputs(4, 150, device=_device(backend), masked_rows=(2,)))  # rows span two chunks of 128
     args[3] = args[3] * (torch.rand(4, 150, device=args[3].device) + 0.5)
     kw = dict(loss_agg=agg, normalizer=_required_normalizer(agg), ratio_level=level, beta=0.1)

@@ -1,8 +1,7 @@
-// CPU kernels of grpo_loss: a pass over the mask for the aggregation's counts, then one OpenMP
-// pass over the rows that produces each row's partial sums AND writes the per-token gradient
-// dLoss/dlogp (the row's aggregation weight alpha_b included), then an O(N) serial finish (loss,
-// metrics). The backward scales the gradient by grad_output in place, and does nothing for the
-// usual grad_output of 1.
+// CPU kernels of grpo_loss: one OpenMP pass over the rows that produces each row's partial sums
+// AND writes the per-token gradient coefficient dLoss_b/dlogp (before the row's aggregation
+// weight), then an O(N) serial finish (loss, metrics, per-row weights). The backward is a scale
+// of the coefficients by grad_output * alpha_b, in place.
 
 #include <cmath>
 #include <stdexcept>
@@ -98,12 +97,11 @@ float count_nonfinite(const float* x, int64_t n) {
 // The per-token math of one chunk, with the row sums reduced in registers. Masked tokens see a
 // zero log-ratio and KL argument, so every per-token value there is finite and m * value is
 // exactly 0. Adds to the row sums, leaves m * dL/dlogp (token level) or m * dL/dlogp|r (sequence
-// level) in g, times `scale` (the row's aggregation weight), returns sum m * dL/dr (sequence
-// level; 0 at the token level, which needs no sum).
+// level) in g, returns sum m * dL/dr (sequence level; 0 at the token level, which needs no sum).
 // ROW: the row's advantage and weight hold for every token (token level only), and `row` has its
 // policy term's constants. CLAMPED = false: the KL term has no clamps (both bounds +inf).
 template <int KL, bool CLAMPED, bool BIAS, bool BETA, bool SEQ, bool ROW>
-float chunk_math(const ChunkIn& in, float* __restrict g, int64_t n, float seq_r, float scale, const GrpoParams p,
+float chunk_math(const ChunkIn& in, float* __restrict g, int64_t n, float seq_r, const GrpoParams p,
                  const GrpoRowPolicy row, Sums& s) {
   const float* __restrict lp = in.lp;
   const float* __restrict old = in.old;
@@ -134,7 +132,7 @@ float chunk_math(const ChunkIn& in, float* __restrict g, int64_t n, float seq_r,
     s_hi += m * t.clip_high;
     s_r += m * r;
     if (SEQ) s_dr += m * t.dl_dr;
-    g[i] = scale * m * (SEQ ? t.dl_dlogp : mul_or_zero(t.dl_dr, r) + t.dl_dlogp);
+    g[i] = m * (SEQ ? t.dl_dlogp : mul_or_zero(t.dl_dr, r) + t.dl_dlogp);
   }
   s.v[kRowLoss] += s_loss;
   s.v[kRowCount] += s_cnt;
@@ -145,8 +143,7 @@ float chunk_math(const ChunkIn& in, float* __restrict g, int64_t n, float seq_r,
   return s_dr;
 }
 
-using ChunkMath = float (*)(const ChunkIn&, float*, int64_t, float, float, const GrpoParams, const GrpoRowPolicy,
-                            Sums&);
+using ChunkMath = float (*)(const ChunkIn&, float*, int64_t, float, const GrpoParams, const GrpoRowPolicy, Sums&);
 
 // How the tokens of a row are computed: the GSPO sequence-level ratio, the token level with the
 // row's advantage and weight constant (ROW), or the token level with per-token ones.
@@ -191,7 +188,6 @@ ChunkMath pick_chunk_math(const GrpoParams& p, RowKind kind) {
 
 struct RowArgs : GrpoArgs {
   ChunkMath math;
-  const float* alpha;  // each row's aggregation weight
 };
 
 // One row; writes kRowSlots partial sums to `slots`.
@@ -219,7 +215,6 @@ void grpo_row_sums(const RowArgs& a, int64_t b, float* slots) {
   const GrpoRowPolicy row = grpo_row_policy(adv[0], w ? w[0] : 1.0f, a.params);  // read by RowKind::constant only
   if (!a.adv_per_token) fill_chunk(adv[0], c.adv, kChunk);
   if (!w || !a.w_per_token) fill_chunk(w ? w[0] : 1.0f, c.w, kChunk);
-  const float alpha = a.alpha[b];
   float g_r = 0.0f;
   for (int64_t t0 = 0; t0 < T; t0 += kChunk) {
     const int64_t n = T - t0 < kChunk ? T - t0 : kChunk;
@@ -235,12 +230,12 @@ void grpo_row_sums(const RowArgs& a, int64_t b, float* slots) {
     ChunkIn in{as_f32(lp + t0, c.lp, n), a.sequence ? nullptr : as_f32(od + t0, c.old, n),
                rf ? as_f32(rf + t0, c.ref, n) : nullptr, m, adv_t, w_t};
     float* g = coef ? coef_target(coef + t0, c.g) : c.g;
-    g_r += a.math(in, g, n, seq_r, alpha, a.params, row, s);
+    g_r += a.math(in, g, n, seq_r, a.params, row, s);
     if (coef) store_chunk(g, coef + t0, n);
   }
   if (a.sequence && coef) {  // every masked token moves the shared ratio
     const float cnt = s.v[kRowCount];
-    const float k = alpha * (mul_or_zero(g_r, seq_r) / (cnt > 1.0f ? cnt : 1.0f));
+    const float k = mul_or_zero(g_r, seq_r) / (cnt > 1.0f ? cnt : 1.0f);
 #pragma omp simd
     for (int64_t t = 0; t < T; ++t) {
       const float m = mask_at(mk, t);
@@ -254,32 +249,6 @@ template <class TL, class TM>
 void grpo_rows(const RowArgs& a, float* slots) {
 #pragma omp parallel for schedule(static) if (a.N * a.T > kParallelMinTokens)
   for (int64_t b = 0; b < a.N; ++b) grpo_row_sums<TL, TM>(a, b, slots + b * kRowSlots);
-}
-
-// Each row's mask sum, the counts the aggregation divides by: known before the main pass, they let
-// it write every token's gradient with its row's weight.
-template <class TM>
-void mask_sums(const TM* mask, int64_t N, int64_t T, float* counts) {
-#pragma omp parallel for schedule(static) if (N * T > kParallelMinTokens)
-  for (int64_t b = 0; b < N; ++b) {
-    const TM* row = mask + b * T;
-    float c = 0.0f;
-#pragma omp simd reduction(+ : c)
-    for (int64_t t = 0; t < T; ++t) c += mask_at(row, t);
-    counts[b] = c;
-  }
-}
-
-void mask_sums_of(int mask_code, const void* mask, int64_t N, int64_t T, float* counts) {
-  switch (static_cast<DType>(mask_code)) {
-    case DType::b8: return mask_sums(static_cast<const uint8_t*>(mask), N, T, counts);
-    case DType::i32: return mask_sums(static_cast<const int32_t*>(mask), N, T, counts);
-    case DType::i64: return mask_sums(static_cast<const int64_t*>(mask), N, T, counts);
-    case DType::f32: return mask_sums(static_cast<const float*>(mask), N, T, counts);
-    case DType::f16: return mask_sums(static_cast<const f16_t*>(mask), N, T, counts);
-    case DType::bf16: return mask_sums(static_cast<const bf16_t*>(mask), N, T, counts);
-    default: throw std::invalid_argument("grpo_loss: unsupported mask dtype code");
-  }
 }
 
 template <class TL>
@@ -305,54 +274,53 @@ int grpo_loss_fwd(int64_t N, int64_t T, std::uintptr_t logp, std::uintptr_t old,
                   bool agg_per_row_count, bool agg_total_count, bool agg_nonempty_rows) {
   RowArgs a{grpo_args(N, T, logp, old, ref, mask, adv, adv_per_token, w, w_per_token, coef, sequence,
                       GrpoParams{clip_lo, clip_hi, delta, beta, ref != 0, bias_corrected, kl_estimator, kl_clamp_d, kl_clamp_v}),
-            nullptr, nullptr};
+            nullptr};
   const RowKind kind = sequence                                ? RowKind::sequence
                        : adv_per_token || (w != 0 && w_per_token) ? RowKind::per_token
                                                                   : RowKind::constant;
   a.math = pick_chunk_math(a.params, kind);
-  std::vector<float> counts(static_cast<size_t>(N)), alpha(static_cast<size_t>(N));
-  if (T > 0) {
-    mask_sums_of(mask_code, a.mask, N, T, counts.data());
-  }
-  // Counts and sums in double, serially: O(N), and it keeps the loss independent of the thread count.
-  double total = 0.0, rows = 0.0;
-  for (int64_t b = 0; b < N; ++b) {
-    total += counts[b];
-    rows += counts[b] > 0.0f ? 1.0 : 0.0;
-  }
-  const AggPlan plan{agg_base, agg_per_row_count, agg_total_count, agg_nonempty_rows};
-  const AggCounts batch{static_cast<float>(total), static_cast<float>(rows)};
-  for (int64_t b = 0; b < N; ++b) alpha[b] = row_alpha(plan, counts[b], batch);
-  a.alpha = alpha.data();
   std::vector<float> slots(static_cast<size_t>(N) * kRowSlots);
   if (N > 0 && T > 0) {
     HARMO_DISPATCH_FLOATING(dtype, scalar_t, [&] { grpo_rows_mask<scalar_t>(mask_code, a, slots.data()); });
   }
+  // Finish serially in double: O(N), and it keeps the loss independent of the thread count.
+  double total = 0.0, rows = 0.0;
   int flags = 0;
+  for (int64_t b = 0; b < N; ++b) {
+    total += slots[b * kRowSlots + kRowCount];
+    rows += slots[b * kRowSlots + kRowCount] > 0.0f ? 1.0 : 0.0;
+    flags |= (slots[b * kRowSlots + kRowBadAdv] != 0.0f ? kBadAdvantages : 0) |
+             (slots[b * kRowSlots + kRowBadWeight] != 0.0f ? kBadWeights : 0);
+  }
+  const AggPlan plan{agg_base, agg_per_row_count, agg_total_count, agg_nonempty_rows};
+  const AggCounts counts{static_cast<float>(total), static_cast<float>(rows)};
   float* scale = as_ptr<float>(row_scale);
   double sums[kOutSlots] = {0.0, 0.0, 0.0, 0.0, 0.0};
   for (int64_t b = 0; b < N; ++b) {
-    float* s = slots.data() + b * kRowSlots;
-    flags |= (s[kRowBadAdv] != 0.0f ? kBadAdvantages : 0) | (s[kRowBadWeight] != 0.0f ? kBadWeights : 0);
-    s[kRowCount] = counts[b];  // the count alpha_b was computed from
-    scale[b] = add_row_to_outputs(s, plan, batch, sums);
+    scale[b] = add_row_to_outputs(slots.data() + b * kRowSlots, plan, counts, sums);
   }
   write_outputs(sums, total, as_ptr<float>(out_loss), as_ptr<float>(out_stats));
   return flags;
 }
 
 template <class TL>
-void scale_all(TL* coef, float g, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > kParallelMinTokens)
-  for (int64_t i = 0; i < n; ++i) store_at(coef, i, load_at(coef, i) * g);
+void scale_rows(TL* coef, const float* row_scale, float g, int64_t N, int64_t T) {
+#pragma omp parallel for schedule(static) if (N * T > kParallelMinTokens)
+  for (int64_t b = 0; b < N; ++b) {
+    const float s = g * row_scale[b];
+    TL* row = coef + b * T;
+#pragma omp simd
+    for (int64_t t = 0; t < T; ++t) store_at(row, t, load_at(row, t) * s);
+  }
 }
 
-// coef (N,T) *= grad_output in place (a float32 scalar); the forward wrote dLoss/dlogp, so a
-// grad_output of 1 leaves it as it is.
-void grpo_loss_bwd(std::uintptr_t coef, std::uintptr_t grad_output, int64_t N, int64_t T, int dtype) {
+// coef (N,T) *= grad_output * row_scale[b], in place; grad_output is a float32 scalar.
+void grpo_loss_bwd(std::uintptr_t coef, std::uintptr_t row_scale, std::uintptr_t grad_output, int64_t N,
+                   int64_t T, int dtype) {
   const float g = *as_ptr<const float>(grad_output);
-  if (g == 1.0f) return;
-  HARMO_DISPATCH_FLOATING(dtype, scalar_t, [&] { scale_all<scalar_t>(as_ptr<scalar_t>(coef), g, N * T); });
+  HARMO_DISPATCH_FLOATING(dtype, scalar_t, [&] {
+    scale_rows<scalar_t>(as_ptr<scalar_t>(coef), as_ptr<const float>(row_scale), g, N, T);
+  });
 }
 
 }  // namespace
@@ -362,7 +330,7 @@ HARMO_BIND(grpo_loss) {
   namespace py = pybind11;
   m.def("grpo_loss_fwd", &harmo::grpo_loss_fwd, py::call_guard<py::gil_scoped_release>(),
         "Fused GRPO loss forward: loss into out_loss, the 4 metrics into out_stats, alpha_b into row_scale, "
-        "dLoss/dlogp into coef (0 = skip); returns bad-input flags",
+        "per-token gradient coefficients into coef (0 = skip); returns bad-input flags",
         py::kw_only(), py::arg("n"), py::arg("t"), py::arg("logp"), py::arg("old"), py::arg("ref"),
         py::arg("mask"), py::arg("mask_dtype"), py::arg("adv"), py::arg("adv_per_token"), py::arg("w"),
         py::arg("w_per_token"), py::arg("coef"), py::arg("out_loss"), py::arg("out_stats"), py::arg("row_scale"),
@@ -370,8 +338,8 @@ HARMO_BIND(grpo_loss) {
         py::arg("kl_estimator"), py::arg("kl_clamp_d"), py::arg("kl_clamp_v"), py::arg("bias_corrected"), py::arg("sequence"), py::arg("agg_base"),
         py::arg("agg_per_row_count"), py::arg("agg_total_count"), py::arg("agg_nonempty_rows"));
   m.def("grpo_loss_bwd", &harmo::grpo_loss_bwd, py::call_guard<py::gil_scoped_release>(),
-        "Scale the stored gradient by grad_output in place", py::kw_only(), py::arg("coef"),
-        py::arg("grad_output"), py::arg("n"), py::arg("t"), py::arg("dtype"));
+        "Scale the stored coefficients by grad_output * row_scale in place", py::kw_only(), py::arg("coef"), py::arg("row_scale"), py::arg("grad_output"), py::arg("n"), py::arg("t"),
+        py::arg("dtype"));
   m.attr("grpo_row_slot_codes") = harmo::code_table(harmo::kGrpoRowSlotCodes);
   m.attr("grpo_bad_input_codes") = harmo::code_table(harmo::kGrpoBadInputCodes);
 }

@@ -21,9 +21,8 @@ loss (0 * inf is taken as 0, in every backend), and an A < 0 token without delta
 loss and gradient, as the formula says.
 
 The compiled backends make one pass over the token tensors that produces the row partial sums
-AND the per-token gradient; the backward only scales it by grad_output (and on CUDA and Triton by
-the row's aggregation weight), in place; on the CPU a grad_output of 1 leaves it untouched. Extra
-memory: the gradient tensor itself plus O(N) floats.
+AND the per-token gradient coefficient; the backward only scales it by grad_output and the row's
+aggregation weight, in place. Extra memory: the gradient tensor itself plus O(N) floats.
 """
 
 from __future__ import annotations
@@ -307,9 +306,7 @@ def weights_input(is_weights: torch.Tensor | None, n: int, t: int) -> torch.Tens
 
 # --- per-backend launchers
 # forward(logp, old, adv, mask, ref, w, settings, need_grad) -> (loss, stats (4,), coef or None, row_scale (N,))
-# scale_(coef, row_scale, grad_loss): coef becomes grad_loss * dLoss/dlogp, in place. The CUDA and
-# Triton forwards leave coef without the row weights (scale_ multiplies them in), the CPU forward
-# with them.
+# scale_(coef, row_scale, grad_loss): coef *= grad_loss * row_scale[:, None], in place.
 # The token tensors arrive contiguous and of one dtype, adv/w fp32 of shape (N,) or (N,T).
 
 
@@ -359,11 +356,15 @@ def _cpu_forward(logp, old, adv, mask, ref, w, settings, need_grad):
 
 
 def _cpu_scale_(coef: torch.Tensor, row_scale: torch.Tensor, grad_loss: torch.Tensor) -> None:
-    # The CPU forward wrote coef with row_scale applied: only grad_output is left (nothing for 1).
     n, t = coef.shape
     g = grad_loss.float()
     _native.cpu_module().grpo_loss_bwd(
-        coef=coef.data_ptr(), grad_output=g.data_ptr(), n=n, t=t, dtype=_native.dtype_code(coef)
+        coef=coef.data_ptr(),
+        row_scale=row_scale.data_ptr(),
+        grad_output=g.data_ptr(),
+        n=n,
+        t=t,
+        dtype=_native.dtype_code(coef),
     )
 
 
@@ -473,8 +474,8 @@ def _grpo_loss_fake(logp, old_logp, advantages, mask, ref_logp, is_weights, sett
 
 @torch.library.custom_op("harmo_fast::grpo_loss_scale_", mutates_args=("coef",))
 def _grpo_loss_scale_op(coef: torch.Tensor, row_scale: torch.Tensor, grad_loss: torch.Tensor, backend: str) -> None:
-    """coef becomes grad_loss * dLoss/dlogp, in place (see the launchers; under torch.compile,
-    functionalization turns this into a scaled copy, since the graph may still hold coef)."""
+    """coef *= grad_loss * row_scale[:, None], in place (under torch.compile, functionalization
+    turns this into a scaled copy, since the graph may still hold coef)."""
     _LAUNCHERS[backend].scale_(coef, row_scale, grad_loss)
 
 
