@@ -355,17 +355,23 @@ def _cpu_forward(logp, old, adv, mask, ref, w, settings, need_grad):
     return outs["out_loss"], outs["out_stats"], outs["coef"], outs["row_scale"]
 
 
-def _cpu_scale_(coef: torch.Tensor, row_scale: torch.Tensor, grad_loss: torch.Tensor) -> None:
+def _native_scale_(module, coef: torch.Tensor, row_scale: torch.Tensor, grad_loss: torch.Tensor, **extra) -> None:
+    """The compiled grpo_loss_bwd of `module` (both cores share its arguments; extra: the CUDA stream)."""
     n, t = coef.shape
-    g = grad_loss.float()
-    _native.cpu_module().grpo_loss_bwd(
+    g = grad_loss.float()  # kept alive through the call: the core reads it by address
+    module.grpo_loss_bwd(
         coef=coef.data_ptr(),
         row_scale=row_scale.data_ptr(),
         grad_output=g.data_ptr(),
         n=n,
         t=t,
         dtype=_native.dtype_code(coef),
+        **extra,
     )
+
+
+def _cpu_scale_(coef: torch.Tensor, row_scale: torch.Tensor, grad_loss: torch.Tensor) -> None:
+    _native_scale_(_native.cpu_module(), coef, row_scale, grad_loss)
 
 
 def _cuda_forward(logp, old, adv, mask, ref, w, settings, need_grad):
@@ -381,17 +387,7 @@ def _cuda_forward(logp, old, adv, mask, ref, w, settings, need_grad):
 
 
 def _cuda_scale_(coef: torch.Tensor, row_scale: torch.Tensor, grad_loss: torch.Tensor) -> None:
-    n, t = coef.shape
-    g = grad_loss.float()
-    _native.cuda_module().grpo_loss_bwd(
-        coef=coef.data_ptr(),
-        row_scale=row_scale.data_ptr(),
-        grad_output=g.data_ptr(),
-        n=n,
-        t=t,
-        dtype=_native.dtype_code(coef),
-        stream=_native.stream_of(coef),
-    )
+    _native_scale_(_native.cuda_module(), coef, row_scale, grad_loss, stream=_native.stream_of(coef))
 
 
 def _finish_partials(partials: torch.Tensor, plan: AggPlan) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
