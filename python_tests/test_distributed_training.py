@@ -118,6 +118,14 @@ def test_prompts_must_split_into_whole_groups_per_rank(tmp_path, data_dir):
         open_run(cfg, tmp_path, LetterRewards(), Dist("ddp", rank=0, world=2))
 
 
+@pytest.mark.parametrize("threads", [0, -2])
+def test_thread_count_below_one_is_an_error(tmp_path, data_dir, threads):
+    cfg = tiny_config(data_dir, f"trainer.num_threads={threads}")
+    with pytest.raises(ValueError, match=rf"trainer\.num_threads must be >= 1 or null, got {threads}"):
+        open_run(cfg, tmp_path, LetterRewards())
+    assert not (tmp_path / "config.yaml").exists()  # refused before the run directory is written
+
+
 class PromptParityRewards(LetterRewards):
     """Correct when the prompt has an even length: both outcomes in a small evaluation."""
 

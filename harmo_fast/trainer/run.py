@@ -337,6 +337,9 @@ def open_run(cfg: Config, out_dir: Path, rewards: Any | None, dist: Dist | None 
             f"algorithm.prompts_per_step={prompts} does not split into whole groups over {d.world} ranks; "
             f"use a multiple of {d.world}"
         )
+    threads = cfg.trainer.num_threads
+    if threads is not None and threads < 1:
+        raise ValueError(f"trainer.num_threads must be >= 1 or null, got {threads}")
     if d.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, out_dir / "config.yaml")
